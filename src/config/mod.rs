@@ -1,0 +1,212 @@
+//! Configuration: `load(path)` reads the YAML file, expands secrets, and resolves it into the
+//! typed [`Config`] below. Nothing downstream re-validates what this module accepted.
+//!
+//! Stages: `raw` (YAML → position-aware tree, no IO) → `resolve` (defaults, inheritance,
+//! driver options through the registry, names and labels) → [`Config`]. Every problem becomes a
+//! [`Diagnostic`] with file, line, column and key path; all of them are reported at once.
+
+pub mod diagnostics;
+pub mod fields;
+pub mod raw;
+mod resolve;
+pub mod secret;
+pub mod units;
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use diagnostics::{Diagnostic, Severity};
+pub use units::{ByteSize, Rate};
+
+use crate::drivers::DriverSpec;
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from (for messages and reload).
+    pub source: PathBuf,
+    pub global: Global,
+    /// Declared accounts, then one implicit account per line that names a `driver:` itself.
+    pub accounts: Vec<Arc<Account>>,
+    pub lines: Vec<Arc<Line>>,
+    /// Non-fatal findings (literal secrets, readable secret files, reserved label names).
+    pub warnings: Vec<Diagnostic>,
+    /// Whether any secret came from the file (for the readable-by-others warning).
+    pub holds_secrets: bool,
+}
+
+/// `global:` settings with their defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Global {
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub max_concurrency: usize,
+    pub stale_after: Duration,
+    /// Default thresholds for lines and accounts that set none.
+    pub alert: AlertThresholds,
+    /// Show MSISDNs and ICCIDs unmasked in `esim_line_info` and on the status page.
+    pub expose_msisdn: bool,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            poll_interval: Duration::from_secs(15 * 60),
+            timeout: Duration::from_secs(30),
+            max_concurrency: 32,
+            stale_after: Duration::from_secs(6 * 3600),
+            alert: AlertThresholds::default(),
+            expose_msisdn: false,
+        }
+    }
+}
+
+/// `alert:` thresholds; exported as `esim_*_alert_threshold*` gauges for the alert rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AlertThresholds {
+    pub balance_below: Option<f64>,
+    pub data_below: Option<ByteSize>,
+}
+
+impl AlertThresholds {
+    /// Fields set here win; unset ones come from `fallback`.
+    pub fn or(self, fallback: AlertThresholds) -> AlertThresholds {
+        AlertThresholds {
+            balance_below: self.balance_below.or(fallback.balance_below),
+            data_below: self.data_below.or(fallback.data_below),
+        }
+    }
+}
+
+/// Label pairs, sorted by name, names valid and not reserved.
+pub type Labels = Vec<(String, String)>;
+
+/// Options a driver parsed from its part of the config; only that driver looks inside.
+#[derive(Clone)]
+pub struct DriverOptions(pub Arc<dyn Any + Send + Sync>);
+
+impl DriverOptions {
+    pub fn none() -> DriverOptions {
+        DriverOptions(Arc::new(()))
+    }
+
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for DriverOptions {
+    // Options may hold secrets; they are never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DriverOptions(..)")
+    }
+}
+
+/// An account: credentials and limits shared by the lines that name it. A line that sets
+/// `driver:` itself gets an implicit account of its own (`implicit`), so that the scheduler
+/// treats every line alike.
+#[derive(Debug)]
+pub struct Account {
+    /// Key under `accounts:`, or the line name for an implicit account.
+    pub name: String,
+    pub implicit: bool,
+    pub driver: &'static DriverSpec,
+    pub options: DriverOptions,
+    pub labels: Labels,
+    pub rate_limit: Option<Rate>,
+    pub max_concurrency: Option<usize>,
+    pub alert: AlertThresholds,
+}
+
+impl Account {
+    /// The `account` label value: empty for implicit accounts.
+    pub fn label(&self) -> &str {
+        if self.implicit {
+            ""
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// A line: one SIM whose balance and data are polled.
+#[derive(Debug)]
+pub struct Line {
+    pub name: String,
+    pub account: Arc<Account>,
+    /// The `operator` label: the line's or account's `operator:`, else the driver's default.
+    pub operator: String,
+    pub msisdn: Option<String>,
+    pub iccid: Option<String>,
+    /// Account labels overlaid with the line's own, sorted by name.
+    pub labels: Labels,
+    pub alert: AlertThresholds,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    /// Line-level options of the driver (e.g. the demo profile, a USSD code override).
+    pub options: DriverOptions,
+}
+
+impl Line {
+    pub fn driver(&self) -> &'static DriverSpec {
+        self.account.driver
+    }
+}
+
+/// A config that failed to load: every diagnostic, sorted by position.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errors: Vec<&Diagnostic> = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        for (i, d) in errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads, parses and resolves a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        diagnostics: vec![Diagnostic::error(
+            &file,
+            None,
+            "",
+            format!("cannot read config file: {e}"),
+        )],
+    })?;
+    let mut config = parse(&file, &text)?;
+    config.source = path.to_path_buf();
+    if config.holds_secrets {
+        secret::warn_if_readable_by_others(
+            path,
+            "config file holding secrets",
+            &mut config.warnings,
+        );
+    }
+    Ok(config)
+}
+
+/// Parses and resolves config text; `file` names it in messages. No file IO except
+/// `*_file` secrets.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let tree = raw::parse_tree(file, text).map_err(|d| ConfigError {
+        diagnostics: vec![d],
+    })?;
+    resolve::resolve(file, &tree)
+}

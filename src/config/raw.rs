@@ -1,0 +1,255 @@
+//! YAML → a position-aware tree ([`Node`]). The YAML crate (`serde-saphyr`: maintained, reports
+//! positions, budgets aliases against YAML bombs) is used only here, so swapping it touches
+//! this file alone. No IO, no lookups: `resolve` gives the tree its meaning.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use super::diagnostics::Diagnostic;
+
+/// A 1-based line and column in the config file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A YAML value with where it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub pos: Pos,
+}
+
+/// A mapping key with where it stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    pub name: String,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Key, Node)>),
+}
+
+impl Value {
+    /// What kind of value this is, for "expected a string, found a list" messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "nothing (null)",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Parses YAML text into a tree. The one error it can return is a YAML syntax or budget error.
+pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
+    if text.trim().is_empty() {
+        return Ok(Node {
+            value: Value::Null,
+            pos: Pos { line: 1, column: 1 },
+        });
+    }
+    match serde_saphyr::from_str::<Spanned<NodeValue>>(text) {
+        Ok(spanned) => Ok(node(spanned)),
+        Err(err) => {
+            let pos = err.location().map(|l| Pos {
+                line: l.line() as u32,
+                column: l.column() as u32,
+            });
+            Err(Diagnostic::error(
+                file,
+                pos,
+                "",
+                format!("invalid YAML: {}", first_line(&err.to_string())),
+            ))
+        }
+    }
+}
+
+/// The crate's messages may carry a rendered source snippet after the first line; one line is
+/// what our diagnostics print.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    // Drop a trailing " at line N column M" the crate may add: we print the position ourselves.
+    match line.find(" at line ") {
+        Some(i) => line[..i].to_string(),
+        None => line.to_string(),
+    }
+}
+
+fn node(spanned: Spanned<NodeValue>) -> Node {
+    let loc = spanned.referenced;
+    Node {
+        value: spanned.value.0,
+        pos: Pos {
+            line: loc.line() as u32,
+            column: loc.column() as u32,
+        },
+    }
+}
+
+/// Deserialize target for any YAML node.
+struct NodeValue(Value);
+
+impl<'de> Deserialize<'de> for NodeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor).map(NodeValue)
+    }
+}
+
+/// Deserialize target for a mapping key: scalars become their text.
+struct KeyName(String);
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_any(ValueVisitor)? {
+            Value::Str(s) => Ok(KeyName(s)),
+            Value::Int(i) => Ok(KeyName(i.to_string())),
+            Value::Float(f) => Ok(KeyName(f.to_string())),
+            Value::Bool(b) => Ok(KeyName(b.to_string())),
+            Value::Null => Ok(KeyName("null".to_string())),
+            other => Err(de::Error::custom(format!(
+                "a mapping key must be a plain word, found {}",
+                other.kind()
+            ))),
+        }
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(i64::try_from(v)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(v as f64)))
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+        Ok(i64::try_from(v)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(v as f64)))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+        Ok(i64::try_from(v)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(v as f64)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<NodeValue>>()? {
+            items.push(node(item));
+        }
+        Ok(Value::Seq(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<KeyName>>()? {
+            let pos = Pos {
+                line: key.referenced.line() as u32,
+                column: key.referenced.column() as u32,
+            };
+            let value = node(map.next_value::<Spanned<NodeValue>>()?);
+            entries.push((
+                Key {
+                    name: key.value.0,
+                    pos,
+                },
+                value,
+            ));
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_positions_of_keys_and_values() {
+        let tree = parse_tree("t.yaml", "global:\n  timeout: 30s\nlines:\n  - name: a\n").unwrap();
+        let Value::Map(root) = tree.value else {
+            panic!("root is a map")
+        };
+        assert_eq!(root[0].0.name, "global");
+        assert_eq!(root[0].0.pos, Pos { line: 1, column: 1 });
+        let Value::Map(global) = &root[0].1.value else {
+            panic!()
+        };
+        assert_eq!(global[0].0.pos, Pos { line: 2, column: 3 });
+        assert_eq!(global[0].1.value, Value::Str("30s".into()));
+        let Value::Seq(lines) = &root[1].1.value else {
+            panic!()
+        };
+        assert_eq!(lines[0].pos.line, 4);
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_a_position() {
+        let err = parse_tree("t.yaml", "lines:\n  - name: [a\n").unwrap_err();
+        assert!(err.pos.is_some(), "{err}");
+    }
+}

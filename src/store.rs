@@ -1,0 +1,268 @@
+//! The store: the latest reading and poll status of every line, plus the counters derived from
+//! successive readings (`esim_spent_total`, `esim_topped_up_total`, `esim_data_used_bytes_total`).
+//! Writers are poll tasks (`record`); readers are the renderer, the status page and the API.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::config::Line;
+use crate::error::{PollError, Reason};
+use crate::reading::{Currency, Money, Reading};
+
+/// The result of one poll, as the scheduler hands it over.
+#[derive(Clone, Debug)]
+pub struct PollOutcome {
+    /// When the poll finished.
+    pub at: SystemTime,
+    pub duration: Duration,
+    pub result: Result<Reading, PollError>,
+}
+
+/// The last failure of a line, for the status page and `/api/v1/lines`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastError {
+    pub reason: Reason,
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// Money counters of one currency (a line whose currency changes gets a second series).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoneyTotals {
+    pub currency: Currency,
+    pub spent: f64,
+    pub topped_up: f64,
+}
+
+/// Everything known about one line.
+#[derive(Clone, Debug)]
+pub struct LineState {
+    pub line: Arc<Line>,
+    /// The last successful reading (kept across failures; staleness is the reader's call).
+    pub reading: Option<Reading>,
+    pub last_success: Option<SystemTime>,
+    pub last_attempt: Option<SystemTime>,
+    pub last_duration: Option<Duration>,
+    /// True when the most recent poll succeeded.
+    pub last_poll_ok: Option<bool>,
+    pub last_error: Option<LastError>,
+    pub polls_total: u64,
+    pub errors_total: [u64; Reason::ALL.len()],
+    pub money: Vec<MoneyTotals>,
+    /// Present once the line has ever reported data remaining.
+    pub data_used_bytes_total: Option<f64>,
+    /// The last balance and data seen, even when a later reading omitted them: deltas are
+    /// taken against these so a poll that misses a field does not count as spend or top-up.
+    last_balance: Option<Money>,
+    last_data_remaining: Option<u64>,
+    /// Bumped on every change; the renderer re-renders a line only when this moved.
+    pub version: u64,
+}
+
+impl LineState {
+    fn new(line: Arc<Line>) -> LineState {
+        LineState {
+            line,
+            reading: None,
+            last_success: None,
+            last_attempt: None,
+            last_duration: None,
+            last_poll_ok: None,
+            last_error: None,
+            polls_total: 0,
+            errors_total: [0; Reason::ALL.len()],
+            money: Vec::new(),
+            data_used_bytes_total: None,
+            last_balance: None,
+            last_data_remaining: None,
+            version: 0,
+        }
+    }
+
+    /// The reading if it is younger than `stale_after` at `now`: stale values leave /metrics.
+    pub fn fresh_reading(&self, now: SystemTime, stale_after: Duration) -> Option<&Reading> {
+        let at = self.last_success?;
+        let age = now.duration_since(at).unwrap_or(Duration::ZERO);
+        if age > stale_after {
+            None
+        } else {
+            self.reading.as_ref()
+        }
+    }
+
+    fn apply(&mut self, outcome: PollOutcome) {
+        self.polls_total += 1;
+        self.last_attempt = Some(outcome.at);
+        self.last_duration = Some(outcome.duration);
+        self.version += 1;
+        match outcome.result {
+            Ok(reading) => {
+                self.last_poll_ok = Some(true);
+                self.last_success = Some(outcome.at);
+                self.derive_counters(&reading);
+                self.reading = Some(reading);
+            }
+            Err(err) => {
+                self.last_poll_ok = Some(false);
+                self.errors_total[err.reason().index()] += 1;
+                self.last_error = Some(LastError {
+                    reason: err.reason(),
+                    message: err.to_string(),
+                    at: outcome.at,
+                });
+            }
+        }
+    }
+
+    /// Balance decreases add to `spent`, increases to `topped_up` (per currency); data-remaining
+    /// decreases add to `data_used`, increases are package renewals and add nothing.
+    fn derive_counters(&mut self, reading: &Reading) {
+        if let Some(balance) = reading.balance {
+            let prev = self.last_balance.filter(|p| p.currency == balance.currency);
+            let totals = self.money_totals(balance.currency);
+            if let Some(prev) = prev {
+                let delta = balance.amount - prev.amount;
+                if delta < 0.0 {
+                    totals.spent += -delta;
+                } else {
+                    totals.topped_up += delta;
+                }
+            }
+            self.last_balance = Some(balance);
+        }
+        if let Some(remaining) = reading.data_remaining {
+            let used = self.data_used_bytes_total.get_or_insert(0.0);
+            if let Some(prev) = self.last_data_remaining {
+                if remaining.bytes() < prev {
+                    *used += (prev - remaining.bytes()) as f64;
+                }
+            }
+            self.last_data_remaining = Some(remaining.bytes());
+        }
+    }
+
+    fn money_totals(&mut self, currency: Currency) -> &mut MoneyTotals {
+        let index = match self.money.iter().position(|m| m.currency == currency) {
+            Some(i) => i,
+            None => {
+                self.money.push(MoneyTotals {
+                    currency,
+                    spent: 0.0,
+                    topped_up: 0.0,
+                });
+                self.money.len() - 1
+            }
+        };
+        &mut self.money[index]
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Lines in config order, the order of /metrics and the status page.
+    order: Vec<String>,
+    states: HashMap<String, LineState>,
+}
+
+/// The latest state of every configured line.
+#[derive(Default)]
+pub struct Store {
+    inner: RwLock<Inner>,
+    generation: AtomicU64,
+}
+
+/// Read access to every line in config order.
+pub struct StoreView<'a> {
+    guard: RwLockReadGuard<'a, Inner>,
+}
+
+impl StoreView<'_> {
+    pub fn lines(&self) -> impl Iterator<Item = &LineState> {
+        self.guard
+            .order
+            .iter()
+            .filter_map(|name| self.guard.states.get(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&LineState> {
+        self.guard.states.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.guard.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.guard.order.is_empty()
+    }
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Makes the store hold exactly `lines`: lines that stay keep their readings and counters
+    /// (with the new config attached), new lines start empty, removed lines are dropped.
+    pub fn apply_plan(&self, lines: &[Arc<Line>]) {
+        let mut inner = self.write();
+        let mut old = std::mem::take(&mut inner.states);
+        let mut states = HashMap::with_capacity(lines.len());
+        let mut order = Vec::with_capacity(lines.len());
+        for line in lines {
+            let mut state = old
+                .remove(&line.name)
+                .unwrap_or_else(|| LineState::new(line.clone()));
+            state.line = line.clone();
+            state.version += 1;
+            order.push(line.name.clone());
+            states.insert(line.name.clone(), state);
+        }
+        inner.states = states;
+        inner.order = order;
+        drop(inner);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records a poll of `line`; a line no longer configured (removed by a reload while its
+    /// poll was in flight) is ignored, which `false` reports.
+    pub fn record(&self, line: &str, outcome: PollOutcome) -> bool {
+        let mut inner = self.write();
+        let Some(state) = inner.states.get_mut(line) else {
+            return false;
+        };
+        state.apply(outcome);
+        drop(inner);
+        self.generation.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    pub fn view(&self) -> StoreView<'_> {
+        StoreView {
+            guard: self
+                .inner
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        }
+    }
+
+    /// A copy of one line's state.
+    pub fn get(&self, line: &str) -> Option<LineState> {
+        self.view().get(line).cloned()
+    }
+
+    /// Changes on every write; readers compare it to skip work when nothing moved.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every update is one assignment
+        // sequence per line), so a poisoned lock is taken over rather than propagated.
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
