@@ -1,1 +1,158 @@
+//! Command-line flags, Prometheus-exporter style (`--config.file`, `--web.listen-address`).
+//! Two stages, like the config: clap parses [`Flags`]; `Options` holds them resolved.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The config embedded in the binary: the demo fleet, so a first run needs no file.
+pub const EMBEDDED_DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "esim-exporter",
+    about = "Prometheus exporter for the balance and data left on mobile lines (eSIMs, IoT fleets)",
+    version = version_text(),
+    long_version = long_version_text(),
+)]
+pub struct Flags {
+    /// Config file. `embedded:demo` (or a missing default `esim.yaml`) runs the built-in demo fleet.
+    #[arg(long = "config.file", default_value = "esim.yaml", value_name = "PATH")]
+    pub config_file: PathBuf,
+
+    /// Validate the config, print a summary (lines per driver and account) and exit 0/1.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Address to listen on; repeat for several.
+    #[arg(long = "web.listen-address", default_value = ":10063", value_name = "ADDR")]
+    pub listen_addresses: Vec<String>,
+
+    /// Path under which metrics are exposed.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_name = "PATH")]
+    pub telemetry_path: String,
+
+    /// exporter-toolkit compatible web config (TLS, basic auth).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    pub log_format: LogFormat,
+
+    /// Poll only the lines that rendezvous hashing of the line name gives shard i of n (`i/n`, 1-based).
+    #[arg(long = "shard", value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// File where last readings and counters persist across restarts.
+    #[arg(long = "storage.path", value_name = "PATH")]
+    pub storage_path: Option<PathBuf>,
+
+    /// Poll every line once, print a table (or JSON with --output json) and exit; non-zero if any poll failed.
+    #[arg(long = "once")]
+    pub once: bool,
+
+    /// Output of --once.
+    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// How often the /metrics body is re-rendered in the background.
+    #[arg(long = "web.render-interval", default_value = "1s", value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub render_interval: Duration,
+
+    /// gzip level of the pre-compressed /metrics body (0-9).
+    #[arg(long = "web.gzip-level", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub gzip_level: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    crate::config::units::parse_duration(text).and_then(|d| {
+        if d.is_zero() {
+            Err("must be longer than zero".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+/// `--version`: version, git revision, rustc.
+pub const fn version_text() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+pub const fn long_version_text() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nrevision: ",
+        env!("ESIM_GIT_REVISION"),
+        "\nrustc: ",
+        env!("ESIM_RUSTC_VERSION")
+    )
+}
+
+/// Parses a listen address: `:10063` means every interface, like Go's net.Listen.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let full = if let Some(port) = text.strip_prefix(':') { format!("0.0.0.0:{port}") } else { text.to_string() };
+    full.parse().map_err(|_| format!("invalid listen address `{text}` (expected host:port or :port)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prometheus_style_flags() {
+        let f = Flags::parse_from([
+            "esim-exporter",
+            "--config.file",
+            "x.yaml",
+            "--web.listen-address",
+            "127.0.0.1:1",
+            "--web.listen-address",
+            ":2",
+            "--log.format",
+            "json",
+        ]);
+        assert_eq!(f.config_file, PathBuf::from("x.yaml"));
+        assert_eq!(f.listen_addresses, vec!["127.0.0.1:1", ":2"]);
+        assert_eq!(f.log_format, LogFormat::Json);
+        assert_eq!(f.telemetry_path, "/metrics");
+    }
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(parse_listen_address(":10063").unwrap().port(), 10063);
+        assert!(parse_listen_address("[::1]:9").is_ok());
+        assert!(parse_listen_address("nope").is_err());
+    }
+
+    #[test]
+    fn embedded_demo_config_loads() {
+        let config = crate::config::parse("embedded:demo", EMBEDDED_DEMO_CONFIG).expect("demo config is valid");
+        assert!(config.lines.len() >= 24);
+    }
+}

@@ -22,12 +22,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(
-        file: &str,
-        pos: Option<Pos>,
-        path: &str,
-        message: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn error(file: &str, pos: Option<Pos>, path: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             file: file.to_string(),
@@ -37,16 +32,8 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(
-        file: &str,
-        pos: Option<Pos>,
-        path: &str,
-        message: impl Into<String>,
-    ) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(file, pos, path, message)
-        }
+    pub fn warning(file: &str, pos: Option<Pos>, path: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pos, path, message) }
     }
 
     pub fn is_error(&self) -> bool {
@@ -78,10 +65,7 @@ pub fn sort(diagnostics: &mut [Diagnostic]) {
 }
 
 /// The candidate closest to `word` by edit distance, when it is close enough to be a typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -93,9 +77,7 @@ pub fn did_you_mean<'a>(
 
 /// Suffix for messages: `` (did you mean `x`?)`` or nothing.
 pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(word, candidates)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default()
+    did_you_mean(word, candidates).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -118,28 +100,14 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(
-            did_you_mean("pasword", ["password", "login"]),
-            Some("password")
-        );
-        assert_eq!(
-            did_you_mean("poll_intervall", ["poll_interval", "timeout"]),
-            Some("poll_interval")
-        );
+        assert_eq!(did_you_mean("pasword", ["password", "login"]), Some("password"));
+        assert_eq!(did_you_mean("poll_intervall", ["poll_interval", "timeout"]), Some("poll_interval"));
         assert_eq!(did_you_mean("colour", ["password", "login"]), None);
     }
 
     #[test]
     fn formats_file_position_path_and_message() {
-        let d = Diagnostic::error(
-            "esim.yaml",
-            Some(Pos { line: 3, column: 5 }),
-            "lines[0] (a).msisdn",
-            "bad",
-        );
-        assert_eq!(
-            d.to_string(),
-            "esim.yaml:3:5: error: lines[0] (a).msisdn: bad"
-        );
+        let d = Diagnostic::error("esim.yaml", Some(Pos { line: 3, column: 5 }), "lines[0] (a).msisdn", "bad");
+        assert_eq!(d.to_string(), "esim.yaml:3:5: error: lines[0] (a).msisdn: bad");
     }
 }

@@ -26,10 +26,7 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(file: &str) -> Sink {
-        let base_dir = Path::new(file)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
         Sink {
             file: file.to_string(),
             base_dir,
@@ -40,23 +37,15 @@ impl Sink {
     }
 
     pub fn error(&self, pos: Option<Pos>, path: &str, message: impl Into<String>) {
-        self.diagnostics
-            .borrow_mut()
-            .push(Diagnostic::error(&self.file, pos, path, message));
+        self.diagnostics.borrow_mut().push(Diagnostic::error(&self.file, pos, path, message));
     }
 
     pub fn warning(&self, pos: Option<Pos>, path: &str, message: impl Into<String>) {
-        self.diagnostics
-            .borrow_mut()
-            .push(Diagnostic::warning(&self.file, pos, path, message));
+        self.diagnostics.borrow_mut().push(Diagnostic::warning(&self.file, pos, path, message));
     }
 
     pub fn error_count(&self) -> usize {
-        self.diagnostics
-            .borrow()
-            .iter()
-            .filter(|d| d.is_error())
-            .count()
+        self.diagnostics.borrow().iter().filter(|d| d.is_error()).count()
     }
 }
 
@@ -77,10 +66,7 @@ impl<'a> Fields<'a> {
         match &node.value {
             Value::Map(map) => {
                 for (key, value) in map {
-                    if entries
-                        .iter()
-                        .any(|(k, _, _): &(&Key, &Node, bool)| k.name == key.name)
-                    {
+                    if entries.iter().any(|(k, _, _): &(&Key, &Node, bool)| k.name == key.name) {
                         sink.error(Some(key.pos), &join(&path, &key.name), "duplicate key");
                         continue;
                     }
@@ -88,19 +74,9 @@ impl<'a> Fields<'a> {
                 }
             }
             Value::Null => {}
-            other => sink.error(
-                Some(node.pos),
-                &path,
-                format!("expected a mapping of keys, found {}", other.kind()),
-            ),
+            other => sink.error(Some(node.pos), &path, format!("expected a mapping of keys, found {}", other.kind())),
         }
-        Fields {
-            sink,
-            path,
-            pos: node.pos,
-            entries,
-            asked: Vec::new(),
-        }
+        Fields { sink, path, pos: node.pos, entries, asked: Vec::new() }
     }
 
     pub fn sink(&self) -> &'a Sink {
@@ -152,11 +128,7 @@ impl<'a> Fields<'a> {
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
             other => {
-                self.error(
-                    key,
-                    node.pos,
-                    format!("expected a string, found {}", other.kind()),
-                );
+                self.error(key, node.pos, format!("expected a string, found {}", other.kind()));
                 return None;
             }
         };
@@ -173,11 +145,7 @@ impl<'a> Fields<'a> {
     pub fn required_string(&mut self, key: &'static str) -> Option<String> {
         let value = self.string(key);
         if value.is_none() && !self.has(key) {
-            self.sink.error(
-                Some(self.pos),
-                &self.path,
-                format!("missing required key `{key}`"),
-            );
+            self.sink.error(Some(self.pos), &self.path, format!("missing required key `{key}`"));
         }
         value
     }
@@ -187,11 +155,7 @@ impl<'a> Fields<'a> {
         match node.value {
             Value::Bool(b) => Some(b),
             ref other => {
-                self.error(
-                    key,
-                    node.pos,
-                    format!("expected true or false, found {}", other.kind()),
-                );
+                self.error(key, node.pos, format!("expected true or false, found {}", other.kind()));
                 None
             }
         }
@@ -203,11 +167,7 @@ impl<'a> Fields<'a> {
             Value::Int(i) => Some(i as f64),
             Value::Float(f) if f.is_finite() => Some(f),
             ref other => {
-                self.error(
-                    key,
-                    node.pos,
-                    format!("expected a number, found {}", describe(other)),
-                );
+                self.error(key, node.pos, format!("expected a number, found {}", describe(other)));
                 None
             }
         }
@@ -219,19 +179,11 @@ impl<'a> Fields<'a> {
         match node.value {
             Value::Int(i) if i >= 0 && (i as u64) >= min && (i as u64) <= max => Some(i as u64),
             Value::Int(i) => {
-                self.error(
-                    key,
-                    node.pos,
-                    format!("{i} is out of range (expected {min} to {max})"),
-                );
+                self.error(key, node.pos, format!("{i} is out of range (expected {min} to {max})"));
                 None
             }
             ref other => {
-                self.error(
-                    key,
-                    node.pos,
-                    format!("expected a whole number, found {}", describe(other)),
-                );
+                self.error(key, node.pos, format!("expected a whole number, found {}", describe(other)));
                 None
             }
         }
@@ -243,10 +195,7 @@ impl<'a> Fields<'a> {
         let parsed = match &node.value {
             Value::Int(i) if *i >= 0 => Ok(ByteSize(*i as u64)),
             Value::Str(s) => ByteSize::parse(s),
-            other => Err(format!(
-                "expected a size such as 500MB or 1.5GiB, found {}",
-                describe(other)
-            )),
+            other => Err(format!("expected a size such as 500MB or 1.5GiB, found {}", describe(other))),
         };
         self.report(key, node.pos, parsed)
     }
@@ -262,10 +211,7 @@ impl<'a> Fields<'a> {
                     Ok(d)
                 }
             }),
-            other => Err(format!(
-                "expected a duration such as 30s, 15m or 1h, found {}",
-                describe(other)
-            )),
+            other => Err(format!("expected a duration such as 30s, 15m or 1h, found {}", describe(other))),
         };
         self.report(key, node.pos, parsed)
     }
@@ -275,10 +221,7 @@ impl<'a> Fields<'a> {
         let node = self.node(key)?;
         let parsed = match &node.value {
             Value::Str(s) => Rate::parse(s),
-            other => Err(format!(
-                "expected a rate such as 3/s or 60/m, found {}",
-                describe(other)
-            )),
+            other => Err(format!("expected a rate such as 3/s or 60/m, found {}", describe(other))),
         };
         self.report(key, node.pos, parsed)
     }
@@ -290,20 +233,12 @@ impl<'a> Fields<'a> {
         let file_node = self.node(key_file);
         match (inline_node, file_node) {
             (Some(a), Some(_)) => {
-                self.error(
-                    key,
-                    a.pos,
-                    format!("give either `{key}` or `{key_file}`, not both"),
-                );
+                self.error(key, a.pos, format!("give either `{key}` or `{key_file}`, not both"));
                 None
             }
             (Some(node), None) => {
                 let Value::Str(raw) = &node.value else {
-                    self.error(
-                        key,
-                        node.pos,
-                        format!("expected a string, found {}", node.value.kind()),
-                    );
+                    self.error(key, node.pos, format!("expected a string, found {}", node.value.kind()));
                     return None;
                 };
                 if !secret::is_reference(raw) {
@@ -328,11 +263,7 @@ impl<'a> Fields<'a> {
             }
             (None, Some(node)) => {
                 let Value::Str(path) = &node.value else {
-                    self.error(
-                        key_file,
-                        node.pos,
-                        format!("expected a file path, found {}", node.value.kind()),
-                    );
+                    self.error(key_file, node.pos, format!("expected a file path, found {}", node.value.kind()));
                     return None;
                 };
                 let path = self.sink.base_dir.join(path);
@@ -363,14 +294,7 @@ impl<'a> Fields<'a> {
         };
         let path = self.path_of(key);
         let Value::Map(entries) = &node.value else {
-            self.error(
-                key,
-                node.pos,
-                format!(
-                    "expected a mapping of names to values, found {}",
-                    node.value.kind()
-                ),
-            );
+            self.error(key, node.pos, format!("expected a mapping of names to values, found {}", node.value.kind()));
             return Vec::new();
         };
         let mut out: Vec<(Pos, String, Pos, String)> = Vec::new();
@@ -390,8 +314,7 @@ impl<'a> Fields<'a> {
                 }
             };
             if out.iter().any(|(_, name, _, _)| *name == k.name) {
-                self.sink
-                    .error(Some(k.pos), &join(&path, &k.name), "duplicate key");
+                self.sink.error(Some(k.pos), &join(&path, &k.name), "duplicate key");
                 continue;
             }
             out.push((k.pos, k.name.clone(), v.pos, text));

@@ -164,11 +164,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errors: Vec<&Diagnostic> = self
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .collect();
+        let errors: Vec<&Diagnostic> = self.diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
         for (i, d) in errors.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
@@ -183,21 +179,12 @@ impl fmt::Display for ConfigError {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        diagnostics: vec![Diagnostic::error(
-            &file,
-            None,
-            "",
-            format!("cannot read config file: {e}"),
-        )],
+        diagnostics: vec![Diagnostic::error(&file, None, "", format!("cannot read config file: {e}"))],
     })?;
     let mut config = parse(&file, &text)?;
     config.source = path.to_path_buf();
     if config.holds_secrets {
-        secret::warn_if_readable_by_others(
-            path,
-            "config file holding secrets",
-            &mut config.warnings,
-        );
+        secret::warn_if_readable_by_others(path, "config file holding secrets", &mut config.warnings);
     }
     Ok(config)
 }
@@ -205,8 +192,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and resolves config text; `file` names it in messages. No file IO except
 /// `*_file` secrets.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-    let tree = raw::parse_tree(file, text).map_err(|d| ConfigError {
-        diagnostics: vec![d],
-    })?;
+    let tree = raw::parse_tree(file, text).map_err(|d| ConfigError { diagnostics: vec![d] })?;
     resolve::resolve(file, &tree)
 }

@@ -65,24 +65,13 @@ impl Value {
 /// Parses YAML text into a tree. The one error it can return is a YAML syntax or budget error.
 pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
     if text.trim().is_empty() {
-        return Ok(Node {
-            value: Value::Null,
-            pos: Pos { line: 1, column: 1 },
-        });
+        return Ok(Node { value: Value::Null, pos: Pos { line: 1, column: 1 } });
     }
     match serde_saphyr::from_str::<Spanned<NodeValue>>(text) {
         Ok(spanned) => Ok(node(spanned)),
         Err(err) => {
-            let pos = err.location().map(|l| Pos {
-                line: l.line() as u32,
-                column: l.column() as u32,
-            });
-            Err(Diagnostic::error(
-                file,
-                pos,
-                "",
-                format!("invalid YAML: {}", first_line(&err.to_string())),
-            ))
+            let pos = err.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 });
+            Err(Diagnostic::error(file, pos, "", format!("invalid YAML: {}", first_line(&err.to_string()))))
         }
     }
 }
@@ -100,13 +89,7 @@ fn first_line(message: &str) -> String {
 
 fn node(spanned: Spanned<NodeValue>) -> Node {
     let loc = spanned.referenced;
-    Node {
-        value: spanned.value.0,
-        pos: Pos {
-            line: loc.line() as u32,
-            column: loc.column() as u32,
-        },
-    }
+    Node { value: spanned.value.0, pos: Pos { line: loc.line() as u32, column: loc.column() as u32 } }
 }
 
 /// Deserialize target for any YAML node.
@@ -129,10 +112,7 @@ impl<'de> Deserialize<'de> for KeyName {
             Value::Float(f) => Ok(KeyName(f.to_string())),
             Value::Bool(b) => Ok(KeyName(b.to_string())),
             Value::Null => Ok(KeyName("null".to_string())),
-            other => Err(de::Error::custom(format!(
-                "a mapping key must be a plain word, found {}",
-                other.kind()
-            ))),
+            other => Err(de::Error::custom(format!("a mapping key must be a plain word, found {}", other.kind()))),
         }
     }
 }
@@ -155,21 +135,15 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(i64::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
     }
 
     fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
-        Ok(i64::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
     }
 
     fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
-        Ok(i64::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
@@ -207,18 +181,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Spanned<KeyName>>()? {
-            let pos = Pos {
-                line: key.referenced.line() as u32,
-                column: key.referenced.column() as u32,
-            };
+            let pos = Pos { line: key.referenced.line() as u32, column: key.referenced.column() as u32 };
             let value = node(map.next_value::<Spanned<NodeValue>>()?);
-            entries.push((
-                Key {
-                    name: key.value.0,
-                    pos,
-                },
-                value,
-            ));
+            entries.push((Key { name: key.value.0, pos }, value));
         }
         Ok(Value::Map(entries))
     }
@@ -231,19 +196,13 @@ mod tests {
     #[test]
     fn keeps_positions_of_keys_and_values() {
         let tree = parse_tree("t.yaml", "global:\n  timeout: 30s\nlines:\n  - name: a\n").unwrap();
-        let Value::Map(root) = tree.value else {
-            panic!("root is a map")
-        };
+        let Value::Map(root) = tree.value else { panic!("root is a map") };
         assert_eq!(root[0].0.name, "global");
         assert_eq!(root[0].0.pos, Pos { line: 1, column: 1 });
-        let Value::Map(global) = &root[0].1.value else {
-            panic!()
-        };
+        let Value::Map(global) = &root[0].1.value else { panic!() };
         assert_eq!(global[0].0.pos, Pos { line: 2, column: 3 });
         assert_eq!(global[0].1.value, Value::Str("30s".into()));
-        let Value::Seq(lines) = &root[1].1.value else {
-            panic!()
-        };
+        let Value::Seq(lines) = &root[1].1.value else { panic!() };
         assert_eq!(lines[0].pos.line, 4);
     }
 

@@ -1,7 +1,7 @@
 //! Raw tree → resolved [`Config`]: defaults, account inheritance, driver options through the
 //! registry, name and label rules. Collects every problem instead of stopping at the first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::diagnostics::{self, hint, Severity};
@@ -12,8 +12,7 @@ use crate::drivers::{self, DriverSpec};
 
 /// Labels the exporter sets itself; a user label with one of these names would clash.
 const RESERVED_LABELS: &[&str] = &[
-    "line", "operator", "account", "driver", "currency", "reason", "msisdn", "iccid", "plan",
-    "code", "le", "quantile",
+    "line", "operator", "account", "driver", "currency", "reason", "msisdn", "iccid", "plan", "code", "le", "quantile",
 ];
 
 /// Labels that belong to Prometheus target labels, not to each line (DESIGN §4).
@@ -27,14 +26,9 @@ pub fn resolve(file: &str, tree: &Node) -> Result<Config, ConfigError> {
 
 pub(super) fn resolve_with(sink: Sink, tree: &Node) -> Result<Config, ConfigError> {
     let mut root = Fields::new(&sink, "", tree);
-    let global = root
-        .map("global")
-        .map(|g| resolve_global(g))
-        .unwrap_or_default();
-    let accounts = root
-        .node("accounts")
-        .map(|n| resolve_accounts(&sink, n, &global))
-        .unwrap_or_default();
+    let global = root.map("global").map(resolve_global).unwrap_or_default();
+    let mut broken = HashSet::new();
+    let accounts = root.node("accounts").map(|n| resolve_accounts(&sink, n, &global, &mut broken)).unwrap_or_default();
     let lines_node = root.node("lines");
     root.finish("at the top level (expected global, accounts, lines)");
 
@@ -42,7 +36,7 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node) -> Result<Config, ConfigErro
     declared.sort_by(|a, b| a.name.cmp(&b.name));
     let mut implicit = Vec::new();
     let lines = match lines_node {
-        Some(node) => resolve_lines(&sink, node, &global, &accounts, &mut implicit),
+        Some(node) => resolve_lines(&sink, node, &global, (&accounts, &broken), &mut implicit),
         None => Vec::new(),
     };
     if lines.is_empty() && sink.error_count() == 0 {
@@ -69,9 +63,7 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node) -> Result<Config, ConfigErro
 fn resolve_global(mut g: Fields<'_>) -> Global {
     let defaults = Global::default();
     let global = Global {
-        poll_interval: g
-            .duration("poll_interval")
-            .unwrap_or(defaults.poll_interval),
+        poll_interval: g.duration("poll_interval").unwrap_or(defaults.poll_interval),
         timeout: g.duration("timeout").unwrap_or(defaults.timeout),
         max_concurrency: g
             .u64_in("max_concurrency", 1, 100_000)
@@ -89,10 +81,7 @@ fn resolve_alert(mut a: Fields<'_>) -> AlertThresholds {
     let balance_below = a.f64("balance_below");
     let data_below = a.size("data_below");
     a.finish("in alert (expected balance_below, data_below)");
-    AlertThresholds {
-        balance_below,
-        data_below,
-    }
+    AlertThresholds { balance_below, data_below }
 }
 
 /// Account-level keys shared by every driver; the rest belongs to the driver.
@@ -124,16 +113,15 @@ struct AccountDefaults {
     timeout: Option<std::time::Duration>,
 }
 
-fn resolve_accounts(sink: &Sink, node: &Node, global: &Global) -> AccountTable {
+/// Reads `accounts:`; names whose driver is missing or unknown go to `broken`, so that their
+/// lines are not reported again as naming an unknown account.
+fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut HashSet<String>) -> AccountTable {
     let mut table = AccountTable::new();
     let Value::Map(entries) = &node.value else {
         sink.error(
             Some(node.pos),
             "accounts",
-            format!(
-                "expected a mapping of account names, found {}",
-                node.value.kind()
-            ),
+            format!("expected a mapping of account names, found {}", node.value.kind()),
         );
         return table;
     };
@@ -145,28 +133,14 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global) -> AccountTable {
         }
         let mut f = Fields::new(sink, path.clone(), value);
         let Some(spec) = driver_of(&mut f) else {
+            broken.insert(key.name.clone());
             continue;
         };
-        if !spec.needs_account {
-            f.error(
-                "driver",
-                value.pos,
-                format!(
-                    "driver `{}` takes no account: give its keys on the line itself",
-                    spec.name
-                ),
-            );
-            continue;
-        }
         let common = take_common(&mut f);
         let rate_limit = f.rate("rate_limit").or(spec.default_rate_limit);
         let max_concurrency = f.u64_in("max_concurrency", 1, 10_000).map(|n| n as usize);
         if let Some(d) = f.node("discover") {
-            f.error(
-                "discover",
-                d.pos,
-                format!("driver `{}` cannot discover lines", spec.name),
-            );
+            f.error("discover", d.pos, format!("driver `{}` cannot discover lines", spec.name));
         }
         let options = (spec.account_options)(&mut f);
         f.finish(&format!("for an account of driver `{}`", spec.name));
@@ -180,11 +154,8 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global) -> AccountTable {
             max_concurrency,
             alert: common.alert.or(global.alert),
         };
-        let defaults = AccountDefaults {
-            operator: common.operator,
-            poll_interval: common.poll_interval,
-            timeout: common.timeout,
-        };
+        let defaults =
+            AccountDefaults { operator: common.operator, poll_interval: common.poll_interval, timeout: common.timeout };
         table.insert(key.name.clone(), (Arc::new(account), defaults));
     }
     table
@@ -192,18 +163,18 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global) -> AccountTable {
 
 /// Takes `driver:` and finds it in the registry, reporting unknown names with a hint.
 fn driver_of(f: &mut Fields<'_>) -> Option<&'static DriverSpec> {
-    let pos = f.node("driver").map(|n| n.pos)?;
+    let Some(pos) = f.node("driver").map(|n| n.pos) else {
+        let known = drivers::names().join(", ");
+        f.sink().error(Some(f.pos()), f.path(), format!("missing required key `driver` (known: {known})"));
+        return None;
+    };
     let name = f.string("driver")?;
     match drivers::lookup(&name) {
         Some(spec) => Some(spec),
         None => {
             let known = drivers::names();
             let hint = hint(&name, known.iter().copied());
-            f.error(
-                "driver",
-                pos,
-                format!("unknown driver `{name}`{hint}; known: {}", known.join(", ")),
-            );
+            f.error("driver", pos, format!("unknown driver `{name}`{hint}; known: {}", known.join(", ")));
             None
         }
     }
@@ -213,15 +184,11 @@ fn resolve_lines(
     sink: &Sink,
     node: &Node,
     global: &Global,
-    accounts: &AccountTable,
+    accounts: (&AccountTable, &HashSet<String>),
     implicit: &mut Vec<Arc<Account>>,
 ) -> Vec<Arc<Line>> {
     let Value::Seq(items) = &node.value else {
-        sink.error(
-            Some(node.pos),
-            "lines",
-            format!("expected a list of lines, found {}", node.value.kind()),
-        );
+        sink.error(Some(node.pos), "lines", format!("expected a list of lines, found {}", node.value.kind()));
         return Vec::new();
     };
     let mut lines = Vec::with_capacity(items.len());
@@ -238,10 +205,7 @@ fn resolve_lines(
                 Some(first) => f.error(
                     "name",
                     item.pos,
-                    format!(
-                        "duplicate line name `{}` (first used at line {})",
-                        line.name, first.line
-                    ),
+                    format!("duplicate line name `{}` (first used at line {})", line.name, first.line),
                 ),
                 None => {
                     seen.insert(line.name.clone(), item.pos);
@@ -257,20 +221,17 @@ fn line_name_hint(item: &Node) -> Option<String> {
     let Value::Map(entries) = &item.value else {
         return None;
     };
-    entries
-        .iter()
-        .find(|(k, _)| k.name == "name")
-        .and_then(|(_, v)| match &v.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Int(i) => Some(i.to_string()),
-            _ => None,
-        })
+    entries.iter().find(|(k, _)| k.name == "name").and_then(|(_, v)| match &v.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    })
 }
 
 fn resolve_line(
     f: &mut Fields<'_>,
     global: &Global,
-    accounts: &AccountTable,
+    (accounts, broken): (&AccountTable, &HashSet<String>),
     implicit: &mut Vec<Arc<Account>>,
 ) -> Option<Line> {
     let errors_before = f.sink().error_count();
@@ -283,40 +244,27 @@ fn resolve_line(
     let account_name = f.string("account");
     let driver_pos = f.node("driver").map(|n| n.pos);
     let msisdn_pos = f.node("msisdn").map(|n| n.pos).unwrap_or(f.pos());
-    let msisdn = f
-        .string("msisdn")
-        .and_then(|m| check_msisdn(f, m, msisdn_pos));
+    let msisdn = f.string("msisdn").and_then(|m| check_msisdn(f, m, msisdn_pos));
     let iccid_pos = f.node("iccid").map(|n| n.pos).unwrap_or(f.pos());
     let iccid = f.string("iccid").and_then(|i| check_iccid(f, i, iccid_pos));
     let common = take_common(f);
 
     let (account, defaults) = match (account_name, driver_pos) {
         (Some(_), Some(pos)) => {
-            f.error(
-                "driver",
-                pos,
-                "give either `account` or `driver`, not both (the account names the driver)",
-            );
+            f.error("driver", pos, "give either `account` or `driver`, not both (the account names the driver)");
             return None;
         }
         (None, None) => {
-            f.sink().error(
-                Some(f.pos()),
-                f.path(),
-                "missing `account` (or `driver` for drivers without accounts)",
-            );
+            f.sink().error(Some(f.pos()), f.path(), "missing `account` (or `driver` for drivers without accounts)");
             return None;
         }
         (Some(account_name), None) => match accounts.get(&account_name) {
             Some((account, defaults)) => (account.clone(), defaults.clone()),
+            None if broken.contains(&account_name) => return None,
             None => {
                 let hint = hint(&account_name, accounts.keys().map(String::as_str));
                 let pos = account_pos.unwrap_or(f.pos());
-                f.error(
-                    "account",
-                    pos,
-                    format!("unknown account `{account_name}`{hint}"),
-                );
+                f.error("account", pos, format!("unknown account `{account_name}`{hint}"));
                 return None;
             }
         },
@@ -343,35 +291,19 @@ fn resolve_line(
                 alert: global.alert,
             });
             implicit.push(account.clone());
-            (
-                account,
-                AccountDefaults {
-                    operator: None,
-                    poll_interval: None,
-                    timeout: None,
-                },
-            )
+            (account, AccountDefaults { operator: None, poll_interval: None, timeout: None })
         }
     };
     let spec = account.driver;
     let options: DriverOptions = (spec.line_options)(f);
     let name = name?;
-    let poll_interval = common
-        .poll_interval
-        .or(defaults.poll_interval)
-        .unwrap_or(global.poll_interval);
-    let timeout = common
-        .timeout
-        .or(defaults.timeout)
-        .unwrap_or(global.timeout);
+    let poll_interval = common.poll_interval.or(defaults.poll_interval).unwrap_or(global.poll_interval);
+    let timeout = common.timeout.or(defaults.timeout).unwrap_or(global.timeout);
     if f.sink().error_count() > errors_before {
         return None;
     }
     Some(Line {
-        operator: common
-            .operator
-            .or(defaults.operator)
-            .unwrap_or_else(|| spec.default_operator.to_string()),
+        operator: common.operator.or(defaults.operator).unwrap_or_else(|| spec.default_operator.to_string()),
         labels: merge_labels(&account.labels, common.labels),
         alert: common.alert.or(account.alert),
         name,
@@ -388,11 +320,7 @@ fn check_line_name(f: &Fields<'_>, name: &str, pos: Pos) {
     if name.trim().is_empty() {
         f.error("name", pos, "line name is empty");
     } else if name.chars().count() > LINE_NAME_MAX {
-        f.error(
-            "name",
-            pos,
-            format!("line name is longer than {LINE_NAME_MAX} characters"),
-        );
+        f.error("name", pos, format!("line name is longer than {LINE_NAME_MAX} characters"));
     } else if name.chars().any(char::is_control) {
         f.error("name", pos, "line name contains control characters");
     }
@@ -400,34 +328,19 @@ fn check_line_name(f: &Fields<'_>, name: &str, pos: Pos) {
 
 /// Normalises an MSISDN to `+` and digits (spaces, dashes and brackets dropped).
 fn check_msisdn(f: &mut Fields<'_>, raw: String, pos: Pos) -> Option<String> {
-    let digits: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
+    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
     let body = digits.strip_prefix('+').unwrap_or(&digits);
     if body.len() < 5 || body.len() > 15 || !body.chars().all(|c| c.is_ascii_digit()) {
-        f.error(
-            "msisdn",
-            pos,
-            format!("`{raw}` is not a phone number (expected 5 to 15 digits, e.g. +79261234567)"),
-        );
+        f.error("msisdn", pos, format!("`{raw}` is not a phone number (expected 5 to 15 digits, e.g. +79261234567)"));
         return None;
     }
-    Some(if digits.starts_with('+') {
-        digits
-    } else {
-        format!("+{digits}")
-    })
+    Some(if digits.starts_with('+') { digits } else { format!("+{digits}") })
 }
 
 fn check_iccid(f: &mut Fields<'_>, raw: String, pos: Pos) -> Option<String> {
     let iccid = raw.trim().to_string();
     if iccid.len() < 18 || iccid.len() > 22 || !iccid.chars().all(|c| c.is_ascii_digit()) {
-        f.error(
-            "iccid",
-            pos,
-            format!("`{raw}` is not an ICCID (expected 18 to 22 digits)"),
-        );
+        f.error("iccid", pos, format!("`{raw}` is not an ICCID (expected 18 to 22 digits)"));
         return None;
     }
     Some(iccid)
@@ -439,13 +352,13 @@ fn resolve_labels(f: &mut Fields<'_>) -> Labels {
         let path = format!("{}.{name}", f.path_of("labels"));
         let sink = f.sink();
         if !is_label_name(&name) {
-            sink.error(Some(key_pos), &path, format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"));
-        } else if name.starts_with("__") {
             sink.error(
                 Some(key_pos),
                 &path,
-                format!("label names starting with `__` are reserved by Prometheus"),
+                format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"),
             );
+        } else if name.starts_with("__") {
+            sink.error(Some(key_pos), &path, format!("label names starting with `__` are reserved by Prometheus"));
         } else if RESERVED_LABELS.contains(&name.as_str()) {
             sink.error(
                 Some(key_pos),
@@ -483,11 +396,7 @@ fn merge_labels(account: &Labels, line: Labels) -> Labels {
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {
     for (name, (account, _)) in accounts {
         if !lines.iter().any(|l| Arc::ptr_eq(&l.account, account)) {
-            sink.warning(
-                None,
-                &format!("accounts.{name}"),
-                "account is not used by any line",
-            );
+            sink.warning(None, &format!("accounts.{name}"), "account is not used by any line");
         }
     }
 }

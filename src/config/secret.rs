@@ -45,17 +45,12 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
             out.push('$');
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed `${{` in `{}`", elide(text)))?;
+            let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in `{}`", elide(text)))?;
             let name = &body[..end];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`${{{name}}}` is not a valid environment variable name"
-                ));
+                return Err(format!("`${{{name}}}` is not a valid environment variable name"));
             }
-            let value =
-                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value = lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &body[end + 1..];
         } else {
@@ -74,12 +69,9 @@ pub fn is_reference(raw: &str) -> bool {
 
 /// Reads a `*_file` secret: the whole file, one trailing newline trimmed (editors add one).
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
-    let value = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text);
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
+    let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     if value.is_empty() {
         return Err(format!("secret file `{}` is empty", path.display()));
     }
@@ -130,10 +122,7 @@ mod tests {
         assert_eq!(expand_env("${PW}", env), Ok("s3cret".into()));
         assert_eq!(expand_env("a-${PW}-b", env), Ok("a-s3cret-b".into()));
         assert_eq!(expand_env("cost $5 $$x", env), Ok("cost $5 $x".into()));
-        assert_eq!(
-            expand_env("${NOPE}", env),
-            Err("environment variable `NOPE` is not set".into())
-        );
+        assert_eq!(expand_env("${NOPE}", env), Err("environment variable `NOPE` is not set".into()));
         assert!(expand_env("${PW", env).is_err());
         assert!(expand_env("${P W}", env).is_err());
     }

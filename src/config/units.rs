@@ -18,19 +18,13 @@ impl ByteSize {
     /// forgiven (`mb`, `Mb`), since users copy sizes from operator pages.
     pub fn parse(text: &str) -> Result<ByteSize, String> {
         let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
         let number = number.replace('_', "");
         if number.is_empty() {
-            return Err(format!(
-                "`{text}` is not a size (expected e.g. 500MB, 1.5GiB)"
-            ));
+            return Err(format!("`{text}` is not a size (expected e.g. 500MB, 1.5GiB)"));
         }
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size (expected e.g. 500MB, 1.5GiB)"))?;
+        let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a size (expected e.g. 500MB, 1.5GiB)"))?;
         let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1.0,
             "k" | "kb" => 1e3,
@@ -122,12 +116,7 @@ impl fmt::Display for Rate {
             60 => write!(f, "{}/m", self.count),
             3600 => write!(f, "{}/h", self.count),
             86_400 => write!(f, "{}/d", self.count),
-            _ => write!(
-                f,
-                "{}/{}",
-                self.count,
-                humantime::format_duration(self.period)
-            ),
+            _ => write!(f, "{}/{}", self.count, humantime::format_duration(self.period)),
         }
     }
 }
@@ -161,23 +150,11 @@ mod tests {
 
     #[test]
     fn parses_rates() {
-        assert_eq!(
-            Rate::parse("3/s"),
-            Ok(Rate {
-                count: 3,
-                period: Duration::from_secs(1)
-            })
-        );
-        assert_eq!(
-            Rate::parse("60/m").map(|r| r.interval()),
-            Ok(Duration::from_secs(1))
-        );
+        assert_eq!(Rate::parse("3/s"), Ok(Rate { count: 3, period: Duration::from_secs(1) }));
+        assert_eq!(Rate::parse("60/m").map(|r| r.interval()), Ok(Duration::from_secs(1)));
         assert!(Rate::parse("0/s").is_err());
         assert!(Rate::parse("3").is_err());
         assert!(Rate::parse("x/s").is_err());
-        assert_eq!(
-            Rate::parse("2/10s").map(|r| r.to_string()),
-            Ok("2/10s".to_string())
-        );
+        assert_eq!(Rate::parse("2/10s").map(|r| r.to_string()), Ok("2/10s".to_string()));
     }
 }

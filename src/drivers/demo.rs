@@ -61,10 +61,7 @@ impl Profile {
     ];
 
     fn parse(name: &str) -> Option<Profile> {
-        Profile::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, p)| *p)
+        Profile::NAMES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
     }
 }
 
@@ -93,11 +90,7 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
             let name = f.string("profile").unwrap_or_default();
             Profile::parse(&name).unwrap_or_else(|| {
                 let known: Vec<&str> = Profile::NAMES.iter().map(|(n, _)| *n).collect();
-                f.error(
-                    "profile",
-                    pos,
-                    format!("unknown demo profile `{name}`; known: {}", known.join(", ")),
-                );
+                f.error("profile", pos, format!("unknown demo profile `{name}`; known: {}", known.join(", ")));
                 Profile::Steady
             })
         }
@@ -107,11 +100,7 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
         Some(pos) => {
             let code = f.string("currency").unwrap_or_default();
             Currency::parse(&code).unwrap_or_else(|| {
-                f.error(
-                    "currency",
-                    pos,
-                    format!("`{code}` is not an ISO 4217 currency code (e.g. RUB, USD, EUR)"),
-                );
+                f.error("currency", pos, format!("`{code}` is not an ISO 4217 currency code (e.g. RUB, USD, EUR)"));
                 Currency::RUB
             })
         }
@@ -123,20 +112,11 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
         f.error("balance", pos, "the demo top-up amount must be positive");
     }
     let quota = f.size("quota").unwrap_or(ByteSize(10_000_000_000));
-    DriverOptions(Arc::new(LineOptions {
-        profile,
-        currency,
-        balance,
-        quota,
-    }))
+    DriverOptions(Arc::new(LineOptions { profile, currency, balance, quota }))
 }
 
 fn build(account: &Account, _cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let seed = account
-        .options
-        .get::<AccountOptions>()
-        .map(|o| o.seed)
-        .unwrap_or(1);
+    let seed = account.options.get::<AccountOptions>().map(|o| o.seed).unwrap_or(1);
     Ok(Arc::new(Demo { seed }))
 }
 
@@ -148,62 +128,33 @@ const DAY: f64 = 86_400.0;
 const PACKAGE_DAYS: f64 = 30.0;
 
 impl Driver for Demo {
-    fn poll<'a>(
-        &'a self,
-        line: &'a Line,
-        cx: &'a PollContext,
-    ) -> BoxFuture<'a, Result<Reading, PollError>> {
+    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
         Box::pin(async move {
             let options = line.options.get::<LineOptions>().copied().ok_or_else(|| {
-                PollError::Config(
-                    "demo line options missing (line not built by the demo driver)".into(),
-                )
+                PollError::Config("demo line options missing (line not built by the demo driver)".into())
             })?;
             let key = mix(self.seed ^ fnv1a(line.name.as_bytes()));
             // A short, deterministic "network" delay, so poll durations look like real ones.
             let latency = Duration::from_millis(20 + key % 180);
-            tokio::time::sleep(
-                latency.min(
-                    cx.deadline
-                        .saturating_duration_since(tokio::time::Instant::now()),
-                ),
-            )
-            .await;
+            tokio::time::sleep(latency.min(cx.deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
             let now = cx.clock.now();
-            cx.note(format!(
-                "simulated {:?} line, seed {}",
-                options.profile, self.seed
-            ));
+            cx.note(format!("simulated {:?} line, seed {}", options.profile, self.seed));
             simulate(key, &options, now, line.poll_interval)
         })
     }
 }
 
 /// The reading of a simulated line at `now`. Pure: same inputs, same reading.
-pub fn simulate(
-    key: u64,
-    o: &LineOptions,
-    now: SystemTime,
-    interval: Duration,
-) -> Result<Reading, PollError> {
-    let t = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+pub fn simulate(key: u64, o: &LineOptions, now: SystemTime, interval: Duration) -> Result<Reading, PollError> {
+    let t = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let slot = (t / interval.as_secs_f64().max(1.0)) as u64;
     match o.profile {
-        Profile::Failing => {
-            return Err(PollError::Unavailable(
-                "simulated operator outage (HTTP 503)".into(),
-            ))
-        }
+        Profile::Failing => return Err(PollError::Unavailable("simulated operator outage (HTTP 503)".into())),
         Profile::Flaky if mix(key ^ slot) % 5 == 0 => {
             return Err(if slot % 2 == 0 {
                 PollError::Timeout(Duration::from_secs(30))
             } else {
-                PollError::RateLimited {
-                    retry_after: Some(Duration::from_secs(60)),
-                }
+                PollError::RateLimited { retry_after: Some(Duration::from_secs(60)) }
             });
         }
         _ => {}
@@ -226,10 +177,7 @@ pub fn simulate(
     let balance = floor + top_up - daily_spend * into_cycle / DAY;
 
     let mut reading = Reading {
-        balance: Some(Money {
-            amount: (balance * 100.0).round() / 100.0,
-            currency: o.currency,
-        }),
+        balance: Some(Money { amount: (balance * 100.0).round() / 100.0, currency: o.currency }),
         plan: Some(match o.profile {
             Profile::Unlimited => "Demo Unlimited".to_string(),
             _ => format!("Demo {}", o.quota),
@@ -243,17 +191,11 @@ pub fn simulate(
     let used_share = into_package / period * (0.35 + 0.6 * unit(48));
     let expiry = t - into_package + period;
     reading.quota_expiry = Some(UNIX_EPOCH + Duration::from_secs_f64(expiry.max(0.0)));
-    reading.voice_remaining = Some(Duration::from_secs(
-        ((1.0 - used_share) * 300.0).round() as u64 * 60,
-    ));
+    reading.voice_remaining = Some(Duration::from_secs(((1.0 - used_share) * 300.0).round() as u64 * 60));
     reading.sms_remaining = Some(((1.0 - used_share) * 100.0).round() as u64);
     if o.profile != Profile::Unlimited {
         let quota = o.quota.bytes() as f64;
-        let heavy = if o.profile == Profile::Heavy {
-            1.6
-        } else {
-            1.0
-        };
+        let heavy = if o.profile == Profile::Heavy { 1.6 } else { 1.0 };
         let remaining = (quota * (1.0 - (used_share * heavy).min(1.0))).round();
         // Whole kilobytes, as operators report.
         reading.data_remaining = Some(ByteSize((remaining as u64 / 1000) * 1000));
@@ -263,9 +205,7 @@ pub fn simulate(
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// SplitMix64 finaliser: spreads similar inputs over the whole range.
@@ -280,12 +220,7 @@ mod tests {
     use super::*;
 
     fn options(profile: Profile) -> LineOptions {
-        LineOptions {
-            profile,
-            currency: Currency::RUB,
-            balance: 500.0,
-            quota: ByteSize(10_000_000_000),
-        }
+        LineOptions { profile, currency: Currency::RUB, balance: 500.0, quota: ByteSize(10_000_000_000) }
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -299,52 +234,28 @@ mod tests {
         let a = simulate(7, &options(Profile::Steady), at(1_800_000_000), INTERVAL);
         let b = simulate(7, &options(Profile::Steady), at(1_800_000_000), INTERVAL);
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            simulate(8, &options(Profile::Steady), at(1_800_000_000), INTERVAL)
-        );
+        assert_ne!(a, simulate(8, &options(Profile::Steady), at(1_800_000_000), INTERVAL));
     }
 
     #[test]
     fn balance_depletes_slowly_and_is_topped_up() {
         let o = options(Profile::Steady);
         let balances: Vec<f64> = (0..24 * 90)
-            .map(|h| {
-                simulate(3, &o, at(1_800_000_000 + h * 3600), INTERVAL)
-                    .unwrap()
-                    .balance
-                    .unwrap()
-                    .amount
-            })
+            .map(|h| simulate(3, &o, at(1_800_000_000 + h * 3600), INTERVAL).unwrap().balance.unwrap().amount)
             .collect();
         let decreases = balances.windows(2).filter(|w| w[1] < w[0]).count();
         let increases = balances.windows(2).filter(|w| w[1] > w[0]).count();
         assert!(decreases > balances.len() * 9 / 10, "mostly depleting");
         assert!(increases >= 1, "topped up at least once in 90 days");
-        assert!(
-            balances.iter().all(|b| *b >= 300.0),
-            "steady stays comfortable"
-        );
+        assert!(balances.iter().all(|b| *b >= 300.0), "steady stays comfortable");
     }
 
     #[test]
     fn low_profile_stays_low_and_failing_always_fails() {
         for h in 0..24 * 60 {
-            let r = simulate(
-                5,
-                &options(Profile::Low),
-                at(1_800_000_000 + h * 3600),
-                INTERVAL,
-            )
-            .unwrap();
+            let r = simulate(5, &options(Profile::Low), at(1_800_000_000 + h * 3600), INTERVAL).unwrap();
             assert!(r.balance.unwrap().amount < 40.0);
-            assert!(simulate(
-                5,
-                &options(Profile::Failing),
-                at(1_800_000_000 + h * 3600),
-                INTERVAL
-            )
-            .is_err());
+            assert!(simulate(5, &options(Profile::Failing), at(1_800_000_000 + h * 3600), INTERVAL).is_err());
         }
     }
 
@@ -354,33 +265,16 @@ mod tests {
         assert_eq!((r.data_remaining, r.data_quota), (None, None));
         let o = options(Profile::Steady);
         let data: Vec<u64> = (0..24 * 45)
-            .map(|h| {
-                simulate(9, &o, at(1_800_000_000 + h * 3600), INTERVAL)
-                    .unwrap()
-                    .data_remaining
-                    .unwrap()
-                    .bytes()
-            })
+            .map(|h| simulate(9, &o, at(1_800_000_000 + h * 3600), INTERVAL).unwrap().data_remaining.unwrap().bytes())
             .collect();
-        assert!(
-            data.windows(2).any(|w| w[1] > w[0]),
-            "a renewal refills data"
-        );
+        assert!(data.windows(2).any(|w| w[1] > w[0]), "a renewal refills data");
         assert!(data.iter().all(|d| *d <= o.quota.bytes()));
     }
 
     #[test]
     fn flaky_fails_sometimes_but_not_always() {
         let results: Vec<bool> = (0..200)
-            .map(|i| {
-                simulate(
-                    11,
-                    &options(Profile::Flaky),
-                    at(1_800_000_000 + i * 900),
-                    INTERVAL,
-                )
-                .is_ok()
-            })
+            .map(|i| simulate(11, &options(Profile::Flaky), at(1_800_000_000 + i * 900), INTERVAL).is_ok())
             .collect();
         let failures = results.iter().filter(|ok| !**ok).count();
         assert!(failures > 10 && failures < 100, "{failures} failures");

@@ -21,11 +21,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Driver: Send + Sync {
     /// Reads the line now. Must not retry, sleep for back-off, or outlive `cx.deadline`
     /// (the scheduler enforces the deadline too, and reports `timeout`).
-    fn poll<'a>(
-        &'a self,
-        line: &'a Line,
-        cx: &'a PollContext,
-    ) -> BoxFuture<'a, Result<Reading, PollError>>;
+    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>>;
 }
 
 /// What a poll may use besides its line.
@@ -40,11 +36,7 @@ pub struct PollContext {
 
 impl PollContext {
     pub fn new(timeout: Duration, clock: SharedClock) -> PollContext {
-        PollContext {
-            deadline: tokio::time::Instant::now() + timeout,
-            clock,
-            notes: Mutex::new(Vec::new()),
-        }
+        PollContext { deadline: tokio::time::Instant::now() + timeout, clock, notes: Mutex::new(Vec::new()) }
     }
 
     /// Records a step of the poll for the debug view.
@@ -55,10 +47,7 @@ impl PollContext {
     }
 
     pub fn take_notes(&self) -> Vec<String> {
-        self.notes
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default()
+        self.notes.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
     }
 }
 
@@ -85,7 +74,8 @@ pub struct DriverSpec {
     pub summary: &'static str,
     /// A YAML snippet (a whole config) that a test loads; docs and `config/example.yaml` show it.
     pub example: &'static str,
-    /// False for drivers whose lines carry everything themselves (demo, ussd).
+    /// True when lines must name an account; false for drivers whose lines may carry their
+    /// keys themselves (`driver:` on the line), such as demo and ussd.
     pub needs_account: bool,
     /// The `operator` label when neither line nor account sets `operator:`.
     pub default_operator: &'static str,
