@@ -323,7 +323,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Reports every key nobody took, with the closest known key as a hint.
-    pub fn finish(self, what: &str) {
+    pub fn finish(&self, what: &str) {
         for (key, _, taken) in &self.entries {
             if !taken {
                 let hint = hint(&key.name, self.asked.iter().copied());
@@ -359,5 +359,86 @@ fn join(path: &str, key: &str) -> String {
         key.to_string()
     } else {
         format!("{path}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::parse_tree;
+
+    fn sink() -> Sink {
+        let mut sink = Sink::new("/nonexistent/t.yaml");
+        sink.env = |name| (name == "PW").then(|| "from-env".to_string());
+        sink
+    }
+
+    fn secret_of(sink: &Sink, yaml: &str) -> Option<Secret> {
+        let tree = parse_tree("t.yaml", yaml).expect("yaml");
+        let mut f = Fields::new(sink, "acct", &tree);
+        let secret = f.secret("password", "password_file");
+        f.finish("here");
+        secret
+    }
+
+    fn messages(sink: &Sink) -> Vec<String> {
+        sink.diagnostics.borrow().iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn secret_from_env_reference_is_quiet() {
+        let sink = sink();
+        assert_eq!(secret_of(&sink, "password: ${PW}\n").map(|s| s.expose().to_string()), Some("from-env".into()));
+        assert!(messages(&sink).is_empty());
+        assert!(*sink.holds_secrets.borrow());
+    }
+
+    #[test]
+    fn literal_secret_is_a_warning_that_never_shows_the_value() {
+        let sink = sink();
+        assert!(secret_of(&sink, "password: hunter2\n").is_some());
+        let msgs = messages(&sink);
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].contains("warning: acct.password: literal secret"), "{msgs:?}");
+        assert!(!msgs[0].contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_file_is_read_relative_to_the_config_and_checked_for_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("esim-secret-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "s3cret\n").unwrap();
+        std::fs::set_permissions(dir.join("pw"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut sink = sink();
+        sink.base_dir = dir.clone();
+        let secret = secret_of(&sink, "password_file: pw\n");
+        assert_eq!(secret.map(|s| s.expose().to_string()), Some("s3cret".into()));
+        let msgs = messages(&sink);
+        assert!(msgs.iter().any(|m| m.contains("readable by group or others")), "{msgs:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secret_errors_name_the_key() {
+        let sink = sink();
+        assert!(secret_of(&sink, "password: x\npassword_file: y\n").is_none());
+        assert!(secret_of(&sink, "password_file: /nonexistent/secret\n").is_none());
+        assert!(secret_of(&sink, "password: ${UNSET_THING}\n").is_none());
+        let msgs = messages(&sink).join("\n");
+        assert!(msgs.contains("give either `password` or `password_file`, not both"), "{msgs}");
+        assert!(msgs.contains("acct.password_file: cannot read secret file `/nonexistent/secret`"), "{msgs}");
+        assert!(msgs.contains("environment variable `UNSET_THING` is not set"), "{msgs}");
+    }
+
+    #[test]
+    fn unknown_keys_get_a_hint_from_the_keys_asked_for() {
+        let sink = sink();
+        assert!(secret_of(&sink, "pasword: ${PW}\n").is_none());
+        assert_eq!(
+            messages(&sink),
+            vec!["/nonexistent/t.yaml:1:1: error: acct.pasword: unknown key `pasword` here (did you mean `password`?)"
+                .to_string()]
+        );
     }
 }

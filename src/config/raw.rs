@@ -76,15 +76,22 @@ pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
     }
 }
 
-/// The crate's messages may carry a rendered source snippet after the first line; one line is
-/// what our diagnostics print.
+/// One line of the crate's message, without the position (we print it ourselves), a rendered
+/// snippet, or advice about the crate's own options.
 fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message).trim();
-    // Drop a trailing " at line N column M" the crate may add: we print the position ourselves.
-    match line.find(" at line ") {
-        Some(i) => line[..i].to_string(),
-        None => line.to_string(),
+    let mut line = message.lines().next().unwrap_or(message).trim();
+    line = line.strip_prefix("error: ").unwrap_or(line);
+    if let Some(rest) = line.strip_prefix("line ") {
+        // "line 6 column 12: budget breached ..."
+        if let Some((_, after)) = rest.split_once(": ") {
+            line = after;
+        }
     }
+    let line = line.split(", set DuplicateKeyPolicy").next().unwrap_or(line);
+    if line.starts_with("budget breached") {
+        return format!("document too large or aliases expanded too far ({line})");
+    }
+    line.to_string()
 }
 
 fn node(spanned: Spanned<NodeValue>) -> Node {

@@ -108,6 +108,8 @@ type AccountTable = BTreeMap<String, (Arc<Account>, AccountDefaults)>;
 /// What an account passes down to its lines besides the `Account` itself.
 #[derive(Clone)]
 struct AccountDefaults {
+    /// Where the account is declared, for warnings about it.
+    pos: Pos,
     operator: Option<String>,
     poll_interval: Option<std::time::Duration>,
     timeout: Option<std::time::Duration>,
@@ -154,8 +156,12 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut Hash
             max_concurrency,
             alert: common.alert.or(global.alert),
         };
-        let defaults =
-            AccountDefaults { operator: common.operator, poll_interval: common.poll_interval, timeout: common.timeout };
+        let defaults = AccountDefaults {
+            pos: key.pos,
+            operator: common.operator,
+            poll_interval: common.poll_interval,
+            timeout: common.timeout,
+        };
         table.insert(key.name.clone(), (Arc::new(account), defaults));
     }
     table
@@ -291,11 +297,12 @@ fn resolve_line(
                 alert: global.alert,
             });
             implicit.push(account.clone());
-            (account, AccountDefaults { operator: None, poll_interval: None, timeout: None })
+            (account, AccountDefaults { pos: f.pos(), operator: None, poll_interval: None, timeout: None })
         }
     };
     let spec = account.driver;
     let options: DriverOptions = (spec.line_options)(f);
+    f.finish(&format!("for a line of driver `{}`", spec.name));
     let name = name?;
     let poll_interval = common.poll_interval.or(defaults.poll_interval).unwrap_or(global.poll_interval);
     let timeout = common.timeout.or(defaults.timeout).unwrap_or(global.timeout);
@@ -394,9 +401,9 @@ fn merge_labels(account: &Labels, line: Labels) -> Labels {
 }
 
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {
-    for (name, (account, _)) in accounts {
+    for (name, (account, defaults)) in accounts {
         if !lines.iter().any(|l| Arc::ptr_eq(&l.account, account)) {
-            sink.warning(None, &format!("accounts.{name}"), "account is not used by any line");
+            sink.warning(Some(defaults.pos), &format!("accounts.{name}"), "account is not used by any line");
         }
     }
 }

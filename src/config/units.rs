@@ -70,8 +70,12 @@ impl fmt::Display for ByteSize {
 /// Parses a humantime duration (`30s`, `15m`, `1h 30m`); zero is rejected by callers that need
 /// a positive interval.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}; expected e.g. 30s, 15m, 1h)"))
+    humantime::parse_duration(text.trim()).map_err(|e| match e {
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("`{text}` is not a duration: unknown unit `{unit}` (use ms, s, m, h, d, e.g. 30s, 15m, 1h)")
+        }
+        _ => format!("`{text}` is not a duration (expected e.g. 30s, 15m, 1h30m)"),
+    })
 }
 
 /// A token-bucket rate: `burst` tokens refilled at `per` intervals each (`3/s`, `60/m`, `1/h`).

@@ -1,0 +1,107 @@
+//! Config cases as files: `tests/config/good/*.yaml` load cleanly; each
+//! `tests/config/bad/<case>.yaml` fails with exactly the text of `<case>.err`; each
+//! `tests/config/warn/<case>.yaml` loads with exactly the warnings of `<case>.warn`.
+//! `UPDATE_GOLDEN=1` rewrites the expected files.
+
+use std::path::Path;
+
+use esim_exporter::config;
+
+use crate::support::{check_golden, files_with_extension};
+
+/// Loads `path` as the exporter would, with a path relative to the repository root so that
+/// messages (which name the file) are the same on every machine.
+fn load(path: &Path) -> Result<config::Config, config::ConfigError> {
+    let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).expect("case under the repo");
+    config::load(relative)
+}
+
+fn run_cases(dir: &str, check: impl Fn(&Path) -> Result<(), String>) -> usize {
+    let cases = files_with_extension(&crate::support::repo().join(dir), "yaml");
+    let failures: Vec<String> = cases.iter().filter_map(|case| check(case).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases in {dir} failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+    cases.len()
+}
+
+#[test]
+fn bad_configs_fail_with_the_expected_messages() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
+    let count = run_cases("tests/config/bad", |case| match load(case) {
+        Ok(_) => Err(format!("{}: loaded, but should have failed", case.display())),
+        Err(err) => {
+            let text = err.to_string();
+            // Every error names file, line and column.
+            for line in text.lines() {
+                let mut parts = line.splitn(4, ':');
+                let (file, row, col) = (parts.next(), parts.next(), parts.next());
+                let positioned = file.is_some_and(|f| f.ends_with(".yaml"))
+                    && row.is_some_and(|r| r.parse::<u32>().is_ok())
+                    && col.is_some_and(|c| c.parse::<u32>().is_ok());
+                if !positioned {
+                    return Err(format!("{}: message without file:line:column: {line}", case.display()));
+                }
+            }
+            check_golden(&case.with_extension("err"), &format!("{text}\n"))
+        }
+    });
+    assert!(count >= 25, "the corpus has {count} bad configs; keep at least 25");
+}
+
+#[test]
+fn good_configs_load_without_errors() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
+    run_cases("tests/config/good", |case| match load(case) {
+        Ok(config) if config.lines.is_empty() => Err(format!("{}: no lines", case.display())),
+        Ok(_) => Ok(()),
+        Err(err) => Err(format!("{}: {err}", case.display())),
+    });
+}
+
+#[test]
+fn warning_configs_load_with_the_expected_warnings() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
+    run_cases("tests/config/warn", |case| match load(case) {
+        Ok(config) => {
+            let text: String = config.warnings.iter().map(|w| format!("{w}\n")).collect();
+            check_golden(&case.with_extension("warn"), &text)
+        }
+        Err(err) => Err(format!("{}: {err}", case.display())),
+    });
+}
+
+#[test]
+fn full_config_resolves_inheritance_and_defaults() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
+    let config = load(&crate::support::repo().join("tests/config/good/full.yaml")).expect("loads");
+    let meter = &config.lines[0];
+    assert_eq!(meter.name, "meter 1 / north");
+    assert_eq!(meter.msisdn.as_deref(), Some("+79261234567"));
+    assert_eq!(meter.operator, "megafon", "operator inherited from the account");
+    assert_eq!(meter.poll_interval, std::time::Duration::from_secs(3600), "line overrides account");
+    assert_eq!(meter.timeout, std::time::Duration::from_secs(15), "account overrides global");
+    assert_eq!(
+        meter.labels,
+        vec![
+            ("fleet".to_string(), "meters".to_string()),
+            ("owner".to_string(), "field-team".to_string()),
+            ("site".to_string(), "north".to_string())
+        ],
+        "line labels overlay account labels, sorted"
+    );
+    assert_eq!(meter.alert.balance_below, Some(80.0), "account threshold");
+    assert_eq!(meter.alert.data_below, Some(config::ByteSize(200_000_000)), "line threshold");
+    assert_eq!(meter.account.rate_limit.map(|r| r.to_string()).as_deref(), Some("60/m"));
+    let bench = &config.lines[1];
+    assert!(bench.account.implicit);
+    assert_eq!(bench.account.label(), "");
+    assert_eq!(bench.msisdn.as_deref(), Some("+79261234567"), "an unquoted number is read as digits");
+    assert_eq!(bench.alert.data_below, Some(config::ByteSize(1_610_612_736)), "global default");
+    assert_eq!(bench.poll_interval, std::time::Duration::from_secs(600));
+    assert!(config.global.expose_msisdn);
+}
