@@ -107,11 +107,7 @@ impl LineState {
             Err(err) => {
                 self.last_poll_ok = Some(false);
                 self.errors_total[err.reason().index()] += 1;
-                self.last_error = Some(LastError {
-                    reason: err.reason(),
-                    message: err.to_string(),
-                    at: outcome.at,
-                });
+                self.last_error = Some(LastError { reason: err.reason(), message: err.to_string(), at: outcome.at });
             }
         }
     }
@@ -147,11 +143,7 @@ impl LineState {
         let index = match self.money.iter().position(|m| m.currency == currency) {
             Some(i) => i,
             None => {
-                self.money.push(MoneyTotals {
-                    currency,
-                    spent: 0.0,
-                    topped_up: 0.0,
-                });
+                self.money.push(MoneyTotals { currency, spent: 0.0, topped_up: 0.0 });
                 self.money.len() - 1
             }
         };
@@ -180,10 +172,7 @@ pub struct StoreView<'a> {
 
 impl StoreView<'_> {
     pub fn lines(&self) -> impl Iterator<Item = &LineState> {
-        self.guard
-            .order
-            .iter()
-            .filter_map(|name| self.guard.states.get(name))
+        self.guard.order.iter().filter_map(|name| self.guard.states.get(name))
     }
 
     pub fn get(&self, name: &str) -> Option<&LineState> {
@@ -212,9 +201,7 @@ impl Store {
         let mut states = HashMap::with_capacity(lines.len());
         let mut order = Vec::with_capacity(lines.len());
         for line in lines {
-            let mut state = old
-                .remove(&line.name)
-                .unwrap_or_else(|| LineState::new(line.clone()));
+            let mut state = old.remove(&line.name).unwrap_or_else(|| LineState::new(line.clone()));
             state.line = line.clone();
             state.version += 1;
             order.push(line.name.clone());
@@ -240,12 +227,7 @@ impl Store {
     }
 
     pub fn view(&self) -> StoreView<'_> {
-        StoreView {
-            guard: self
-                .inner
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        }
+        StoreView { guard: self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()) }
     }
 
     /// A copy of one line's state.
@@ -261,8 +243,139 @@ impl Store {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (every update is one assignment
         // sequence per line), so a poisoned lock is taken over rather than propagated.
-        self.inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::config::ByteSize;
+
+    fn lines(names: &[&str]) -> Vec<Arc<Line>> {
+        let yaml: String = names.iter().map(|n| format!("  - {{name: {n}, driver: demo}}\n")).collect();
+        crate::config::parse("t.yaml", &format!("lines:\n{yaml}")).expect("config").lines
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    fn rub(amount: f64) -> Option<Money> {
+        Some(Money { amount, currency: Currency::RUB })
+    }
+
+    fn ok(store: &Store, line: &str, secs: u64, reading: Reading) {
+        assert!(
+            store.record(line, PollOutcome { at: at(secs), duration: Duration::from_millis(5), result: Ok(reading) })
+        );
+    }
+
+    fn fail(store: &Store, line: &str, secs: u64, err: PollError) {
+        assert!(store.record(line, PollOutcome { at: at(secs), duration: Duration::from_millis(5), result: Err(err) }));
+    }
+
+    fn totals(store: &Store, line: &str) -> (f64, f64) {
+        let state = store.get(line).unwrap();
+        state.money.iter().find(|m| m.currency == Currency::RUB).map_or((0.0, 0.0), |m| (m.spent, m.topped_up))
+    }
+
+    /// (balance, expected spent, expected topped up) after each poll.
+    const TOP_UP_CASES: &[(f64, f64, f64)] =
+        &[(100.0, 0.0, 0.0), (90.0, 10.0, 0.0), (85.5, 14.5, 0.0), (585.5, 14.5, 500.0), (580.0, 20.0, 500.0)];
+
+    #[test]
+    fn spend_and_top_ups_are_counted_separately() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a"]));
+        for (i, (balance, spent, topped)) in TOP_UP_CASES.iter().enumerate() {
+            ok(&store, "a", i as u64 * 60, Reading { balance: rub(*balance), ..Reading::default() });
+            let (s, t) = totals(&store, "a");
+            assert!((s - spent).abs() < 1e-9 && (t - topped).abs() < 1e-9, "after {balance}: spent {s}, topped {t}");
+        }
+    }
+
+    #[test]
+    fn a_reading_without_balance_or_a_failure_does_not_move_counters() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a"]));
+        ok(&store, "a", 0, Reading { balance: rub(100.0), ..Reading::default() });
+        fail(&store, "a", 60, PollError::Timeout(Duration::from_secs(30)));
+        ok(&store, "a", 120, Reading::default());
+        ok(&store, "a", 180, Reading { balance: rub(95.0), ..Reading::default() });
+        assert_eq!(totals(&store, "a"), (5.0, 0.0), "delta taken against the last known balance");
+        let state = store.get("a").unwrap();
+        assert_eq!(state.polls_total, 4);
+        assert_eq!(state.errors_total[Reason::Timeout.index()], 1);
+        assert_eq!(state.last_poll_ok, Some(true));
+        assert_eq!(state.last_error.as_ref().map(|e| e.reason), Some(Reason::Timeout), "last error kept for the page");
+    }
+
+    #[test]
+    fn data_used_counts_decreases_and_ignores_package_renewals() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a"]));
+        let data = |bytes| Reading { data_remaining: Some(ByteSize(bytes)), ..Reading::default() };
+        assert_eq!(store.get("a").unwrap().data_used_bytes_total, None, "absent until data is reported");
+        for (i, bytes) in [1_000, 700, 400, 10_000, 9_000].into_iter().enumerate() {
+            ok(&store, "a", i as u64, data(bytes));
+        }
+        assert_eq!(store.get("a").unwrap().data_used_bytes_total, Some(1_600.0));
+    }
+
+    #[test]
+    fn a_currency_change_starts_a_new_series_instead_of_a_bogus_delta() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a"]));
+        ok(&store, "a", 0, Reading { balance: rub(100.0), ..Reading::default() });
+        let usd = Money { amount: 3.0, currency: Currency::USD };
+        ok(&store, "a", 60, Reading { balance: Some(usd), ..Reading::default() });
+        ok(&store, "a", 120, Reading { balance: Some(Money { amount: 2.5, ..usd }), ..Reading::default() });
+        let state = store.get("a").unwrap();
+        assert_eq!(state.money.len(), 2);
+        assert_eq!(totals(&store, "a"), (0.0, 0.0));
+        assert_eq!(state.money[1].spent, 0.5);
+    }
+
+    #[test]
+    fn reload_keeps_staying_lines_drops_removed_and_restarts_returning_ones() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a", "b"]));
+        ok(&store, "a", 0, Reading { balance: rub(100.0), ..Reading::default() });
+        ok(&store, "a", 60, Reading { balance: rub(90.0), ..Reading::default() });
+        ok(&store, "b", 0, Reading { balance: rub(50.0), ..Reading::default() });
+        store.apply_plan(&lines(&["a", "c"]));
+        assert_eq!(totals(&store, "a"), (10.0, 0.0), "staying line keeps counters");
+        assert!(store.get("b").is_none());
+        assert!(!store.record("b", PollOutcome { at: at(1), duration: Duration::ZERO, result: Ok(Reading::default()) }));
+        assert_eq!(store.view().lines().map(|s| s.line.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        store.apply_plan(&lines(&["a", "b"]));
+        let b = store.get("b").unwrap();
+        assert_eq!((b.polls_total, b.money.len()), (0, 0), "a returning line's series restart from zero");
+    }
+
+    #[test]
+    fn stale_readings_are_withheld_but_kept() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a"]));
+        ok(&store, "a", 0, Reading { balance: rub(100.0), ..Reading::default() });
+        fail(&store, "a", 3000, PollError::Unavailable("down".into()));
+        let state = store.get("a").unwrap();
+        let six_hours = Duration::from_secs(6 * 3600);
+        assert!(state.fresh_reading(at(6 * 3600), six_hours).is_some());
+        assert!(state.fresh_reading(at(6 * 3600 + 1), six_hours).is_none());
+        assert!(state.reading.is_some(), "kept for the status page and for counter deltas");
+    }
+
+    #[test]
+    fn generation_moves_on_every_write() {
+        let store = Store::new();
+        let g0 = store.generation();
+        store.apply_plan(&lines(&["a"]));
+        let g1 = store.generation();
+        ok(&store, "a", 0, Reading::default());
+        assert!(g0 < g1 && g1 < store.generation());
     }
 }

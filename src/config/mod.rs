@@ -38,6 +38,20 @@ pub struct Config {
     pub holds_secrets: bool,
 }
 
+impl Config {
+    /// A config with no lines: what the app holds before the first load is applied.
+    pub fn empty() -> Config {
+        Config {
+            source: PathBuf::new(),
+            global: Global::default(),
+            accounts: Vec::new(),
+            lines: Vec::new(),
+            warnings: Vec::new(),
+            holds_secrets: false,
+        }
+    }
+}
+
 /// `global:` settings with their defaults applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Global {
