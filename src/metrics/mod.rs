@@ -1,1 +1,20 @@
+//! The exposition: every metric family ([`catalog`]), the incremental renderer that turns the
+//! store into `/metrics` bodies ([`Renderer`] → [`Exposition`], text 0.0.4 and OpenMetrics,
+//! plain and gzipped), the exporter's own metrics ([`SelfMetrics`]) and format negotiation.
 
+pub mod catalog;
+mod encode;
+pub mod exporter_self;
+mod line;
+mod mask;
+mod negotiate;
+mod proto;
+pub mod render;
+
+pub use exporter_self::SelfMetrics;
+pub use mask::mask;
+pub use negotiate::{negotiate, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+pub use render::{render_line_text, Exposition, Renderer, DEFAULT_GZIP_LEVEL};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! The metric catalogue: every family the exporter exposes, with its type, HELP text, unit and
+//! family-specific labels. The renderer, the exporter's own registry, `docs/METRICS.md`, the
+//! dashboards lint and the alert tests all read this one list (DESIGN §5 is the contract).
+
+/// The type of a family. `Info` families have value 1 and carry their facts in labels; the
+/// text format has no info type, so they are declared `gauge` there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+    Info,
+}
+
+impl Kind {
+    /// The `# TYPE` word in text format 0.0.4.
+    pub fn text_type(self) -> &'static str {
+        match self {
+            Kind::Gauge | Kind::Info => "gauge",
+            Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
+        }
+    }
+
+    /// The `# TYPE` word in OpenMetrics.
+    pub fn openmetrics_type(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
+            Kind::Info => "info",
+        }
+    }
+}
+
+/// Who produces a family's series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One or more series per line, rendered from the store; labels start with
+    /// `line`, `operator`, `account` and the line's `labels`.
+    Line,
+    /// The exporter itself, through the `prometheus` registry of `SelfMetrics`.
+    Exporter,
+}
+
+/// One metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    /// The sample name (counters keep `_total`, as in text format 0.0.4).
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Base unit, a suffix of the name (`bytes`, `seconds`), for OpenMetrics `# UNIT`.
+    pub unit: Option<&'static str>,
+    pub scope: Scope,
+    /// Labels specific to this family, after the per-line ones for `Scope::Line`.
+    pub labels: &'static [&'static str],
+}
+
+impl Family {
+    /// The family name in OpenMetrics: counters drop `_total`, info families drop `_info`.
+    pub fn openmetrics_name(&self) -> &'static str {
+        let suffix = match self.kind {
+            Kind::Counter => "_total",
+            Kind::Info => "_info",
+            Kind::Gauge | Kind::Histogram => "",
+        };
+        self.name.strip_suffix(suffix).unwrap_or(self.name)
+    }
+}
+
+pub const ESIM_BALANCE: &str = "esim_balance";
+pub const ESIM_DATA_REMAINING_BYTES: &str = "esim_data_remaining_bytes";
+pub const ESIM_DATA_QUOTA_BYTES: &str = "esim_data_quota_bytes";
+pub const ESIM_VOICE_REMAINING_SECONDS: &str = "esim_voice_remaining_seconds";
+pub const ESIM_SMS_REMAINING: &str = "esim_sms_remaining";
+pub const ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS: &str = "esim_quota_expiry_timestamp_seconds";
+pub const ESIM_LINE_INFO: &str = "esim_line_info";
+pub const ESIM_POLL_SUCCESS: &str = "esim_poll_success";
+pub const ESIM_POLL_DURATION_SECONDS: &str = "esim_poll_duration_seconds";
+pub const ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_last_poll_success_timestamp_seconds";
+pub const ESIM_POLLS_TOTAL: &str = "esim_polls_total";
+pub const ESIM_POLL_ERRORS_TOTAL: &str = "esim_poll_errors_total";
+pub const ESIM_SPENT_TOTAL: &str = "esim_spent_total";
+pub const ESIM_TOPPED_UP_TOTAL: &str = "esim_topped_up_total";
+pub const ESIM_DATA_USED_BYTES_TOTAL: &str = "esim_data_used_bytes_total";
+pub const ESIM_BALANCE_ALERT_THRESHOLD: &str = "esim_balance_alert_threshold";
+pub const ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES: &str = "esim_data_remaining_alert_threshold_bytes";
+
+pub const ESIM_EXPORTER_BUILD_INFO: &str = "esim_exporter_build_info";
+pub const ESIM_LINES: &str = "esim_lines";
+pub const ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "esim_config_last_reload_successful";
+pub const ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_config_last_reload_success_timestamp_seconds";
+pub const ESIM_OPERATOR_REQUESTS_TOTAL: &str = "esim_operator_requests_total";
+pub const ESIM_OPERATOR_REQUEST_DURATION_SECONDS: &str = "esim_operator_request_duration_seconds";
+
+/// Labels every per-line series starts with, in this order (an empty value is omitted),
+/// followed by the line's own `labels` and then the family's labels.
+pub const LINE_LABELS: [&str; 3] = ["line", "operator", "account"];
+
+const fn line(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    unit: Option<&'static str>,
+    labels: &'static [&'static str],
+) -> Family {
+    Family { name, kind, help, unit, scope: Scope::Line, labels }
+}
+
+const fn exporter(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    unit: Option<&'static str>,
+    labels: &'static [&'static str],
+) -> Family {
+    Family { name, kind, help, unit, scope: Scope::Exporter, labels }
+}
+
+const BYTES: Option<&str> = Some("bytes");
+const SECONDS: Option<&str> = Some("seconds");
+
+/// Per-line families first (the order of `/metrics`), then the exporter's own.
+static ALL: [Family; 23] = [
+    line(
+        ESIM_BALANCE,
+        Kind::Gauge,
+        "Balance of the line in currency units (not cents), from the last successful poll.",
+        None,
+        &["currency"],
+    ),
+    line(
+        ESIM_DATA_REMAINING_BYTES,
+        Kind::Gauge,
+        "Data left in the current package(s), from the last successful poll.",
+        BYTES,
+        &[],
+    ),
+    line(
+        ESIM_DATA_QUOTA_BYTES,
+        Kind::Gauge,
+        "Total data of the current package(s), from the last successful poll.",
+        BYTES,
+        &[],
+    ),
+    line(ESIM_VOICE_REMAINING_SECONDS, Kind::Gauge, "Voice time left, from the last successful poll.", SECONDS, &[]),
+    line(ESIM_SMS_REMAINING, Kind::Gauge, "SMS left, from the last successful poll.", None, &[]),
+    line(
+        ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS,
+        Kind::Gauge,
+        "Unix time when the current package ends, from the last successful poll.",
+        SECONDS,
+        &[],
+    ),
+    line(
+        ESIM_LINE_INFO,
+        Kind::Info,
+        "Facts about the line (value 1); plan from the last successful poll.",
+        None,
+        &["driver", "msisdn", "iccid", "plan"],
+    ),
+    line(ESIM_POLL_SUCCESS, Kind::Gauge, "1 if the last poll of the line succeeded, 0 if it failed.", None, &[]),
+    line(ESIM_POLL_DURATION_SECONDS, Kind::Gauge, "Duration of the last poll of the line.", SECONDS, &[]),
+    line(
+        ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS,
+        Kind::Gauge,
+        "Unix time of the last successful poll of the line.",
+        SECONDS,
+        &[],
+    ),
+    line(ESIM_POLLS_TOTAL, Kind::Counter, "Polls of the line attempted.", None, &[]),
+    line(ESIM_POLL_ERRORS_TOTAL, Kind::Counter, "Failed polls of the line, by reason.", None, &["reason"]),
+    line(
+        ESIM_SPENT_TOTAL,
+        Kind::Counter,
+        "Sum of balance decreases between successful polls, in currency units.",
+        None,
+        &["currency"],
+    ),
+    line(
+        ESIM_TOPPED_UP_TOTAL,
+        Kind::Counter,
+        "Sum of balance increases between successful polls, in currency units.",
+        None,
+        &["currency"],
+    ),
+    line(
+        ESIM_DATA_USED_BYTES_TOTAL,
+        Kind::Counter,
+        "Sum of data-remaining decreases between successful polls.",
+        BYTES,
+        &[],
+    ),
+    line(
+        ESIM_BALANCE_ALERT_THRESHOLD,
+        Kind::Gauge,
+        "Balance under which the line should alert (alert.balance_below), in currency units.",
+        None,
+        &[],
+    ),
+    line(
+        ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES,
+        Kind::Gauge,
+        "Data remaining under which the line should alert (alert.data_below).",
+        BYTES,
+        &[],
+    ),
+    exporter(
+        ESIM_EXPORTER_BUILD_INFO,
+        Kind::Info,
+        "Version, git revision and rustc of the exporter (value 1).",
+        None,
+        &["version", "revision", "rustc"],
+    ),
+    exporter(ESIM_LINES, Kind::Gauge, "Configured lines, by driver.", None, &["driver"]),
+    exporter(
+        ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL,
+        Kind::Gauge,
+        "1 if the last config load or reload succeeded, 0 if it failed.",
+        None,
+        &[],
+    ),
+    exporter(
+        ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+        Kind::Gauge,
+        "Unix time of the last successful config load or reload.",
+        SECONDS,
+        &[],
+    ),
+    exporter(
+        ESIM_OPERATOR_REQUESTS_TOTAL,
+        Kind::Counter,
+        "Requests to operator APIs, by account, driver and response code.",
+        None,
+        &["account", "driver", "code"],
+    ),
+    exporter(
+        ESIM_OPERATOR_REQUEST_DURATION_SECONDS,
+        Kind::Histogram,
+        "Duration of requests to operator APIs, by driver.",
+        SECONDS,
+        &["driver"],
+    ),
+];
+
+/// How many of [`all`] are per-line families (they come first).
+pub const LINE_FAMILY_COUNT: usize = 17;
+
+/// Every family, per-line ones first in `/metrics` order.
+pub fn all() -> &'static [Family] {
+    &ALL
+}
+
+/// The per-line families, in `/metrics` order.
+pub fn line_families() -> &'static [Family] {
+    &ALL[..LINE_FAMILY_COUNT]
+}
+
+/// The exporter's own families.
+pub fn exporter_families() -> &'static [Family] {
+    &ALL[LINE_FAMILY_COUNT..]
+}
+
+/// Looks a family up by its sample name (`esim_polls_total`, not `esim_polls`).
+pub fn find(name: &str) -> Option<&'static Family> {
+    ALL.iter().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_valid_and_prefixed() {
+        let mut seen = HashSet::new();
+        for f in all() {
+            assert!(seen.insert(f.name), "duplicate family {}", f.name);
+            assert!(f.name.starts_with("esim_"), "{}", f.name);
+            assert!(f.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn scopes_split_at_line_family_count() {
+        assert!(line_families().iter().all(|f| f.scope == Scope::Line));
+        assert!(exporter_families().iter().all(|f| f.scope == Scope::Exporter));
+    }
+
+    #[test]
+    fn suffixes_match_types_and_units() {
+        for f in all() {
+            assert_eq!(f.name.ends_with("_total"), f.kind == Kind::Counter, "only counters end in _total: {}", f.name);
+            assert_eq!(f.name.ends_with("_info"), f.kind == Kind::Info, "{}", f.name);
+            if let Some(unit) = f.unit {
+                let suffix = format!("_{unit}");
+                assert!(f.openmetrics_name().ends_with(&suffix), "{} must end with its unit", f.name);
+            }
+            for unit in ["bytes", "seconds"] {
+                if f.openmetrics_name().ends_with(&format!("_{unit}")) {
+                    assert_eq!(f.unit, Some(unit), "{} should declare its unit", f.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn per_line_help_texts_say_where_values_come_from() {
+        // Families filled from the reading itself (not poll status, counters or config).
+        let from_reading = [
+            ESIM_BALANCE,
+            ESIM_DATA_REMAINING_BYTES,
+            ESIM_DATA_QUOTA_BYTES,
+            ESIM_VOICE_REMAINING_SECONDS,
+            ESIM_SMS_REMAINING,
+            ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS,
+            ESIM_LINE_INFO,
+        ];
+        for name in from_reading {
+            let help = find(name).map(|f| f.help).unwrap_or_default();
+            assert!(help.contains("last successful poll"), "{name}: {help}");
+        }
+    }
+
+    #[test]
+    fn help_texts_need_no_escaping() {
+        for f in all() {
+            assert!(!f.help.contains(['\\', '"', '\n']), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn openmetrics_names_drop_type_suffixes() {
+        let cases = [
+            (ESIM_POLLS_TOTAL, "esim_polls"),
+            (ESIM_DATA_USED_BYTES_TOTAL, "esim_data_used_bytes"),
+            (ESIM_LINE_INFO, "esim_line"),
+            (ESIM_BALANCE, "esim_balance"),
+            (ESIM_OPERATOR_REQUEST_DURATION_SECONDS, "esim_operator_request_duration_seconds"),
+        ];
+        for (name, om) in cases {
+            assert_eq!(find(name).map(Family::openmetrics_name), Some(om));
+        }
+    }
+}

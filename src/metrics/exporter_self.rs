@@ -1,0 +1,195 @@
+//! The exporter's own metrics: build info, configured lines, config reload status, operator
+//! requests, plus the process collector, all in one `prometheus` registry that the scheduler
+//! may register its own metrics in too. Names and HELP texts come from the catalogue.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use super::catalog::{self, Family};
+use crate::clock::unix_seconds;
+use crate::config::Config;
+use crate::drivers::REGISTRY;
+
+/// The crate version, as `--version` and `esim_exporter_build_info` show it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the binary was built from (`unknown` outside a checkout).
+pub const REVISION: &str = env!("ESIM_GIT_REVISION");
+/// `rustc --version` at build time.
+pub const RUSTC_VERSION: &str = env!("ESIM_RUSTC_VERSION");
+
+/// Buckets of `esim_operator_request_duration_seconds`: operator APIs answer in tens of
+/// milliseconds to tens of seconds (the default poll timeout is 30s).
+const REQUEST_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+pub struct SelfMetrics {
+    registry: Registry,
+    lines: IntGaugeVec,
+    reload_successful: IntGauge,
+    reload_success_timestamp: Gauge,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+}
+
+impl SelfMetrics {
+    pub fn new() -> SelfMetrics {
+        let registry = Registry::new();
+        let rustc = RUSTC_VERSION.split_whitespace().nth(1).unwrap_or(RUSTC_VERSION);
+        let build_info = IntGauge::with_opts(
+            opts(catalog::ESIM_EXPORTER_BUILD_INFO)
+                .const_label("version", VERSION)
+                .const_label("revision", REVISION)
+                .const_label("rustc", rustc),
+        )
+        .expect(VALID);
+        build_info.set(1);
+        let lines = IntGaugeVec::new(opts(catalog::ESIM_LINES), &["driver"]).expect(VALID);
+        for spec in REGISTRY {
+            lines.with_label_values(&[spec.name]).set(0);
+        }
+        let reload_successful = IntGauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL)).expect(VALID);
+        let reload_success_timestamp =
+            Gauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)).expect(VALID);
+        let requests = IntCounterVec::new(opts(catalog::ESIM_OPERATOR_REQUESTS_TOTAL), &["account", "driver", "code"])
+            .expect(VALID);
+        let duration = family(catalog::ESIM_OPERATOR_REQUEST_DURATION_SECONDS);
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(duration.name, duration.help).buckets(REQUEST_BUCKETS.to_vec()),
+            &["driver"],
+        )
+        .expect(VALID);
+
+        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+            Box::new(build_info),
+            Box::new(lines.clone()),
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_timestamp.clone()),
+            Box::new(requests.clone()),
+            Box::new(request_duration.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect(UNIQUE);
+        }
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect(UNIQUE);
+
+        SelfMetrics { registry, lines, reload_successful, reload_success_timestamp, requests, request_duration }
+    }
+
+    /// The registry the renderer gathers; the scheduler may register its own collectors here
+    /// (names must not collide with the catalogue's per-line families).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Sets `esim_lines{driver}` from a loaded config; every known driver gets a series, 0 when
+    /// no line uses it, so a driver whose lines all went away reads 0 rather than vanishing.
+    pub fn set_lines(&self, config: &Config) {
+        let mut counts: HashMap<&str, i64> = REGISTRY.iter().map(|spec| (spec.name, 0)).collect();
+        for line in &config.lines {
+            *counts.entry(line.driver().name).or_default() += 1;
+        }
+        for (driver, count) in counts {
+            self.lines.with_label_values(&[driver]).set(count);
+        }
+    }
+
+    /// A config load or reload at `at` succeeded.
+    pub fn reload_succeeded(&self, at: SystemTime) {
+        self.reload_successful.set(1);
+        self.reload_success_timestamp.set(unix_seconds(at));
+    }
+
+    /// A config load or reload failed (the old config stays in force).
+    pub fn reload_failed(&self) {
+        self.reload_successful.set(0);
+    }
+
+    /// Counts one request to an operator API and records its duration. `code` is the HTTP
+    /// status (`200`, `429`) or a short word for requests without one (`timeout`, `connect`).
+    pub fn observe_request(&self, account: &str, driver: &str, code: &str, duration: Duration) {
+        self.requests.with_label_values(&[account, driver, code]).inc();
+        self.request_duration.with_label_values(&[driver]).observe(duration.as_secs_f64());
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        SelfMetrics::new()
+    }
+}
+
+impl std::fmt::Debug for SelfMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SelfMetrics(..)")
+    }
+}
+
+// The names and label names below are catalogue constants checked by the tests, and the
+// registry is fresh, so construction and registration cannot fail.
+const VALID: &str = "catalogue metric names and labels are valid";
+const UNIQUE: &str = "each collector is registered once in a fresh registry";
+
+fn family(name: &str) -> &'static Family {
+    catalog::find(name).expect("exporter families are in the catalogue")
+}
+
+fn opts(name: &str) -> Opts {
+    let f = family(name);
+    Opts::new(f.name, f.help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::catalog::Scope;
+
+    fn gathered_names(m: &SelfMetrics) -> Vec<String> {
+        m.registry().gather().iter().map(|f| f.name().to_string()).collect()
+    }
+
+    #[test]
+    fn registers_every_exporter_family_of_the_catalogue() {
+        let m = SelfMetrics::new();
+        m.observe_request("corp", "demo", "200", Duration::from_millis(120));
+        let names = gathered_names(&m);
+        for f in catalog::exporter_families() {
+            assert!(names.iter().any(|n| n == f.name), "{} not registered", f.name);
+        }
+    }
+
+    #[test]
+    fn registry_names_never_collide_with_per_line_families() {
+        let m = SelfMetrics::new();
+        for name in gathered_names(&m) {
+            assert!(catalog::find(&name).is_none_or(|f| f.scope == Scope::Exporter), "{name}");
+        }
+    }
+
+    #[test]
+    fn build_info_carries_version_revision_and_rustc() {
+        let m = SelfMetrics::new();
+        let families = m.registry().gather();
+        let info = families.iter().find(|f| f.name() == catalog::ESIM_EXPORTER_BUILD_INFO);
+        let metric = &info.map(|f| f.get_metric()).unwrap_or_default()[0];
+        let labels: Vec<(&str, &str)> = metric.get_label().iter().map(|l| (l.name(), l.value())).collect();
+        assert!(labels.contains(&("version", VERSION)));
+        assert!(labels.iter().any(|(n, v)| *n == "revision" && !v.is_empty()));
+        let rustc = labels.iter().find(|(n, _)| *n == "rustc").map(|(_, v)| *v).unwrap_or_default();
+        assert!(rustc == "unknown" || rustc.starts_with(|c: char| c.is_ascii_digit()), "{rustc}");
+        assert_eq!(metric.get_gauge().value(), 1.0);
+    }
+
+    #[test]
+    fn reload_setters_move_the_gauges() {
+        let m = SelfMetrics::new();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        m.reload_succeeded(at);
+        assert_eq!(m.reload_successful.get(), 1);
+        assert_eq!(m.reload_success_timestamp.get(), 1_700_000_000.0);
+        m.reload_failed();
+        assert_eq!(m.reload_successful.get(), 0);
+        assert_eq!(m.reload_success_timestamp.get(), 1_700_000_000.0);
+    }
+}

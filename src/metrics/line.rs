@@ -1,0 +1,217 @@
+//! One line's series: which exist and with what value (a value the operator did not report is
+//! absent, stale readings leave), written as one fragment per per-line family.
+
+use std::time::{Duration, SystemTime};
+
+use super::catalog::{self, LINE_FAMILY_COUNT};
+use super::encode::{write_f64, write_label, write_u64};
+use super::mask::mask;
+use crate::clock::unix_seconds;
+use crate::config::Line;
+use crate::error::Reason;
+use crate::store::LineState;
+
+/// Rendering settings that come from `global:`; a change re-renders every line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    pub stale_after: Duration,
+    pub expose_msisdn: bool,
+}
+
+/// A line's samples for every per-line family, in one buffer: family `i` is
+/// `buf[offsets[i]..offsets[i + 1]]` (empty when the line has no series there).
+#[derive(Debug)]
+pub struct Fragments {
+    buf: Box<[u8]>,
+    offsets: [u32; LINE_FAMILY_COUNT + 1],
+}
+
+impl Fragments {
+    pub fn family(&self, index: usize) -> &[u8] {
+        &self.buf[self.offsets[index] as usize..self.offsets[index + 1] as usize]
+    }
+
+    /// Bytes held, for memory accounting.
+    pub fn size(&self) -> usize {
+        self.buf.len() + std::mem::size_of::<Self>()
+    }
+}
+
+/// Buffers reused across lines so that rendering a line allocates only its result.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<u8>,
+    prefix: Vec<u8>,
+}
+
+/// Renders every series of `state` at `now`.
+pub fn render(state: &LineState, settings: Settings, now: SystemTime, scratch: &mut Scratch) -> Fragments {
+    let line = &state.line;
+    write_prefix(&mut scratch.prefix, line);
+    scratch.buf.clear();
+    let mut w = Writer {
+        out: &mut scratch.buf,
+        prefix: &scratch.prefix,
+        offsets: [0; LINE_FAMILY_COUNT + 1],
+        next: 0,
+        name: "",
+    };
+    let fresh = state.fresh_reading(now, settings.stale_after);
+
+    w.family(catalog::ESIM_BALANCE);
+    if let Some(balance) = fresh.and_then(|r| r.balance) {
+        w.sample(&[("currency", balance.currency.as_str())], balance.amount);
+    }
+    w.family(catalog::ESIM_DATA_REMAINING_BYTES);
+    if let Some(bytes) = fresh.and_then(|r| r.data_remaining) {
+        w.sample(&[], bytes.bytes() as f64);
+    }
+    w.family(catalog::ESIM_DATA_QUOTA_BYTES);
+    if let Some(bytes) = fresh.and_then(|r| r.data_quota) {
+        w.sample(&[], bytes.bytes() as f64);
+    }
+    w.family(catalog::ESIM_VOICE_REMAINING_SECONDS);
+    if let Some(voice) = fresh.and_then(|r| r.voice_remaining) {
+        w.sample(&[], voice.as_secs_f64());
+    }
+    w.family(catalog::ESIM_SMS_REMAINING);
+    if let Some(sms) = fresh.and_then(|r| r.sms_remaining) {
+        w.sample(&[], sms as f64);
+    }
+    w.family(catalog::ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS);
+    if let Some(expiry) = fresh.and_then(|r| r.quota_expiry) {
+        w.sample(&[], unix_seconds(expiry));
+    }
+
+    w.family(catalog::ESIM_LINE_INFO);
+    let shown = |id: &Option<String>| {
+        id.as_deref().filter(|s| !s.is_empty()).map(|s| if settings.expose_msisdn { s.to_string() } else { mask(s) })
+    };
+    let msisdn = shown(&line.msisdn);
+    let iccid = shown(&line.iccid);
+    let plan = fresh.and_then(|r| r.plan.as_deref()).unwrap_or("");
+    w.sample(
+        &[
+            ("driver", line.driver().name),
+            ("msisdn", msisdn.as_deref().unwrap_or("")),
+            ("iccid", iccid.as_deref().unwrap_or("")),
+            ("plan", plan),
+        ],
+        1.0,
+    );
+
+    w.family(catalog::ESIM_POLL_SUCCESS);
+    if let Some(ok) = state.last_poll_ok {
+        w.sample(&[], if ok { 1.0 } else { 0.0 });
+    }
+    w.family(catalog::ESIM_POLL_DURATION_SECONDS);
+    if let Some(duration) = state.last_duration {
+        w.sample(&[], duration.as_secs_f64());
+    }
+    w.family(catalog::ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS);
+    if let Some(at) = state.last_success {
+        w.sample(&[], unix_seconds(at));
+    }
+    w.family(catalog::ESIM_POLLS_TOTAL);
+    w.sample_u64(&[], state.polls_total);
+    w.family(catalog::ESIM_POLL_ERRORS_TOTAL);
+    for reason in Reason::ALL {
+        w.sample_u64(&[("reason", reason.as_str())], state.errors_total[reason.index()]);
+    }
+    w.family(catalog::ESIM_SPENT_TOTAL);
+    for m in &state.money {
+        w.sample(&[("currency", m.currency.as_str())], m.spent);
+    }
+    w.family(catalog::ESIM_TOPPED_UP_TOTAL);
+    for m in &state.money {
+        w.sample(&[("currency", m.currency.as_str())], m.topped_up);
+    }
+    w.family(catalog::ESIM_DATA_USED_BYTES_TOTAL);
+    if let Some(used) = state.data_used_bytes_total {
+        w.sample(&[], used);
+    }
+    w.family(catalog::ESIM_BALANCE_ALERT_THRESHOLD);
+    if let Some(threshold) = line.alert.balance_below {
+        w.sample(&[], threshold);
+    }
+    w.family(catalog::ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES);
+    if let Some(threshold) = line.alert.data_below {
+        w.sample(&[], threshold.bytes() as f64);
+    }
+
+    let offsets = w.finish();
+    Fragments { buf: scratch.buf.as_slice().into(), offsets }
+}
+
+/// `line="…",operator="…",account="…"` and the line's labels; empty values are left out.
+fn write_prefix(out: &mut Vec<u8>, line: &Line) {
+    out.clear();
+    let fixed = [("line", line.name.as_str()), ("operator", line.operator.as_str()), ("account", line.account.label())];
+    debug_assert!(fixed.iter().map(|(n, _)| *n).eq(catalog::LINE_LABELS));
+    let own = line.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    for (name, value) in fixed.into_iter().chain(own) {
+        if !value.is_empty() {
+            write_label(out, out.is_empty(), name, value);
+        }
+    }
+}
+
+/// Writes samples family by family, in catalogue order, recording where each family starts.
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    prefix: &'a [u8],
+    offsets: [u32; LINE_FAMILY_COUNT + 1],
+    next: usize,
+    name: &'static str,
+}
+
+impl Writer<'_> {
+    fn family(&mut self, name: &'static str) {
+        debug_assert_eq!(catalog::line_families()[self.next].name, name, "catalogue order");
+        self.offsets[self.next] = offset(self.out);
+        self.next += 1;
+        self.name = name;
+    }
+
+    /// `name{prefix,extra…} value`; extra labels with an empty value are left out.
+    fn labels(&mut self, extra: &[(&str, &str)]) {
+        self.out.extend_from_slice(self.name.as_bytes());
+        let mut first = self.prefix.is_empty();
+        let open = !first || extra.iter().any(|(_, v)| !v.is_empty());
+        if open {
+            self.out.push(b'{');
+            self.out.extend_from_slice(self.prefix);
+            for (name, value) in extra {
+                if !value.is_empty() {
+                    write_label(self.out, first, name, value);
+                    first = false;
+                }
+            }
+            self.out.push(b'}');
+        }
+        self.out.push(b' ');
+    }
+
+    fn sample(&mut self, extra: &[(&str, &str)], value: f64) {
+        self.labels(extra);
+        write_f64(self.out, value);
+        self.out.push(b'\n');
+    }
+
+    fn sample_u64(&mut self, extra: &[(&str, &str)], value: u64) {
+        self.labels(extra);
+        write_u64(self.out, value);
+        self.out.push(b'\n');
+    }
+
+    fn finish(mut self) -> [u32; LINE_FAMILY_COUNT + 1] {
+        debug_assert_eq!(self.next, LINE_FAMILY_COUNT, "every per-line family rendered");
+        self.offsets[LINE_FAMILY_COUNT] = offset(self.out);
+        self.offsets
+    }
+}
+
+fn offset(buf: &[u8]) -> u32 {
+    // A line's fragments are a few kilobytes; u32 keeps the offsets table small.
+    u32::try_from(buf.len()).unwrap_or(u32::MAX)
+}
