@@ -125,6 +125,14 @@ fn utf8(b: &[u8]) -> &str {
     std::str::from_utf8(b).expect("exposition is UTF-8")
 }
 
+fn text_of(e: &Exposition) -> String {
+    utf8(&e.body(Format::Text, false)).to_string()
+}
+
+fn openmetrics_of(e: &Exposition) -> String {
+    utf8(&e.body(Format::OpenMetrics, false)).to_string()
+}
+
 // ---------------------------------------------------------------------------------------------
 // A small exposition parser (text 0.0.4 and OpenMetrics), strict about structure.
 
@@ -452,7 +460,7 @@ fn renders_what_the_prometheus_crate_renders_for_the_same_data() {
         let global = Global { expose_msisdn, ..config.global.clone() };
         let ours = render(&store, &global, t(0), &m);
         let reference = reference(&store, &global, t(0), &m);
-        assert_same(parsed(&ours.text, Format::Text), parsed(reference.as_bytes(), Format::Text));
+        assert_same(parsed(&ours.body(Format::Text, false), Format::Text), parsed(reference.as_bytes(), Format::Text));
     }
 }
 
@@ -464,7 +472,7 @@ fn matches_the_reference_at_several_times() {
     for now in [t(-30), t(3600 - 60), t(3600 - 5), t(3600 - 4), t(100_000)] {
         let ours = render(&store, &config.global, now, &m);
         let reference = reference(&store, &config.global, now, &m);
-        assert_same(parsed(&ours.text, Format::Text), parsed(reference.as_bytes(), Format::Text));
+        assert_same(parsed(&ours.body(Format::Text, false), Format::Text), parsed(reference.as_bytes(), Format::Text));
     }
 }
 
@@ -498,10 +506,10 @@ fn promtool_check(text: &[u8]) {
 fn promtool_accepts_the_text_format() {
     let (config, store) = fleet();
     let exposition = render(&store, &config.global, t(0), &self_metrics());
-    promtool_check(&exposition.text);
+    promtool_check(&exposition.body(Format::Text, false));
     // And with every reading stale.
     let exposition = render(&store, &config.global, t(100_000), &self_metrics());
-    promtool_check(&exposition.text);
+    promtool_check(&exposition.body(Format::Text, false));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,8 +529,11 @@ fn incremental_renders_equal_full_renders() {
     let check = |renderer: &mut Renderer, global: &Global, now: SystemTime, expect_rerendered: Option<usize>| {
         let incremental = renderer.render(&store, global, now, &m);
         let full = render(&store, global, now, &m);
-        assert_eq!(stable(&incremental.text), stable(&full.text));
-        assert_eq!(stable(&incremental.openmetrics), stable(&full.openmetrics));
+        assert_eq!(stable(&incremental.body(Format::Text, false)), stable(&full.body(Format::Text, false)));
+        assert_eq!(
+            stable(&incremental.body(Format::OpenMetrics, false)),
+            stable(&full.body(Format::OpenMetrics, false))
+        );
         if let Some(n) = expect_rerendered {
             assert_eq!(renderer.rerendered(), n, "lines re-rendered at {:?}", now);
         }
@@ -550,7 +561,7 @@ fn incremental_renders_equal_full_renders() {
     );
     store.apply_plan(&reloaded.lines);
     check(&mut renderer, &global, t(3605), Some(6));
-    assert!(!stable(&renderer.render(&store, &global, t(3605), &m).text).contains("line=\"failing\""));
+    assert!(!stable(text_of(&renderer.render(&store, &global, t(3605), &m)).as_bytes()).contains("line=\"failing\""));
     // Global settings re-render everything.
     global.expose_msisdn = true;
     check(&mut renderer, &global, t(3606), Some(6));
@@ -580,7 +591,9 @@ fn assert_contiguous(p: &Parsed) {
 fn families_are_contiguous_with_one_header_each_in_catalogue_order() {
     let (config, store) = fleet();
     let e = render(&store, &config.global, t(0), &self_metrics());
-    for (body, format) in [(&e.text, Format::Text), (&e.openmetrics, Format::OpenMetrics)] {
+    for (body, format) in
+        [(&e.body(Format::Text, false), Format::Text), (&e.body(Format::OpenMetrics, false), Format::OpenMetrics)]
+    {
         let p = parsed(body, format);
         assert_contiguous(&p);
         let line_order: Vec<&str> = catalog::line_families()
@@ -600,9 +613,9 @@ fn families_are_contiguous_with_one_header_each_in_catalogue_order() {
 fn openmetrics_declares_counters_without_total_and_ends_with_eof() {
     let (config, store) = fleet();
     let e = render(&store, &config.global, t(0), &self_metrics());
-    let body = utf8(&e.openmetrics);
+    let body = openmetrics_of(&e);
     assert!(body.ends_with("\n# EOF\n"), "{body}");
-    let p = parsed(&e.openmetrics, Format::OpenMetrics);
+    let p = parsed(&e.body(Format::OpenMetrics, false), Format::OpenMetrics);
     for family in catalog::all() {
         let declared = p.headers.get(family.openmetrics_name());
         let (help, kind, unit) = declared.unwrap_or_else(|| panic!("{} missing", family.name));
@@ -616,7 +629,7 @@ fn openmetrics_declares_counters_without_total_and_ends_with_eof() {
     assert!(body.contains("# TYPE process_cpu_seconds counter\n"));
     assert!(body.contains("\nprocess_cpu_seconds_total "));
     // Text format: the same counters keep `_total` in TYPE, and there is no EOF or UNIT.
-    let text = utf8(&e.text);
+    let text = text_of(&e);
     assert!(text.contains("# TYPE esim_polls_total counter\n"));
     assert!(text.contains("# TYPE esim_line_info gauge\n"));
     assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
@@ -626,8 +639,8 @@ fn openmetrics_declares_counters_without_total_and_ends_with_eof() {
 fn both_formats_carry_the_same_series() {
     let (config, store) = fleet();
     let e = render(&store, &config.global, t(0), &self_metrics());
-    let text = without_process_values(parsed(&e.text, Format::Text));
-    let om = without_process_values(parsed(&e.openmetrics, Format::OpenMetrics));
+    let text = without_process_values(parsed(&e.body(Format::Text, false), Format::Text));
+    let om = without_process_values(parsed(&e.body(Format::OpenMetrics, false), Format::OpenMetrics));
     assert_eq!(text.samples, om.samples);
 }
 
@@ -635,13 +648,13 @@ fn both_formats_carry_the_same_series() {
 fn empty_store_renders_valid_bodies() {
     let store = Store::new();
     let e = render(&store, &Global::default(), t(0), &self_metrics());
-    let text = parsed(&e.text, Format::Text);
+    let text = parsed(&e.body(Format::Text, false), Format::Text);
     assert!(text.order.iter().all(|f| !f.starts_with("esim_") || catalog::find(f).is_some()));
-    parsed(&e.openmetrics, Format::OpenMetrics);
-    promtool_check(&e.text);
+    parsed(&e.body(Format::OpenMetrics, false), Format::OpenMetrics);
+    promtool_check(&e.body(Format::Text, false));
     let d = Exposition::default();
-    parsed(&d.openmetrics, Format::OpenMetrics);
-    assert_eq!(gunzip(&d.text_gzip), b"");
+    parsed(&d.body(Format::OpenMetrics, false), Format::OpenMetrics);
+    assert_eq!(gunzip(&d.body(Format::Text, true)), b"");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,10 +671,10 @@ fn gzip_bodies_round_trip() {
     let (config, store) = fleet();
     for level in [0, 1, 6, 9] {
         let e = Renderer::new(level).render(&store, &config.global, t(0), &self_metrics());
-        assert_eq!(gunzip(&e.text_gzip), e.text.as_ref());
-        assert_eq!(gunzip(&e.openmetrics_gzip), e.openmetrics.as_ref());
-        assert_eq!(e.body(Format::Text, true), e.text_gzip);
-        assert_eq!(e.body(Format::OpenMetrics, false), e.openmetrics);
+        assert_eq!(gunzip(&e.body(Format::Text, true)), e.body(Format::Text, false).as_ref());
+        assert_eq!(gunzip(&e.body(Format::OpenMetrics, true)), e.body(Format::OpenMetrics, false).as_ref());
+        // Decompressed once, then shared.
+        assert_eq!(e.body(Format::Text, false).as_ptr(), e.body(Format::Text, false).as_ptr());
     }
 }
 
@@ -679,7 +692,7 @@ fn series_of<'a>(p: &'a Parsed, name: &str, line: &str) -> Vec<&'a Labels> {
 #[test]
 fn values_not_reported_are_absent_never_zero() {
     let (config, store) = fleet();
-    let p = parsed(&render(&store, &config.global, t(0), &self_metrics()).text, Format::Text);
+    let p = parsed(text_of(&render(&store, &config.global, t(0), &self_metrics())).as_bytes(), Format::Text);
     let has = |name: &str, line: &str| !series_of(&p, name, line).is_empty();
     // (family, line, expected present)
     let cases = [
@@ -727,7 +740,7 @@ fn values_not_reported_are_absent_never_zero() {
 fn labels_come_in_contract_order_escaped() {
     let (config, store) = fleet();
     let e = render(&store, &config.global, t(0), &self_metrics());
-    let text = utf8(&e.text);
+    let text = text_of(&e);
     let expected = [
         "esim_balance{line=\"gate-01\",operator=\"megafon\",rack=\"a\\\"b\\\\c\\nd\",site=\"msk-north\",\
          currency=\"RUB\"} 120.2\n",
@@ -754,8 +767,7 @@ fn labels_come_in_contract_order_escaped() {
 fn expose_msisdn_shows_identifiers_unmasked() {
     let (config, store) = fleet();
     let global = Global { expose_msisdn: true, ..config.global.clone() };
-    let text = render(&store, &global, t(0), &self_metrics()).text;
-    let text = utf8(&text);
+    let text = text_of(&render(&store, &global, t(0), &self_metrics()));
     assert!(text.contains("msisdn=\"+79261234567\",iccid=\"89701012345678901234\""));
     assert!(text.contains("line=\"failing\",operator=\"demo\",driver=\"demo\",msisdn=\"+79990001122\"} 1"));
 }
