@@ -3,6 +3,7 @@
 //! assembled family by family in catalogue order, followed by the registry's families, in
 //! both formats, streamed through gzip.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -229,7 +230,7 @@ impl Renderer {
         let mut old = std::mem::take(&mut self.entries).into_iter();
         // Built only once the order differs from the cached one (a reload added or removed
         // lines); until then entries are matched by position.
-        let mut by_name: Option<std::collections::HashMap<String, Entry>> = None;
+        let mut by_name: Option<HashMap<String, Entry>> = None;
         let mut entries = Vec::with_capacity(view.len());
         self.next_stale = None;
         for state in view.lines() {
@@ -237,8 +238,7 @@ impl Renderer {
             let cached = match &mut by_name {
                 None if old.as_slice().first().is_some_and(|e| e.line.name == *name) => old.next(),
                 None => {
-                    let mut map: std::collections::HashMap<String, Entry> =
-                        old.by_ref().map(|e| (e.line.name.clone(), e)).collect();
+                    let mut map: HashMap<String, Entry> = old.by_ref().map(|e| (e.line.name.clone(), e)).collect();
                     let found = map.remove(name);
                     by_name = Some(map);
                     found
