@@ -157,6 +157,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_finite_float_round_trips(v in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO) {
+            proptest::prop_assert_eq!(f(v).parse::<f64>().ok(), Some(v));
+        }
+
+        #[test]
+        fn label_values_unescape_to_themselves(value in ".*") {
+            let mut out = Vec::new();
+            write_label_value(&mut out, &value);
+            let text = String::from_utf8(out).unwrap_or_default();
+            proptest::prop_assert!(!text.contains('\n'));
+            let (mut back, mut chars) = (String::new(), text.chars());
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('n') => back.push('\n'),
+                        Some(e @ ('\\' | '"')) => back.push(e),
+                        other => proptest::prop_assert!(false, "bad escape {:?}", other),
+                    },
+                    '"' => proptest::prop_assert!(false, "raw quote in {}", text),
+                    c => back.push(c),
+                }
+            }
+            proptest::prop_assert_eq!(back, value);
+        }
+    }
+
     #[test]
     fn escapes_label_values_and_help_per_format() {
         let mut out = Vec::new();
