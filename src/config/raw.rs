@@ -67,13 +67,26 @@ pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
     if text.trim().is_empty() {
         return Ok(Node { value: Value::Null, pos: Pos { line: 1, column: 1 } });
     }
-    match serde_saphyr::from_str::<Spanned<NodeValue>>(text) {
+    match serde_saphyr::from_str_with_options::<Spanned<NodeValue>>(text, options()) {
         Ok(spanned) => Ok(node(spanned)),
         Err(err) => {
             let pos = err.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 });
             Err(Diagnostic::error(file, pos, "", format!("invalid YAML: {}", first_line(&err.to_string()))))
         }
     }
+}
+
+/// The YAML budget: room for fleet-size files (100,000 lines and more), while alias
+/// expansion stays bounded by the crate's replay limits, which is what stops YAML bombs.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 20_000_000;
+    budget.max_events = 40_000_000;
+    budget.max_total_scalar_bytes = 512 * 1024 * 1024;
+    budget.max_reader_input_bytes = Some(512 * 1024 * 1024);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// One line of the crate's message, without the position (we print it ourselves), a rendered
@@ -211,6 +224,16 @@ mod tests {
         assert_eq!(global[0].1.value, Value::Str("30s".into()));
         let Value::Seq(lines) = &root[1].1.value else { panic!() };
         assert_eq!(lines[0].pos.line, 4);
+    }
+
+    #[test]
+    fn takes_fleet_size_files() {
+        let lines: String =
+            (0..60_000).map(|i| format!("  - {{name: line-{i}, driver: demo, profile: steady}}\n")).collect();
+        let tree = parse_tree("t.yaml", &format!("lines:\n{lines}")).expect("a 60,000-line file parses");
+        let Value::Map(root) = tree.value else { panic!("root is a map") };
+        let Value::Seq(items) = &root[0].1.value else { panic!() };
+        assert_eq!(items.len(), 60_000);
     }
 
     #[test]
