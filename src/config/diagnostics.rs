@@ -61,7 +61,7 @@ impl fmt::Display for Diagnostic {
 
 /// Sorts by position (file-level findings first), errors before warnings at one place.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
-    diagnostics.sort_by(|a, b| (a.pos, a.severity).cmp(&(b.pos, b.severity)));
+    diagnostics.sort_by_key(|d| (d.pos, d.severity));
 }
 
 /// The candidate closest to `word` by edit distance, when it is close enough to be a typo.
@@ -89,8 +89,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

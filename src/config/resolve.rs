@@ -365,7 +365,7 @@ fn resolve_labels(f: &mut Fields<'_>) -> Labels {
                 format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"),
             );
         } else if name.starts_with("__") {
-            sink.error(Some(key_pos), &path, format!("label names starting with `__` are reserved by Prometheus"));
+            sink.error(Some(key_pos), &path, "label names starting with `__` are reserved by Prometheus");
         } else if RESERVED_LABELS.contains(&name.as_str()) {
             sink.error(
                 Some(key_pos),

@@ -28,8 +28,8 @@ lines:
     needs_account: false,
     default_operator: "demo",
     default_rate_limit: None,
-    account_options: account_options,
-    line_options: line_options,
+    account_options,
+    line_options,
     build,
 };
 

@@ -66,6 +66,9 @@ pub struct BuildError {
     pub reason: String,
 }
 
+/// Builds a driver for an account from its parsed options.
+pub type BuildFn = fn(&Account, &BuildContext) -> Result<Arc<dyn Driver>, BuildError>;
+
 /// How a driver declares itself to the registry.
 pub struct DriverSpec {
     /// The `driver:` key in YAML.
@@ -86,7 +89,7 @@ pub struct DriverSpec {
     pub account_options: fn(&mut Fields<'_>) -> DriverOptions,
     /// Parses the driver's line-level keys.
     pub line_options: fn(&mut Fields<'_>) -> DriverOptions,
-    pub build: fn(&Account, &BuildContext) -> Result<Arc<dyn Driver>, BuildError>,
+    pub build: BuildFn,
 }
 
 impl std::fmt::Debug for DriverSpec {
