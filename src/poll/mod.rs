@@ -1,1 +1,7 @@
+//! The scheduler: when each line polls, under which limits, and what a result means for the
+//! next attempt (DESIGN §8; policy numbers in `backoff.rs` and `docs/POLLING.md`).
 
+pub mod backoff;
+pub mod spread;
+
+pub use spread::{Shard, ShardError};
