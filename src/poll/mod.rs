@@ -2,6 +2,8 @@
 //! next attempt (DESIGN §8; policy numbers in `backoff.rs` and `docs/POLLING.md`).
 
 pub mod backoff;
+pub mod limiter;
 pub mod spread;
+pub mod telemetry;
 
 pub use spread::{Shard, ShardError};

@@ -1,0 +1,323 @@
+//! Admission of polls: the global concurrency limit and, per account, a concurrency limit, a
+//! token bucket (`rate_limit`), a pause after the operator answered 429, and the auth lock-out.
+//! Time is `tokio::time::Instant`, so tests on tokio's paused clock drive the bucket (the
+//! `governor` crate reads its own clock, which is why this is a small bucket of our own).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::backoff;
+use super::telemetry::Telemetry;
+use crate::clock::unix_seconds;
+use crate::config::{Account, Rate};
+
+/// A token bucket in its GCRA form (generic cell rate algorithm): one instant, the
+/// "theoretical arrival time", instead of a token count refilled by a timer. Exact integer
+/// arithmetic, so N takes at `count/period` never drift past the rate.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    /// Time per token at the sustained rate.
+    emission: Duration,
+    /// How far ahead of the sustained rate a burst may run: `(burst - 1) · emission`.
+    tolerance: Duration,
+    tat: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket: `rate.count` tokens at once, then one per `rate.period / rate.count`.
+    pub fn new(rate: Rate, now: Instant) -> TokenBucket {
+        // Rounded up, so that truncation can never let the bucket run faster than the rate.
+        let count = u128::from(rate.count.max(1));
+        let nanos = rate.period.as_nanos().div_ceil(count).max(1);
+        let emission = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        TokenBucket { emission, tolerance: emission.saturating_mul(rate.count.saturating_sub(1)), tat: now }
+    }
+
+    /// How long until a token is there (zero: now).
+    pub fn wait(&self, now: Instant) -> Duration {
+        self.tat.saturating_duration_since(now + self.tolerance)
+    }
+
+    /// Takes a token if one is there.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        if !self.wait(now).is_zero() {
+            return false;
+        }
+        self.tat = self.tat.max(now) + self.emission;
+        true
+    }
+
+    /// No token before `until`, and then only one: after a 429 the account restarts at the
+    /// sustained rate, not with a burst.
+    pub fn pause_until(&mut self, until: Instant) {
+        self.tat = self.tat.max(until + self.tolerance);
+    }
+}
+
+/// The limits an account was built with; a reload that keeps them keeps the gate (and so its
+/// bucket and the permits of polls in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_concurrency: Option<usize>,
+    pub rate_limit: Option<Rate>,
+}
+
+impl Limits {
+    pub fn of(account: &Account) -> Limits {
+        Limits { max_concurrency: account.max_concurrency, rate_limit: account.rate_limit }
+    }
+}
+
+#[derive(Debug)]
+struct GateState {
+    bucket: Option<TokenBucket>,
+    /// Set by a 429: nothing of the account is admitted before.
+    paused_until: Option<Instant>,
+    locked_until: Option<Instant>,
+    /// Lock-outs since the account last succeeded; sets the next lock-out's length.
+    lockouts: u32,
+}
+
+/// Everything that decides whether a poll of one account may start now.
+#[derive(Debug)]
+pub struct AccountGate {
+    name: String,
+    driver: &'static str,
+    limits: Limits,
+    concurrency: Option<Arc<Semaphore>>,
+    /// One admission at a time per account, first come first served. Besides ordering the
+    /// account's polls, this leaves at most one waiter per account on the global semaphore,
+    /// so a big account with a slow rate cannot crowd the global queue out for the others.
+    turn: tokio::sync::Mutex<()>,
+    state: Mutex<GateState>,
+    telemetry: Telemetry,
+}
+
+/// Held while a poll runs: a global permit and, when the account has a limit, an account permit.
+#[derive(Debug)]
+pub struct Admission {
+    _global: OwnedSemaphorePermit,
+    _account: Option<OwnedSemaphorePermit>,
+}
+
+/// A semaphore was closed. The scheduler never closes them, so this means shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("concurrency limit closed")]
+pub struct Closed;
+
+impl AccountGate {
+    /// A gate for `account`. A rate-limit pause of the `previous` gate of the same account and
+    /// driver carries over (the operator's Retry-After does not end with a reload); lock-outs
+    /// do not.
+    pub fn new(account: &Account, previous: Option<&AccountGate>, telemetry: Telemetry, now: Instant) -> AccountGate {
+        let limits = Limits::of(account);
+        let paused_until = previous
+            .filter(|p| p.driver == account.driver.name)
+            .and_then(|p| p.lock().paused_until)
+            .filter(|until| *until > now);
+        let mut bucket = limits.rate_limit.map(|rate| TokenBucket::new(rate, now));
+        if let (Some(bucket), Some(until)) = (bucket.as_mut(), paused_until) {
+            bucket.pause_until(until);
+        }
+        AccountGate {
+            name: account.name.clone(),
+            driver: account.driver.name,
+            limits,
+            concurrency: limits.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            turn: tokio::sync::Mutex::new(()),
+            state: Mutex::new(GateState { bucket, paused_until, locked_until: None, lockouts: 0 }),
+            telemetry,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn driver(&self) -> &'static str {
+        self.driver
+    }
+
+    /// Whether a reload can keep this gate for `account`.
+    pub fn fits(&self, account: &Account) -> bool {
+        self.driver == account.driver.name && self.limits == Limits::of(account)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        // Every update is a few assignments that cannot panic halfway; a poisoned lock still
+        // holds consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for an account permit, the account's turn, a rate-limit token and a global
+    /// permit. The token is taken only once the global permit is held, so polls start at the
+    /// account's rate even when the global limit held them back.
+    pub async fn admit(&self, global: &Arc<Semaphore>) -> Result<Admission, Closed> {
+        let account = match &self.concurrency {
+            Some(semaphore) => Some(semaphore.clone().acquire_owned().await.map_err(|_| Closed)?),
+            None => None,
+        };
+        let _turn = self.turn.lock().await;
+        loop {
+            let wait = self.wait(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let permit = global.clone().acquire_owned().await.map_err(|_| Closed)?;
+            // Only the turn holder takes tokens, so this fails only if a 429 paused the
+            // account while we waited for the global permit.
+            if self.try_take(Instant::now()) {
+                return Ok(Admission { _global: permit, _account: account });
+            }
+        }
+    }
+
+    fn wait(&self, now: Instant) -> Duration {
+        let state = self.lock();
+        let paused = state.paused_until.map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        let bucket = state.bucket.as_ref().map_or(Duration::ZERO, |b| b.wait(now));
+        paused.max(bucket)
+    }
+
+    fn try_take(&self, now: Instant) -> bool {
+        let mut state = self.lock();
+        if state.paused_until.is_some_and(|until| until > now) {
+            return false;
+        }
+        state.bucket.as_mut().is_none_or(|b| b.try_take(now))
+    }
+
+    /// The operator rate-limited the account: admit nothing of it for `pause`.
+    pub fn pause(&self, now: Instant, pause: Duration, wall_now: SystemTime) {
+        let until = now + pause;
+        {
+            let mut state = self.lock();
+            if state.paused_until.is_some_and(|p| p >= until) {
+                return;
+            }
+            state.paused_until = Some(until);
+            if let Some(bucket) = state.bucket.as_mut() {
+                bucket.pause_until(until);
+            }
+        }
+        self.telemetry.set_rate_limited_until(&self.name, self.driver, unix_seconds(wall_now + pause));
+    }
+
+    /// The end of the account's auth lock-out, if one lasts at `now`. An expired lock-out is
+    /// cleared here (and its gauge set to 0).
+    pub fn locked_until(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.lock();
+        match state.locked_until {
+            Some(until) if until > now => Some(until),
+            Some(_) => {
+                state.locked_until = None;
+                drop(state);
+                self.telemetry.set_locked_out(&self.name, self.driver, false);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// An authentication failure: locks the account out unless it already is. Returns the new
+    /// lock-out's end and length, or `None` when one was already running (several polls of
+    /// the account failing together count as one).
+    pub fn lock_out(&self, now: Instant) -> Option<(Instant, Duration)> {
+        let mut state = self.lock();
+        if state.locked_until.is_some_and(|until| until > now) {
+            return None;
+        }
+        let length = backoff::lockout(state.lockouts);
+        state.lockouts = state.lockouts.saturating_add(1);
+        let until = now + length;
+        state.locked_until = Some(until);
+        drop(state);
+        self.telemetry.set_locked_out(&self.name, self.driver, true);
+        Some((until, length))
+    }
+
+    /// A poll of the account succeeded: the next lock-out starts from the shortest again.
+    pub fn record_success(&self) {
+        self.lock().lockouts = 0;
+    }
+
+    /// A reload ends the lock-out (the operator may have fixed the password).
+    pub fn end_lockout(&self) {
+        let mut state = self.lock();
+        let was_locked = state.locked_until.take().is_some();
+        state.lockouts = 0;
+        drop(state);
+        if was_locked {
+            self.telemetry.set_locked_out(&self.name, self.driver, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(count: u32, secs: u64) -> Rate {
+        Rate { count, period: Duration::from_secs(secs) }
+    }
+
+    fn take_times(bucket: &mut TokenBucket, start: Instant, n: usize) -> Vec<Duration> {
+        let mut now = start;
+        let mut times = Vec::new();
+        while times.len() < n {
+            now += bucket.wait(now);
+            assert!(bucket.try_take(now));
+            times.push(now - start);
+        }
+        times
+    }
+
+    #[test]
+    fn a_full_bucket_allows_a_burst_then_the_sustained_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(3, 1), start);
+        let ns = Duration::from_nanos;
+        assert_eq!(
+            take_times(&mut bucket, start, 6),
+            [ns(0), ns(0), ns(0), ns(333_333_334), ns(666_666_668), ns(1_000_000_002)]
+        );
+    }
+
+    #[test]
+    fn an_empty_bucket_refuses_until_the_next_token() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(1, 60), start);
+        assert!(bucket.try_take(start));
+        assert!(!bucket.try_take(start + Duration::from_secs(59)));
+        assert_eq!(bucket.wait(start + Duration::from_secs(59)), Duration::from_secs(1));
+        assert!(bucket.try_take(start + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_pause_allows_one_token_at_its_end_then_the_sustained_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(5, 5), start);
+        bucket.pause_until(start + Duration::from_secs(30));
+        let s = Duration::from_secs;
+        assert_eq!(bucket.wait(start), s(30));
+        assert_eq!(take_times(&mut bucket, start, 3), [s(30), s(31), s(32)], "no burst right after a 429");
+    }
+
+    #[test]
+    fn tokens_never_exceed_the_rate_in_any_window() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(2, 1), start);
+        let times = take_times(&mut bucket, start, 50);
+        for i in 0..times.len() {
+            for j in i + 1..times.len() {
+                // Tokens i..=j span at least (count - burst) emission intervals.
+                let min_span = Duration::from_millis(500) * (j - i + 1).saturating_sub(2) as u32;
+                assert!(times[j] - times[i] >= min_span, "{i}..{j}");
+            }
+        }
+    }
+}
