@@ -1,9 +1,605 @@
 //! The scheduler: when each line polls, under which limits, and what a result means for the
 //! next attempt (DESIGN §8; policy numbers in `backoff.rs` and `docs/POLLING.md`).
+//!
+//! One event loop owns all scheduling state — per-line timers in a heap, failure counts, the
+//! account gates — and reacts to a closed set of events: a command from the handle (apply,
+//! probe, shutdown), a timer coming due, a poll task finishing. Each poll runs in a task of its
+//! own and reports back. One loop rather than a task per account because reload is then a
+//! single message applied between two events with no locks around timers, 100,000 lines cost
+//! a heap entry each instead of a sleeping task each, and back-off and lock-outs are read and
+//! written in one place. What polls share while running (limits, 429 pauses, lock-outs) lives
+//! in the account's [`limiter::AccountGate`].
 
 pub mod backoff;
 pub mod limiter;
+mod once;
+pub mod plan;
 pub mod spread;
+mod task;
 pub mod telemetry;
 
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tracing::{error, info};
+
+pub use once::{poll_once, Progress};
+pub use plan::{Plan, PlannedLine};
 pub use spread::{Shard, ShardError};
+
+use crate::clock::SharedClock;
+use crate::error::PollError;
+use crate::reading::Reading;
+use crate::store::{PollOutcome, Store};
+use limiter::AccountGate;
+use task::{Executed, Job};
+use telemetry::Telemetry;
+
+/// Intervals shorter than this are treated as this long, so a zero interval cannot spin.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The result of `/probe?line=NAME`.
+#[derive(Clone, Debug)]
+pub struct ProbeResult {
+    pub result: Result<Reading, PollError>,
+    /// How long the driver ran (zero when the poll could not start).
+    pub duration: Duration,
+    /// What the poll did, for `/probe?debug=true`; never secrets.
+    pub notes: Vec<String>,
+}
+
+enum Command {
+    Apply(Plan),
+    Probe { line: String, timeout: Duration, reply: oneshot::Sender<Option<ProbeResult>> },
+    Shutdown,
+}
+
+/// Handle to the running scheduler. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Scheduler {
+    commands: mpsc::UnboundedSender<Command>,
+    store: Arc<Store>,
+    running: Arc<AtomicBool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    /// Registers the scheduler's metrics in `registry` and starts its loop on the current tokio
+    /// runtime. Nothing polls until the first [`Scheduler::apply`]. If the metric names are
+    /// already taken in `registry`, polling still starts, without the scheduler's metrics,
+    /// and an error is logged; [`Scheduler::try_start`] fails instead.
+    pub fn start(store: Arc<Store>, clock: SharedClock, registry: &prometheus::Registry) -> Scheduler {
+        let telemetry = Telemetry::register(registry).unwrap_or_else(|err| {
+            error!(error = %err, "cannot register the scheduler's metrics; polling without them");
+            Telemetry::disabled()
+        });
+        Scheduler::with_telemetry(store, clock, telemetry)
+    }
+
+    /// Like [`Scheduler::start`], but a registration failure is an error.
+    pub fn try_start(
+        store: Arc<Store>,
+        clock: SharedClock,
+        registry: &prometheus::Registry,
+    ) -> Result<Scheduler, prometheus::Error> {
+        Ok(Scheduler::with_telemetry(store, clock, Telemetry::register(registry)?))
+    }
+
+    fn with_telemetry(store: Arc<Store>, clock: SharedClock, telemetry: Telemetry) -> Scheduler {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let running = Arc::new(AtomicBool::new(false));
+        let (shutdown, _) = watch::channel(false);
+        let engine = Engine {
+            store: store.clone(),
+            clock,
+            telemetry,
+            global: Arc::new(Semaphore::new(1)),
+            global_limit: 0,
+            gates: HashMap::new(),
+            lines: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_seq: 0,
+            next_line_id: 0,
+            tasks: JoinSet::new(),
+            task_lines: HashMap::new(),
+            shutdown,
+            running: running.clone(),
+        };
+        let task = tokio::spawn(engine.run(receiver));
+        Scheduler { commands, store, running, task: Mutex::new(Some(task)) }
+    }
+
+    /// Makes the scheduler run `plan`: the same path for startup and reload. Lines that stay
+    /// keep their phase, timers and back-off (a changed interval reschedules them), removed
+    /// lines stop (a poll in flight finishes, and the store ignores its result), new lines
+    /// start at their phase. Every auth lock-out ends, since a reload is how an operator says
+    /// the credentials were fixed. Calls `store.apply_plan` itself, before the loop sees the
+    /// plan, so the store already knows new lines when their first result arrives.
+    pub fn apply(&self, plan: Plan) {
+        self.store.apply_plan(&plan.lines());
+        // Fails only when the loop has stopped (after shutdown): nothing left to apply to.
+        let _ = self.commands.send(Command::Apply(plan));
+    }
+
+    /// Polls a configured line now, ignoring its timer but waiting like any poll for the
+    /// account's rate limit and both concurrency limits; the result is recorded in the store
+    /// too. `timeout` bounds waiting and polling together (the line's own timeout still
+    /// applies). A locked-out account is not polled: the result is an auth error saying so.
+    /// `None` if no such line is configured (or the scheduler has stopped).
+    pub async fn poll_now(&self, line: &str, timeout: Duration) -> Option<ProbeResult> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Probe { line: line.to_string(), timeout, reply }).ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Stops every timer, cancels polls still waiting for a permit, lets polls in flight finish
+    /// (each within its timeout), then returns. Later calls return at once.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            if let Err(err) = task.await {
+                error!(error = %err, "the scheduler loop ended abnormally");
+            }
+        }
+    }
+
+    /// True once a plan has been applied and until shutdown: what `/-/ready` waits for.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+}
+
+/// What a timer wakes.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    /// A line's poll is due; `id` tells a re-added line from the one a stale timer was for.
+    Line { name: Arc<str>, id: u64 },
+    /// An account's lock-out ends: clear it so its gauge drops to 0 on time.
+    Unlock { account: Arc<str> },
+}
+
+type Timer = Reverse<(Instant, u64, Target)>;
+
+struct LineEntry {
+    planned: PlannedLine,
+    gate: Arc<AccountGate>,
+    id: u64,
+    jitter_seed: u64,
+    /// Consecutive failures; > 0 means backing off.
+    failures: u32,
+    /// A scheduled poll is running (probes do not count).
+    in_flight: bool,
+    /// The sequence number of the line's live timer; older heap entries are stale.
+    timer: Option<u64>,
+    /// The timer waits for the account's lock-out to end (a reload reschedules it).
+    held: bool,
+}
+
+/// What a finished poll task reports to the loop.
+struct Finished {
+    line: Arc<str>,
+    id: u64,
+    kind: FinishedKind,
+}
+
+enum FinishedKind {
+    Scheduled(Summary),
+    Probe { locked_until: Option<Instant> },
+}
+
+/// The part of a scheduled poll's outcome that decides the next attempt.
+enum Summary {
+    Polled { error: Option<PollError>, locked_until: Option<Instant> },
+    LockedOut(Instant),
+    NotPolled,
+}
+
+struct Engine {
+    store: Arc<Store>,
+    clock: SharedClock,
+    telemetry: Telemetry,
+    global: Arc<Semaphore>,
+    global_limit: usize,
+    gates: HashMap<String, Arc<AccountGate>>,
+    lines: HashMap<Arc<str>, LineEntry>,
+    timers: BinaryHeap<Timer>,
+    next_seq: u64,
+    next_line_id: u64,
+    tasks: JoinSet<Finished>,
+    /// Which line each task polls, for a task that dies without reporting (a scheduler bug).
+    task_lines: HashMap<tokio::task::Id, (Arc<str>, u64, bool)>,
+    shutdown: watch::Sender<bool>,
+    running: Arc<AtomicBool>,
+}
+
+impl Engine {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::Apply(plan)) => self.apply(plan),
+                    Some(Command::Probe { line, timeout, reply }) => self.probe(&line, timeout, reply),
+                    Some(Command::Shutdown) | None => break,
+                },
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.finished(joined);
+                }
+                () = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)),
+                    if next_timer.is_some() => self.fire_due(),
+            }
+        }
+        self.running.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        info!(polls = self.tasks.len(), "scheduler stopping; waiting for polls in flight");
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            self.finished(joined);
+        }
+    }
+
+    fn apply(&mut self, plan: Plan) {
+        let now = Instant::now();
+        if plan.max_concurrency() != self.global_limit {
+            // Polls in flight keep their permits of the old semaphore, so right after a change
+            // the old and new limits overlap until those polls end.
+            self.global_limit = plan.max_concurrency();
+            self.global = Arc::new(Semaphore::new(self.global_limit));
+        }
+
+        let mut old_gates = std::mem::take(&mut self.gates);
+        for planned in plan.planned() {
+            let account = &planned.line.account;
+            if self.gates.contains_key(&account.name) {
+                continue;
+            }
+            let gate = match old_gates.remove(&account.name) {
+                Some(gate) if gate.fits(account) => {
+                    gate.end_lockout();
+                    gate
+                }
+                previous => {
+                    if let Some(previous) = &previous {
+                        previous.end_lockout();
+                        if previous.driver() != account.driver.name {
+                            self.telemetry.forget_account(previous.name(), previous.driver());
+                        }
+                    }
+                    Arc::new(AccountGate::new(account, previous.as_deref(), self.telemetry.clone(), now))
+                }
+            };
+            self.gates.insert(account.name.clone(), gate);
+        }
+        for gate in old_gates.values() {
+            self.telemetry.forget_account(gate.name(), gate.driver());
+        }
+
+        let mut old_lines = std::mem::take(&mut self.lines);
+        let mut reschedule = Vec::new();
+        for planned in plan.into_lines() {
+            let Some(gate) = self.gates.get(&planned.line.account.name).cloned() else {
+                continue;
+            };
+            let name: Arc<str> = Arc::from(planned.line.name.as_str());
+            let entry = match old_lines.remove(&name) {
+                Some(mut entry) => {
+                    let moved = entry.planned.line.poll_interval != planned.line.poll_interval
+                        || entry.planned.offset != planned.offset;
+                    if !entry.in_flight && (entry.held || entry.timer.is_none() || (moved && entry.failures == 0)) {
+                        reschedule.push(name.clone());
+                    }
+                    entry.planned = planned;
+                    entry.gate = gate;
+                    entry
+                }
+                None => {
+                    self.next_line_id += 1;
+                    reschedule.push(name.clone());
+                    LineEntry {
+                        jitter_seed: backoff::jitter_seed(&name),
+                        planned,
+                        gate,
+                        id: self.next_line_id,
+                        failures: 0,
+                        in_flight: false,
+                        timer: None,
+                        held: false,
+                    }
+                }
+            };
+            self.lines.insert(name, entry);
+        }
+        let dropped_backing_off = old_lines.values().filter(|e| e.failures > 0).count();
+        self.telemetry.add_backoff_lines(-(dropped_backing_off as i64));
+        for name in reschedule {
+            self.schedule_slot_after(&name, now);
+        }
+        info!(
+            lines = self.lines.len(),
+            accounts = self.gates.len(),
+            removed = old_lines.len(),
+            max_concurrency = self.global_limit,
+            "scheduler applied a plan",
+        );
+        self.running.store(true, Ordering::Release);
+    }
+
+    /// Pops every timer due by now.
+    fn fire_due(&mut self) {
+        let now = Instant::now();
+        while self.timers.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
+            let Some(Reverse((_, seq, target))) = self.timers.pop() else {
+                break;
+            };
+            match target {
+                Target::Line { name, id } => self.line_due(name, id, seq, now),
+                Target::Unlock { account } => {
+                    if let Some(gate) = self.gates.get(&*account) {
+                        gate.locked_until(now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn line_due(&mut self, name: Arc<str>, id: u64, seq: u64, now: Instant) {
+        let Some(entry) = self.lines.get_mut(&name) else {
+            return;
+        };
+        if entry.id != id || entry.timer != Some(seq) || entry.in_flight {
+            return;
+        }
+        entry.timer = None;
+        if let Some(until) = entry.gate.locked_until(now) {
+            self.hold_until(&name, until);
+            return;
+        }
+        self.dispatch(name);
+    }
+
+    fn dispatch(&mut self, name: Arc<str>) {
+        let Some(job) = self.job(&name) else {
+            return;
+        };
+        let Some(entry) = self.lines.get_mut(&name) else {
+            return;
+        };
+        entry.in_flight = true;
+        let id = entry.id;
+        let mut shutdown = self.shutdown.subscribe();
+        let line = name.clone();
+        let handle = self.tasks.spawn(async move {
+            let summary = match task::execute(&job, None, &mut shutdown).await {
+                Executed::Polled(polled) => {
+                    Summary::Polled { error: polled.result.err(), locked_until: polled.locked_until }
+                }
+                Executed::LockedOut(until) => Summary::LockedOut(until),
+                Executed::DeadlinePassed | Executed::ShutDown => Summary::NotPolled,
+            };
+            Finished { line, id, kind: FinishedKind::Scheduled(summary) }
+        });
+        self.task_lines.insert(handle.id(), (name, id, false));
+    }
+
+    fn probe(&mut self, line: &str, timeout: Duration, reply: oneshot::Sender<Option<ProbeResult>>) {
+        let found = self.lines.get_key_value(line).map(|(n, e)| (n.clone(), e.id));
+        let Some(((name, id), job)) = found.zip(self.job(line)) else {
+            let _ = reply.send(None);
+            return;
+        };
+        let mut shutdown = self.shutdown.subscribe();
+        let line = name.clone();
+        let handle = self.tasks.spawn(async move {
+            // A timeout too large to add (Duration::MAX) means no deadline but the line's own.
+            let deadline = Instant::now().checked_add(timeout);
+            let executed = task::execute(&job, deadline, &mut shutdown).await;
+            let locked_until = match &executed {
+                Executed::Polled(polled) => polled.locked_until,
+                _ => None,
+            };
+            let _ = reply.send(Some(probe_result(&job, executed, timeout)));
+            Finished { line, id, kind: FinishedKind::Probe { locked_until } }
+        });
+        self.task_lines.insert(handle.id(), (name, id, true));
+    }
+
+    fn job(&self, name: &str) -> Option<Job> {
+        let entry = self.lines.get(name)?;
+        Some(Job {
+            line: entry.planned.line.clone(),
+            driver: entry.planned.driver.clone(),
+            gate: entry.gate.clone(),
+            global: self.global.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            telemetry: self.telemetry.clone(),
+        })
+    }
+
+    fn finished(&mut self, joined: Result<(tokio::task::Id, Finished), JoinError>) {
+        let finished = match joined {
+            Ok((task, finished)) => {
+                self.task_lines.remove(&task);
+                finished
+            }
+            Err(err) => match self.task_lines.remove(&err.id()) {
+                Some((line, id, probe)) => self.task_died(line, id, probe, &err),
+                None => return,
+            },
+        };
+        let locked_until = match &finished.kind {
+            FinishedKind::Scheduled(Summary::Polled { locked_until, .. }) => *locked_until,
+            FinishedKind::Probe { locked_until } => *locked_until,
+            _ => None,
+        };
+        if let Some(until) = locked_until {
+            if let Some(entry) = self.lines.get(&finished.line) {
+                let account: Arc<str> = Arc::from(entry.gate.name());
+                self.push_timer(until, Target::Unlock { account });
+            }
+        }
+        if let FinishedKind::Scheduled(summary) = finished.kind {
+            self.scheduled_poll_finished(&finished.line, finished.id, summary);
+        }
+    }
+
+    /// A poll task ended without reporting: only a bug in this module can cause that, since
+    /// driver code runs in a task of its own. The line gets an error and goes on.
+    fn task_died(&mut self, line: Arc<str>, id: u64, probe: bool, err: &JoinError) -> Finished {
+        error!(line = %line, error = %err, "a poll task of the scheduler died; the line goes on");
+        let error = PollError::Unavailable("the poll task died (a bug in the exporter)".into());
+        self.store
+            .record(&line, PollOutcome { at: self.clock.now(), duration: Duration::ZERO, result: Err(error.clone()) });
+        let kind = if probe {
+            FinishedKind::Probe { locked_until: None }
+        } else {
+            FinishedKind::Scheduled(Summary::Polled { error: Some(error), locked_until: None })
+        };
+        Finished { line, id, kind }
+    }
+
+    fn scheduled_poll_finished(&mut self, name: &Arc<str>, id: u64, summary: Summary) {
+        let now = Instant::now();
+        let Some(entry) = self.lines.get_mut(name) else {
+            return;
+        };
+        if entry.id != id {
+            return;
+        }
+        entry.in_flight = false;
+        match summary {
+            Summary::Polled { error: None, .. } => {
+                if entry.failures > 0 {
+                    self.telemetry.add_backoff_lines(-1);
+                }
+                entry.failures = 0;
+                self.schedule_slot_after(name, now);
+            }
+            Summary::Polled { error: Some(error), .. } => {
+                if entry.failures == 0 {
+                    self.telemetry.add_backoff_lines(1);
+                }
+                entry.failures = entry.failures.saturating_add(1);
+                let delay = backoff::next_attempt(
+                    &error,
+                    entry.failures,
+                    entry.planned.line.poll_interval.max(MIN_INTERVAL),
+                    entry.jitter_seed,
+                );
+                entry.held = false;
+                let timer = self.push_timer(now + delay, Target::Line { name: name.clone(), id });
+                self.set_timer(name, timer);
+            }
+            Summary::LockedOut(until) => self.hold_until(name, until),
+            Summary::NotPolled => {}
+        }
+    }
+
+    /// Schedules the line at its first phase slot after `from`.
+    fn schedule_slot_after(&mut self, name: &Arc<str>, from: Instant) {
+        let Some(entry) = self.lines.get_mut(name) else {
+            return;
+        };
+        entry.held = false;
+        let at = self.slot_after(name, from);
+        self.schedule_line(name, at);
+    }
+
+    /// Parks the line until the account's lock-out ends, then at its next phase slot.
+    fn hold_until(&mut self, name: &Arc<str>, until: Instant) {
+        let at = self.slot_after(name, until);
+        self.schedule_line(name, at);
+        if let Some(entry) = self.lines.get_mut(name) {
+            entry.held = true;
+        }
+    }
+
+    fn slot_after(&self, name: &str, from: Instant) -> Instant {
+        let Some(entry) = self.lines.get(name) else {
+            return from;
+        };
+        let now = Instant::now();
+        let ahead = from.saturating_duration_since(now);
+        let wall = self.clock.now() + ahead;
+        let interval = entry.planned.line.poll_interval.max(MIN_INTERVAL);
+        now + ahead + spread::until_next_slot(wall, entry.planned.offset, interval)
+    }
+
+    fn schedule_line(&mut self, name: &Arc<str>, at: Instant) {
+        let Some(id) = self.lines.get(name).map(|e| e.id) else {
+            return;
+        };
+        let timer = self.push_timer(at, Target::Line { name: name.clone(), id });
+        self.set_timer(name, timer);
+    }
+
+    fn set_timer(&mut self, name: &Arc<str>, timer: u64) {
+        if let Some(entry) = self.lines.get_mut(name) {
+            entry.timer = Some(timer);
+        }
+    }
+
+    fn push_timer(&mut self, at: Instant, target: Target) -> u64 {
+        self.next_seq += 1;
+        self.timers.push(Reverse((at, self.next_seq, target)));
+        self.next_seq
+    }
+}
+
+fn probe_result(job: &Job, executed: Executed, timeout: Duration) -> ProbeResult {
+    let not_polled = |result: PollError, note: String| ProbeResult {
+        result: Err(result),
+        duration: Duration::ZERO,
+        notes: vec![note],
+    };
+    match executed {
+        Executed::Polled(polled) => {
+            let mut notes = Vec::with_capacity(polled.notes.len() + 1);
+            if polled.queue_wait >= Duration::from_millis(1) {
+                notes.push(format!(
+                    "waited {} for a poll slot (concurrency and rate limits)",
+                    humantime::format_duration(round_ms(polled.queue_wait))
+                ));
+            }
+            notes.extend(polled.notes);
+            ProbeResult {
+                result: polled.result,
+                duration: polled.duration,
+                notes,
+            }
+        }
+        Executed::LockedOut(until) => {
+            let left = humantime::format_duration(Duration::from_secs(
+                until.saturating_duration_since(Instant::now()).as_secs(),
+            ));
+            not_polled(
+                PollError::Auth(format!(
+                    "account `{}` is locked out after an authentication failure for another {left}; reload the config once the credentials are fixed",
+                    job.gate.name()
+                )),
+                "not polled: the account is locked out".into(),
+            )
+        }
+        Executed::DeadlinePassed => not_polled(
+            PollError::Timeout(timeout),
+            "not polled: no poll slot came free within the probe timeout (the account's rate or concurrency limit, or the global one, is saturated)".into(),
+        ),
+        Executed::ShutDown => not_polled(
+            PollError::Unavailable("the exporter is shutting down".into()),
+            "not polled: shutting down".into(),
+        ),
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
