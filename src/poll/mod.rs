@@ -133,6 +133,8 @@ impl Scheduler {
     /// account's rate limit and both concurrency limits; the result is recorded in the store
     /// too. `timeout` bounds waiting and polling together (the line's own timeout still
     /// applies). A locked-out account is not polled: the result is an auth error saying so.
+    /// The line's timer and back-off stay as they are; what the result means for the account
+    /// (a 429 pause, an auth lock-out) applies as for any poll.
     /// `None` if no such line is configured (or the scheduler has stopped).
     pub async fn poll_now(&self, line: &str, timeout: Duration) -> Option<ProbeResult> {
         let (reply, answer) = oneshot::channel();
