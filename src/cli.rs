@@ -44,7 +44,7 @@ pub struct Flags {
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     pub log_format: LogFormat,
 
-    /// Poll only the lines that rendezvous hashing of the line name gives shard i of n (`i/n`, 1-based).
+    /// Poll only the lines that rendezvous hashing of the line name gives shard i of n (`i/n`, 0-based like pod ordinals).
     #[arg(long = "shard", value_name = "I/N")]
     pub shard: Option<String>,
 
@@ -65,7 +65,7 @@ pub struct Flags {
     pub render_interval: Duration,
 
     /// gzip level of the pre-compressed /metrics body (0-9).
-    #[arg(long = "web.gzip-level", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    #[arg(long = "web.gzip-level", default_value_t = crate::metrics::DEFAULT_GZIP_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip_level: u32,
 }
 

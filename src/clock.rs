@@ -30,10 +30,7 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn starting_at(base: SystemTime) -> TokioClock {
-        TokioClock {
-            base,
-            start: tokio::time::Instant::now(),
-        }
+        TokioClock { base, start: tokio::time::Instant::now() }
     }
 }
 
@@ -45,7 +42,5 @@ impl Clock for TokioClock {
 
 /// Seconds since the Unix epoch as a float, the unit of every `*_timestamp_seconds` metric.
 pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
 }

@@ -3,14 +3,144 @@
 //!
 //! Data flow: `config::load` → `Config` → `poll::Scheduler` (per line, on its interval) →
 //! `drivers::Driver::poll` → `store::Store` → `metrics` (pre-rendered body) → `web`.
+//! `run` is the whole program; `main.rs` only parses flags and reports errors.
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod drivers;
 pub mod error;
+pub mod logging;
 pub mod metrics;
+mod once;
 pub mod poll;
 pub mod reading;
 pub mod store;
 pub mod web;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::app::{App, ConfigSource};
+use crate::cli::Flags;
+use crate::clock::{SharedClock, SystemClock};
+use crate::poll::Shard;
+
+/// How the program ended, for the process exit code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Ok,
+    /// The work ran but something failed (`--config.check` found errors, a `--once` poll failed).
+    Failed,
+}
+
+/// A problem that stops the program, reported by `main` with its context.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot load config from {source_name}: {error}")]
+    Load { source_name: String, error: app::ApplyError },
+    #[error("{0}")]
+    Flag(String),
+    #[error("cannot listen on {address}: {error}")]
+    Listen { address: String, error: std::io::Error },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the program the flags describe.
+pub async fn run(flags: Flags) -> Result<Outcome, RunError> {
+    let source = config_source(&flags);
+    if flags.config_check {
+        return Ok(once::check_config(&source));
+    }
+    if flags.web_config_file.is_some() {
+        return Err(RunError::Flag(
+            "--web.config.file (TLS and basic auth) is not supported yet; run behind a reverse proxy meanwhile".into(),
+        ));
+    }
+    let shard = match &flags.shard {
+        Some(text) => Some(Shard::parse(text).map_err(|e| RunError::Flag(format!("--shard: {e}")))?),
+        None => None,
+    };
+    let clock: SharedClock = Arc::new(SystemClock);
+    if flags.once {
+        return once::poll_all_once(&source, clock, shard, flags.output).await;
+    }
+    serve(flags, source, clock, shard).await
+}
+
+/// The default `esim.yaml`, when absent, falls back to the embedded demo fleet so that a
+/// first run needs no file; any path given explicitly must exist.
+fn config_source(flags: &Flags) -> ConfigSource {
+    let default = Path::new("esim.yaml");
+    if flags.config_file == default && !default.exists() {
+        tracing::warn!("esim.yaml not found: running the embedded demo fleet (config/demo.yaml)");
+        ConfigSource::Embedded
+    } else {
+        ConfigSource::File(flags.config_file.clone())
+    }
+}
+
+async fn serve(
+    flags: Flags,
+    source: ConfigSource,
+    clock: SharedClock,
+    shard: Option<Shard>,
+) -> Result<Outcome, RunError> {
+    let mut listeners = Vec::new();
+    for address in &flags.listen_addresses {
+        let addr = cli::parse_listen_address(address).map_err(RunError::Flag)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| RunError::Listen { address: address.clone(), error })?;
+        listeners.push(listener);
+    }
+    let source_name = source.describe();
+    let app =
+        App::start(source, clock, shard).map_err(|error| RunError::Load { source_name: source_name.clone(), error })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let renderer = app.spawn_renderer(flags.render_interval, flags.gzip_level, stop_rx.clone());
+    for listener in &listeners {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(address = %addr, config = %source_name, lines = app.config().lines.len(), "listening");
+        }
+    }
+    let router = web::router(app.clone(), &flags.telemetry_path);
+    let signals = tokio::spawn(handle_signals(app.clone(), stop_tx));
+    let mut shutdown_rx = stop_rx;
+    let served = web::serve(listeners, router, async move {
+        let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    })
+    .await;
+    signals.abort();
+    let _ = renderer.await;
+    app.shutdown().await;
+    tracing::info!("stopped");
+    served.map_err(RunError::Serve)?;
+    Ok(Outcome::Ok)
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop the server gracefully.
+async fn handle_signals(app: Arc<App>, stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; SIGHUP reload and graceful stop are unavailable");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                let _ = app.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: finishing in-flight requests");
+    let _ = stop.send(true);
+}

@@ -1,1 +1,27 @@
-fn main() {}
+//! The `esim-exporter` binary: flags → logging → `esim_exporter::run`. Nothing a test needs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use esim_exporter::cli::Flags;
+use esim_exporter::{logging, run, Outcome};
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    logging::init(flags.log_level, flags.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("esim-exporter: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("esim-exporter: {:#}", anyhow::Error::new(e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -31,7 +31,6 @@ fn run_cases(dir: &str, check: impl Fn(&Path) -> Result<(), String>) -> usize {
 
 #[test]
 fn bad_configs_fail_with_the_expected_messages() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
     let count = run_cases("tests/config/bad", |case| match load(case) {
         Ok(_) => Err(format!("{}: loaded, but should have failed", case.display())),
         Err(err) => {
@@ -55,7 +54,6 @@ fn bad_configs_fail_with_the_expected_messages() {
 
 #[test]
 fn good_configs_load_without_errors() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
     run_cases("tests/config/good", |case| match load(case) {
         Ok(config) if config.lines.is_empty() => Err(format!("{}: no lines", case.display())),
         Ok(_) => Ok(()),
@@ -65,7 +63,6 @@ fn good_configs_load_without_errors() {
 
 #[test]
 fn warning_configs_load_with_the_expected_warnings() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
     run_cases("tests/config/warn", |case| match load(case) {
         Ok(config) => {
             let text: String = config.warnings.iter().map(|w| format!("{w}\n")).collect();
@@ -77,7 +74,6 @@ fn warning_configs_load_with_the_expected_warnings() {
 
 #[test]
 fn full_config_resolves_inheritance_and_defaults() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd to repo");
     let config = load(&crate::support::repo().join("tests/config/good/full.yaml")).expect("loads");
     let meter = &config.lines[0];
     assert_eq!(meter.name, "meter 1 / north");

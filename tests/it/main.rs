@@ -1,4 +1,6 @@
 //! The one integration-test binary: shared helpers live in `support`, each area in its module.
 
+mod binary;
 mod config;
 mod support;
+mod tidy;

@@ -1,0 +1,241 @@
+//! The running exporter: config source, current config, store, scheduler, self metrics and
+//! the pre-rendered /metrics body. Startup and reload go through one path, [`App::apply`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::clock::SharedClock;
+use crate::config::{self, Config, ConfigError};
+use crate::drivers::{BuildContext, BuildError};
+use crate::error::PollError;
+use crate::metrics::{Exposition, Renderer, SelfMetrics};
+use crate::poll::{Plan, Scheduler, Shard};
+use crate::reading::Reading;
+use crate::store::Store;
+
+/// Where the config comes from; reload reads it again.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The demo fleet compiled into the binary (`config/demo.yaml`).
+    Embedded,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => config::load(path),
+            ConfigSource::Embedded => config::parse("embedded:config/demo.yaml", crate::cli::EMBEDDED_DEMO_CONFIG),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Embedded => "embedded config/demo.yaml".to_string(),
+        }
+    }
+}
+
+/// Why a reload (or the first load) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// What `/probe` returns.
+pub struct ProbeOutput {
+    pub result: Result<Reading, PollError>,
+    pub duration: Duration,
+    pub notes: Vec<String>,
+    /// The line's series after the poll, in text format.
+    pub exposition: String,
+}
+
+impl ProbeOutput {
+    /// The `debug=true` view: the poll's notes and outcome, never secrets.
+    pub fn debug_text(&self) -> String {
+        let mut text = String::new();
+        for note in &self.notes {
+            text.push_str(note);
+            text.push('\n');
+        }
+        match &self.result {
+            Ok(reading) => text.push_str(&format!("poll succeeded in {:?}: {reading:?}\n", self.duration)),
+            Err(e) => text.push_str(&format!("poll failed in {:?} ({}): {e}\n", self.duration, e.reason())),
+        }
+        text.push('\n');
+        text.push_str(&self.exposition);
+        text
+    }
+}
+
+pub struct App {
+    source: ConfigSource,
+    pub store: Arc<Store>,
+    pub scheduler: Scheduler,
+    pub self_metrics: Arc<SelfMetrics>,
+    config: ArcSwap<Config>,
+    exposition: ArcSwap<Exposition>,
+    clock: SharedClock,
+    shard: Option<Shard>,
+    /// One reload at a time: SIGHUP and POST /-/reload may race.
+    reload_lock: tokio::sync::Mutex<()>,
+    ready: AtomicBool,
+    last_reload_ok: AtomicBool,
+}
+
+impl App {
+    /// Loads the config and starts polling. Must run inside a tokio runtime.
+    pub fn start(source: ConfigSource, clock: SharedClock, shard: Option<Shard>) -> Result<Arc<App>, ApplyError> {
+        let config = source.load()?;
+        let store = Arc::new(Store::new());
+        let self_metrics = Arc::new(SelfMetrics::new());
+        let scheduler = Scheduler::start(store.clone(), clock.clone(), self_metrics.registry());
+        let app = Arc::new(App {
+            source,
+            store,
+            scheduler,
+            self_metrics,
+            config: ArcSwap::from_pointee(Config::empty()),
+            exposition: ArcSwap::from_pointee(Exposition::default()),
+            clock,
+            shard,
+            reload_lock: tokio::sync::Mutex::new(()),
+            ready: AtomicBool::new(false),
+            last_reload_ok: AtomicBool::new(true),
+        });
+        app.apply(config)?;
+        app.self_metrics.reload_succeeded(app.now());
+        Ok(app)
+    }
+
+    /// Makes `config` the running one: build drivers, then swap store lines, schedule and
+    /// config. Nothing changes when building fails, so a bad reload leaves the old config.
+    fn apply(&self, config: Config) -> Result<(), BuildError> {
+        let plan = Plan::build(&config, &BuildContext { clock: self.clock.clone() }, self.shard)?;
+        for warning in &config.warnings {
+            tracing::warn!(source = %self.source.describe(), "{warning}");
+        }
+        // The scheduler also updates the store's set of lines (before it sees the plan).
+        self.scheduler.apply(plan);
+        self.self_metrics.set_lines(&config);
+        self.config.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// Re-reads the config source; on failure the old config keeps running.
+    pub async fn reload(&self) -> Result<(), ApplyError> {
+        let _guard = self.reload_lock.lock().await;
+        let result = match self.source.load() {
+            Ok(config) => self.apply(config).map_err(ApplyError::from),
+            Err(e) => Err(ApplyError::from(e)),
+        };
+        match &result {
+            Ok(()) => {
+                self.self_metrics.reload_succeeded(self.now());
+                self.last_reload_ok.store(true, Ordering::Release);
+                tracing::info!(source = %self.source.describe(), lines = self.config().lines.len(), "config reloaded");
+            }
+            Err(e) => {
+                self.self_metrics.reload_failed();
+                self.last_reload_ok.store(false, Ordering::Release);
+                tracing::error!(source = %self.source.describe(), error = %e, "config reload failed; keeping the previous config");
+            }
+        }
+        result
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    pub fn exposition(&self) -> Arc<Exposition> {
+        self.exposition.load_full()
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn last_reload_ok(&self) -> bool {
+        self.last_reload_ok.load(Ordering::Acquire)
+    }
+
+    /// Renders the /metrics body now (also the renderer loop's step).
+    pub fn render(&self, renderer: &mut Renderer) {
+        let config = self.config();
+        let exposition = renderer.render(&self.store, &config.global, self.now(), &self.self_metrics);
+        self.exposition.store(Arc::new(exposition));
+    }
+
+    /// Renders once, then keeps re-rendering every `period` off the request path until the
+    /// app is dropped or `stop` fires. Marks the app ready after the first render.
+    pub fn spawn_renderer(
+        self: &Arc<Self>,
+        period: Duration,
+        gzip_level: u32,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut renderer = Renderer::new(gzip_level);
+        self.render(&mut renderer);
+        self.ready.store(true, Ordering::Release);
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let Some(app) = app.upgrade() else { return };
+                // Rendering 100k lines is CPU work: keep it off the async workers.
+                let result = tokio::task::spawn_blocking(move || {
+                    app.render(&mut renderer);
+                    renderer
+                })
+                .await;
+                match result {
+                    Ok(r) => renderer = r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "metrics renderer panicked; restarting it");
+                        renderer = Renderer::new(gzip_level);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Polls one configured line now (for `/probe`); `None` if no line has that name.
+    pub async fn probe(&self, line: &str, timeout: Option<Duration>) -> Option<ProbeOutput> {
+        let line_timeout = self.store.get(line)?.line.timeout;
+        let timeout = timeout.map_or(line_timeout, |t| t.min(line_timeout));
+        let probe = self.scheduler.poll_now(line, timeout).await?;
+        let config = self.config();
+        let exposition = {
+            let view = self.store.view();
+            view.get(line)
+                .map(|state| crate::metrics::render_line_text(state, &config.global, self.now()))
+                .unwrap_or_default()
+        };
+        Some(ProbeOutput { result: probe.result, duration: probe.duration, notes: probe.notes, exposition })
+    }
+
+    /// Stops polling; in-flight polls finish within their timeout.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.scheduler.shutdown().await;
+    }
+}

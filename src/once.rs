@@ -1,0 +1,137 @@
+//! The two one-shot modes: `--config.check` (validate and summarise) and `--once` (poll every
+//! line once, print a table or JSON, exit non-zero if any poll failed).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use crate::app::ConfigSource;
+use crate::cli::OutputFormat;
+use crate::clock::SharedClock;
+use crate::config::{ByteSize, Config};
+use crate::poll::Shard;
+use crate::store::Store;
+use crate::web::api::{LineView, LinesResponse};
+use crate::{Outcome, RunError};
+
+/// `--config.check`: errors and warnings to stderr, the summary to stdout.
+pub fn check_config(source: &ConfigSource) -> Outcome {
+    match source.load() {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("{warning}");
+            }
+            print!("{}", summary(&config, &source.describe()));
+            Outcome::Ok
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            let errors = err.diagnostics.iter().filter(|d| d.is_error()).count();
+            for warning in err.diagnostics.iter().filter(|d| !d.is_error()) {
+                eprintln!("{warning}");
+            }
+            eprintln!("config {} is invalid: {errors} error(s)", source.describe());
+            Outcome::Failed
+        }
+    }
+}
+
+/// Lines per driver and account, with the polling settings that matter for operator limits.
+pub fn summary(config: &Config, source: &str) -> String {
+    let mut per_account: BTreeMap<(&str, &str), (usize, std::time::Duration)> = BTreeMap::new();
+    for line in &config.lines {
+        let key = (line.driver().name, if line.account.implicit { "(none)" } else { line.account.name.as_str() });
+        let entry = per_account.entry(key).or_insert((0, line.poll_interval));
+        entry.0 += 1;
+        entry.1 = entry.1.min(line.poll_interval);
+    }
+    let declared = config.accounts.iter().filter(|a| !a.implicit).count();
+    let mut out = format!(
+        "config OK: {source}\n{} lines, {declared} accounts, {} warnings\n\n{:<12} {:<24} {:>7} {:>14}  {}\n",
+        config.lines.len(),
+        config.warnings.len(),
+        "DRIVER",
+        "ACCOUNT",
+        "LINES",
+        "MIN INTERVAL",
+        "RATE LIMIT"
+    );
+    for ((driver, account), (lines, interval)) in &per_account {
+        let rate = config
+            .accounts
+            .iter()
+            .find(|a| a.name == *account && !a.implicit)
+            .and_then(|a| a.rate_limit)
+            .map_or("-".to_string(), |r| r.to_string());
+        out.push_str(&format!(
+            "{driver:<12} {account:<24} {lines:>7} {:>14}  {rate}\n",
+            humantime::format_duration(*interval).to_string()
+        ));
+    }
+    out
+}
+
+/// `--once`: polls every line once through the scheduler's own poll path (limits, timeouts),
+/// prints the result, and fails if any poll failed.
+pub async fn poll_all_once(
+    source: &ConfigSource,
+    clock: SharedClock,
+    shard: Option<Shard>,
+    output: OutputFormat,
+) -> Result<Outcome, RunError> {
+    let config = source.load().map_err(|e| RunError::Load { source_name: source.describe(), error: e.into() })?;
+    let store = Arc::new(Store::new());
+    let total = crate::poll::poll_once(&config, &store, clock.clone(), shard, progress_reporter())
+        .await
+        .map_err(|e| RunError::Load { source_name: source.describe(), error: e.into() })?;
+    let now = clock.now();
+    let view = store.view();
+    let lines: Vec<LineView> = view.lines().map(|s| LineView::new(s, &config.global, now)).collect();
+    let failed = lines.iter().filter(|l| l.last_poll_success != Some(true)).count();
+    match output {
+        OutputFormat::Json => match serde_json::to_string_pretty(&LinesResponse { lines }) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("cannot encode JSON: {e}"),
+        },
+        OutputFormat::Table => print!("{}", table(&lines)),
+    }
+    eprintln!("{total} lines polled, {failed} failed");
+    Ok(if failed == 0 { Outcome::Ok } else { Outcome::Failed })
+}
+
+/// On a terminal, a one-line progress counter on stderr; elsewhere nothing.
+fn progress_reporter() -> Option<Box<dyn Fn(usize, usize) + Send + Sync>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(Box::new(|done, total| {
+        eprint!("\rpolled {done}/{total}");
+        if done == total {
+            eprintln!();
+        }
+    }))
+}
+
+fn table(lines: &[LineView]) -> String {
+    let mut out = format!(
+        "{:<24} {:<10} {:>14} {:>22} {:<8} {}\n",
+        "LINE", "OPERATOR", "BALANCE", "DATA LEFT", "STATUS", "ERROR"
+    );
+    for line in lines {
+        let reading = line.reading.as_ref();
+        let balance = reading
+            .and_then(|r| r.balance.zip(r.currency.clone()))
+            .map_or("-".to_string(), |(amount, currency)| format!("{amount:.2} {currency}"));
+        let data = reading.and_then(|r| r.data_remaining_bytes).map_or("-".to_string(), |d| ByteSize(d).to_string());
+        let (status, error) = match (&line.last_poll_success, &line.last_error) {
+            (Some(true), _) => ("ok", String::new()),
+            (_, Some(e)) => ("failed", format!("{}: {}", e.reason, e.message)),
+            _ => ("pending", String::new()),
+        };
+        out.push_str(&format!(
+            "{:<24} {:<10} {balance:>14} {data:>22} {status:<8} {error}\n",
+            line.name, line.operator
+        ));
+    }
+    out
+}

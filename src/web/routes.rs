@@ -1,0 +1,162 @@
+//! Request handlers. Each reads the app's current snapshot; none blocks on an operator except
+//! `/probe`, whose whole point is to poll now.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::App;
+use crate::metrics::{negotiate, Format};
+
+use super::api::{LineView, LinesResponse};
+use super::status_page::{self, SortKey};
+
+/// Kept off the scrape timeout so the answer arrives before Prometheus gives up.
+const PROBE_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
+pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+    let exposition = app.exposition();
+    let mut response = Response::new(Body::from(exposition.body(format, gzip)));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Whether `Accept-Encoding` allows gzip (a `q=0` refuses it).
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|value| {
+        value.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+    })
+}
+
+pub async fn status_page(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let config = app.config();
+    let now = app.now();
+    let html = {
+        let view = app.store.view();
+        status_page::render(
+            &view,
+            &config.global,
+            now,
+            SortKey::parse(query.get("sort").map(String::as_str)),
+            app.last_reload_ok(),
+        )
+    };
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+pub async fn lines(State(app): State<Arc<App>>) -> Response {
+    let config = app.config();
+    let now = app.now();
+    let body = {
+        let view = app.store.view();
+        let lines = view.lines().map(|s| LineView::new(s, &config.global, now)).collect();
+        serde_json::to_vec(&LinesResponse { lines })
+    };
+    match body {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode lines: {e}\n")).into_response(),
+    }
+}
+
+pub async fn healthy() -> &'static str {
+    "Healthy\n"
+}
+
+pub async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        (StatusCode::OK, "Ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Not ready: config not loaded or polling not started\n").into_response()
+    }
+}
+
+pub async fn reload(State(app): State<Arc<App>>) -> Response {
+    match app.reload().await {
+        Ok(()) => (StatusCode::OK, "config reloaded\n").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response(),
+    }
+}
+
+/// `/probe?line=NAME[&debug=true]`: polls one configured line now and returns its series.
+/// Only configured names are accepted; nothing in the request chooses where to connect.
+pub async fn probe(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(line) = query.get("line").filter(|l| !l.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "missing parameter `line` (a configured line name)\n").into_response();
+    };
+    let debug = query.get("debug").is_some_and(|d| d == "true" || d == "1");
+    let timeout = scrape_timeout(&headers);
+    let Some(probe) = app.probe(line, timeout).await else {
+        return (StatusCode::NOT_FOUND, "no configured line of that name\n").into_response();
+    };
+    if debug {
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], probe.debug_text()).into_response();
+    }
+    ([(header::CONTENT_TYPE, Format::Text.content_type())], probe.exposition).into_response()
+}
+
+/// The scrape timeout Prometheus announces, less a margin; `None` when absent or unusable.
+fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers.get("X-Prometheus-Scrape-Timeout-Seconds")?.to_str().ok()?.trim().parse().ok()?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds).saturating_sub(PROBE_TIMEOUT_MARGIN).max(Duration::from_millis(100)))
+}
+
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found: see / for the status page and /metrics for metrics\n").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        let cases = [
+            (None, false),
+            (Some("gzip"), true),
+            (Some("deflate, gzip;q=0.5"), true),
+            (Some("gzip;q=0"), false),
+            (Some("identity"), false),
+            (Some("*"), true),
+            (Some("GZIP"), true),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(accepts_gzip(header), expected, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn scrape_timeout_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(scrape_timeout(&h), None);
+        h.insert("X-Prometheus-Scrape-Timeout-Seconds", HeaderValue::from_static("10"));
+        assert_eq!(scrape_timeout(&h), Some(Duration::from_millis(9500)));
+        h.insert("X-Prometheus-Scrape-Timeout-Seconds", HeaderValue::from_static("nan"));
+        assert_eq!(scrape_timeout(&h), None);
+    }
+}

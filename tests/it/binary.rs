@@ -1,0 +1,435 @@
+//! The real binary, end to end: scrape and lint with promtool, content negotiation, every
+//! endpoint, reload (HTTP and SIGHUP; good, bad, line removed), SIGTERM, `--config.check`,
+//! `--once`. Each test starts its own exporter on 127.0.0.1 with a port the OS picks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_esim-exporter");
+
+/// A fleet that polls every 1 s: one healthy line per profile that matters.
+const FLEET: &str = "global:
+  poll_interval: 1s
+  timeout: 5s
+  alert: {balance_below: 100, data_below: 100MB}
+accounts:
+  acme:
+    driver: demo
+    seed: 3
+    operator: mts
+    labels: {fleet: trackers}
+lines:
+  - {name: good-1, account: acme, msisdn: \"+79261234567\", labels: {site: north}}
+  - {name: low-1, account: acme, profile: low}
+  - {name: down-1, account: acme, profile: failing}
+  - {name: unlimited-1, account: acme, profile: unlimited}
+";
+
+pub struct Exporter {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Exporter {
+    /// Starts the binary on `config` and waits until it listens and is ready.
+    pub fn start(name: &str, config: &str) -> Exporter {
+        let dir = std::env::temp_dir().join(format!("esim-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("esim.yaml"), config).expect("write config");
+        let mut child = Command::new(BIN)
+            .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0"])
+            .args(["--web.render-interval", "100ms", "--log.level", "debug"])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn esim-exporter");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.contains("msg=listening").then(|| field(&line, "address")).flatten() {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr.parse().expect("socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("exporter did not start:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        let exporter = Exporter { child, addr, dir, log };
+        exporter.wait_until("ready", |e| e.get("/-/ready").0 == 200);
+        exporter
+    }
+
+    /// A GET with optional headers; returns status, headers and the raw body.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        http(self.addr, method, path, headers)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.request("GET", path, &[]);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub fn wait_until(&self, what: &str, mut done: impl FnMut(&Exporter) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(self.dir.join("esim.yaml"), config).expect("write config");
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(start.elapsed() < within, "exporter did not exit within {within:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of `key=` in a logfmt line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    Some(rest.split(' ').next().unwrap_or("").trim_matches('"').to_string())
+}
+
+/// A minimal HTTP/1.1 client: the tests must see exactly what the server sent (no automatic
+/// decompression or redirects), and it keeps the test dependencies small.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// Runs `promtool check metrics` on an exposition; panics with promtool's words on failure.
+pub fn promtool_check_metrics(exposition: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required (Debian package `prometheus`); the test command installs it");
+    child.stdin.take().expect("stdin").write_all(exposition.as_bytes()).expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn has_series(metrics: &str, prefix: &str) -> bool {
+    metrics.lines().any(|l| l.starts_with(prefix))
+}
+
+fn all_lines_polled(e: &Exporter) -> bool {
+    let m = e.metrics();
+    ["good-1", "low-1", "down-1", "unlimited-1"]
+        .iter()
+        .all(|l| m.lines().any(|s| s.starts_with(&format!("esim_polls_total{{line=\"{l}\"")) && !s.ends_with(" 0")))
+}
+
+#[test]
+fn scrape_is_valid_and_follows_the_metric_contract() {
+    let e = Exporter::start("scrape", FLEET);
+    e.wait_until("every line polled", all_lines_polled);
+    let (status, headers, body) = e.request("GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let m = String::from_utf8(body).unwrap();
+    promtool_check_metrics(&m);
+
+    // Labels: line, operator, account, then account and line labels.
+    assert!(
+        has_series(&m, "esim_balance{line=\"good-1\",operator=\"mts\",account=\"acme\",fleet=\"trackers\",site=\"north\",currency=\"RUB\"} "),
+        "{m}"
+    );
+    // Absent, never 0: the unlimited line has no data series, the failing line no balance.
+    assert!(!has_series(&m, "esim_data_remaining_bytes{line=\"unlimited-1\""));
+    assert!(!has_series(&m, "esim_balance{line=\"down-1\""));
+    assert!(has_series(
+        &m,
+        "esim_poll_success{line=\"down-1\",operator=\"mts\",account=\"acme\",fleet=\"trackers\"} 0"
+    ));
+    // Every reason pre-created.
+    for reason in ["auth", "rate_limited", "timeout", "unavailable", "bad_response", "captcha", "modem", "config"] {
+        assert!(
+            has_series(&m, &format!("esim_poll_errors_total{{line=\"good-1\",operator=\"mts\",account=\"acme\",fleet=\"trackers\",site=\"north\",reason=\"{reason}\"}}")),
+            "reason {reason} missing"
+        );
+    }
+    // Masked MSISDN; thresholds; exporter metrics.
+    assert!(m.contains("msisdn=\"+7926*****67\""), "{m}");
+    assert!(!m.contains("+79261234567"));
+    assert!(has_series(&m, "esim_balance_alert_threshold{line=\"low-1\""));
+    assert!(has_series(&m, "esim_exporter_build_info{"));
+    assert!(has_series(&m, "esim_lines{driver=\"demo\"} 4"));
+    assert!(has_series(&m, "esim_config_last_reload_successful 1"));
+}
+
+#[test]
+fn gzip_and_openmetrics_are_negotiated() {
+    let e = Exporter::start("negotiate", FLEET);
+    e.wait_until("every line polled", all_lines_polled);
+    let (status, headers, body) = e.request("GET", "/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).expect("valid gzip");
+    assert!(text.contains("# TYPE esim_balance gauge"));
+    promtool_check_metrics(&text);
+
+    let accept = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, headers, body) = e.request("GET", "/metrics", &[("Accept", accept)]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let om = String::from_utf8(body).unwrap();
+    assert!(om.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    assert!(om.contains("# TYPE esim_polls counter"), "counter family named without _total");
+    assert!(om.contains("esim_polls_total{"));
+
+    let (_, headers, _) = e.request("GET", "/metrics", &[("Accept-Encoding", "gzip;q=0")]);
+    assert_eq!(header(&headers, "content-encoding"), None, "q=0 refuses gzip");
+}
+
+#[test]
+fn every_endpoint_answers() {
+    let e = Exporter::start("endpoints", FLEET);
+    e.wait_until("every line polled", all_lines_polled);
+    assert_eq!(e.get("/-/healthy").0, 200);
+    assert_eq!(e.get("/-/ready").0, 200);
+
+    let (status, page) = e.get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("data-line=\"low-1\""));
+    assert!(page.contains("class=\"low\" data-line=\"low-1\""), "low line highlighted:\n{page}");
+    assert!(page.contains("unavailable: operator unavailable"), "last error shown");
+    assert!(!page.contains("+79261234567"), "MSISDN masked on the page");
+    assert_eq!(e.get("/?sort=balance").0, 200);
+
+    let (status, json) = e.get("/api/v1/lines");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let lines = v["lines"].as_array().expect("lines array");
+    assert_eq!(lines.len(), 4);
+    let good = lines.iter().find(|l| l["name"] == "good-1").unwrap();
+    assert_eq!(good["msisdn"], "+7926*****67");
+    assert_eq!(good["reading"]["currency"], "RUB");
+    assert!(good["reading"]["balance"].as_f64().unwrap() > 100.0);
+    let down = lines.iter().find(|l| l["name"] == "down-1").unwrap();
+    assert_eq!(down["last_error"]["reason"], "unavailable");
+
+    let (status, probe) = e.get("/probe?line=good-1");
+    assert_eq!(status, 200, "{probe}");
+    assert!(probe.contains("esim_balance{line=\"good-1\""), "{probe}");
+    assert!(!probe.contains("line=\"low-1\""), "only the probed line");
+    promtool_check_metrics(&probe);
+    let (status, debug) = e.get("/probe?line=good-1&debug=true");
+    assert_eq!(status, 200);
+    assert!(debug.contains("poll succeeded"), "{debug}");
+    assert_eq!(e.get("/probe?line=nope").0, 404);
+    assert_eq!(e.get("/probe?line=http://evil.example/").0, 404);
+    assert_eq!(e.get("/probe").0, 400);
+
+    assert_eq!(e.get("/-/reload").0, 405, "reload is POST only");
+    assert_eq!(e.get("/nothing-here").0, 404);
+
+    // One log line per failed poll naming line, account, driver and reason.
+    let log = e.log();
+    assert!(
+        log.lines().any(|l| l.contains("line=down-1")
+            && l.contains("account=acme")
+            && l.contains("driver=demo")
+            && l.contains("reason=unavailable")),
+        "{log}"
+    );
+}
+
+#[test]
+fn reload_applies_good_configs_and_keeps_the_old_one_on_errors() {
+    let e = Exporter::start("reload", FLEET);
+    e.wait_until("every line polled", all_lines_polled);
+
+    // A line removed, a line added.
+    e.write_config(
+        &FLEET.replace("  - {name: low-1, account: acme, profile: low}\n", "  - {name: new-1, account: acme}\n"),
+    );
+    let (status, _, body) = e.request("POST", "/-/reload", &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    e.wait_until("new line polled and removed line gone", |e| {
+        let m = e.metrics();
+        has_series(&m, "esim_balance{line=\"new-1\"") && !m.contains("line=\"low-1\"")
+    });
+    let polls_before: f64 = polls(&e.metrics(), "good-1");
+    assert!(polls_before >= 1.0, "staying line keeps its counters");
+
+    // A broken config: 500 with the error, the old config keeps running.
+    e.write_config("lines:\n  - {name: x, driver: nope}\n");
+    let (status, _, body) = e.request("POST", "/-/reload", &[]);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 500);
+    assert!(text.contains("unknown driver `nope`"), "{text}");
+    e.wait_until("reload failure shown", |e| has_series(&e.metrics(), "esim_config_last_reload_successful 0"));
+    assert!(has_series(&e.metrics(), "esim_balance{line=\"new-1\""));
+
+    // SIGHUP reloads too.
+    e.write_config(FLEET);
+    e.signal("HUP");
+    e.wait_until("SIGHUP reload", |e| {
+        let m = e.metrics();
+        has_series(&m, "esim_config_last_reload_successful 1")
+            && m.contains("line=\"low-1\"")
+            && !m.contains("line=\"new-1\"")
+    });
+    assert!(polls(&e.metrics(), "good-1") >= polls_before, "counters survive reloads");
+}
+
+fn polls(metrics: &str, line: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("esim_polls_total{{line=\"{line}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn sigterm_stops_gracefully_with_exit_code_zero() {
+    let mut e = Exporter::start("sigterm", FLEET);
+    e.signal("TERM");
+    assert_eq!(e.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(dir).output().expect("run esim-exporter");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_prints_a_summary_or_the_errors() {
+    let repo = crate::support::repo();
+    let (code, out, _) = run(&["--config.file", "config/demo.yaml", "--config.check"], &repo);
+    assert_eq!(code, 0);
+    assert!(out.contains("config OK: config/demo.yaml"), "{out}");
+    assert!(out.contains("demo-megafon"), "{out}");
+    let (code, _, err) = run(&["--config.file", "tests/config/bad/unknown_driver.yaml", "--config.check"], &repo);
+    assert_eq!(code, 1);
+    assert!(err.contains("tests/config/bad/unknown_driver.yaml:3:13: error:"), "{err}");
+    let (code, _, err) = run(&["--config.file", "/nonexistent/esim.yaml", "--config.check"], &repo);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn once_polls_every_line_and_fails_when_one_fails() {
+    let dir = std::env::temp_dir().join(format!("esim-it-once-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("esim.yaml"), FLEET).unwrap();
+    let (code, out, err) = run(&["--once", "--config.file", "esim.yaml"], &dir);
+    assert_eq!(code, 1, "a failing line makes --once fail\n{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("down-1") && l.contains("unavailable")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("good-1") && l.contains(" ok")), "{out}");
+
+    std::fs::write(dir.join("ok.yaml"), "lines:\n  - {name: fine, driver: demo}\n").unwrap();
+    let (code, out, err) = run(&["--once", "--config.file", "ok.yaml", "--output", "json"], &dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(v["lines"][0]["name"], "fine");
+    assert!(v["lines"][0]["reading"]["balance"].as_f64().is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
