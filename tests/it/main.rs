@@ -2,5 +2,6 @@
 
 mod binary;
 mod config;
+mod golden;
 mod support;
 mod tidy;
