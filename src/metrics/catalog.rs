@@ -93,6 +93,11 @@ pub const ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "esim_config_last_reload_su
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_config_last_reload_success_timestamp_seconds";
 pub const ESIM_OPERATOR_REQUESTS_TOTAL: &str = "esim_operator_requests_total";
 pub const ESIM_OPERATOR_REQUEST_DURATION_SECONDS: &str = "esim_operator_request_duration_seconds";
+pub const ESIM_SCHEDULER_POLLS_IN_FLIGHT: &str = "esim_scheduler_polls_in_flight";
+pub const ESIM_SCHEDULER_QUEUE_WAIT_SECONDS: &str = "esim_scheduler_queue_wait_seconds";
+pub const ESIM_SCHEDULER_BACKOFF_LINES: &str = "esim_scheduler_backoff_lines";
+pub const ESIM_ACCOUNT_LOCKED_OUT: &str = "esim_account_locked_out";
+pub const ESIM_ACCOUNT_RATE_LIMITED_UNTIL_TIMESTAMP_SECONDS: &str = "esim_account_rate_limited_until_timestamp_seconds";
 
 /// Labels every per-line series starts with, in this order (an empty value is omitted),
 /// followed by the line's own `labels` and then the family's labels.
@@ -122,7 +127,7 @@ const BYTES: Option<&str> = Some("bytes");
 const SECONDS: Option<&str> = Some("seconds");
 
 /// Per-line families first (the order of `/metrics`), then the exporter's own.
-static ALL: [Family; 23] = [
+static ALL: [Family; 28] = [
     line(
         ESIM_BALANCE,
         Kind::Gauge,
@@ -241,6 +246,41 @@ static ALL: [Family; 23] = [
         "Duration of requests to operator APIs, by driver.",
         SECONDS,
         &["driver"],
+    ),
+    exporter(
+        ESIM_SCHEDULER_POLLS_IN_FLIGHT,
+        Kind::Gauge,
+        "Polls currently calling an operator (admitted, not yet finished).",
+        None,
+        &[],
+    ),
+    exporter(
+        ESIM_SCHEDULER_QUEUE_WAIT_SECONDS,
+        Kind::Histogram,
+        "Time a due poll waited for a concurrency permit and a rate-limit token.",
+        SECONDS,
+        &[],
+    ),
+    exporter(
+        ESIM_SCHEDULER_BACKOFF_LINES,
+        Kind::Gauge,
+        "Lines whose last poll failed and that are retrying on the back-off schedule.",
+        None,
+        &[],
+    ),
+    exporter(
+        ESIM_ACCOUNT_LOCKED_OUT,
+        Kind::Gauge,
+        "1 while an account is locked out after an authentication failure (no polls until it passes or the config is reloaded).",
+        None,
+        &["account", "driver"],
+    ),
+    exporter(
+        ESIM_ACCOUNT_RATE_LIMITED_UNTIL_TIMESTAMP_SECONDS,
+        Kind::Gauge,
+        "When the operator's last rate limit (429, Retry-After) of the account ends; no polls of the account before.",
+        SECONDS,
+        &["account", "driver"],
     ),
 ];
 

@@ -152,6 +152,11 @@ mod tests {
     #[test]
     fn registers_every_exporter_family_of_the_catalogue() {
         let m = SelfMetrics::new();
+        // The scheduler registers its own families in the same registry.
+        let scheduler = crate::poll::telemetry::Telemetry::register(m.registry()).expect("scheduler metrics register");
+        // Per-account families have series only once an account was locked out or rate limited.
+        scheduler.set_locked_out("corp", "demo", false);
+        scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
         m.observe_request("corp", "demo", "200", Duration::from_millis(120));
         let names = gathered_names(&m);
         for f in catalog::exporter_families() {

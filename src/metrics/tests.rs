@@ -108,8 +108,13 @@ fn fleet() -> (Config, Store) {
     (config, store)
 }
 
+/// Self metrics as the running exporter has them: with the scheduler's families registered.
 fn self_metrics() -> SelfMetrics {
     let m = SelfMetrics::new();
+    let scheduler = crate::poll::telemetry::Telemetry::register(m.registry()).expect("scheduler metrics register");
+    // Per-account families have series only once an account was locked out or rate limited.
+    scheduler.set_locked_out("corp", "demo", false);
+    scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
     m.set_lines(&parse_config(FLEET));
     m.reload_succeeded(t(-3600));
     m.observe_request("corp", "demo", "200", Duration::from_millis(80));

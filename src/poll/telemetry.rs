@@ -6,11 +6,18 @@ use std::time::Duration;
 
 use prometheus::{GaugeVec, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry};
 
-pub const POLLS_IN_FLIGHT: &str = "esim_scheduler_polls_in_flight";
-pub const QUEUE_WAIT_SECONDS: &str = "esim_scheduler_queue_wait_seconds";
-pub const BACKOFF_LINES: &str = "esim_scheduler_backoff_lines";
-pub const ACCOUNT_LOCKED_OUT: &str = "esim_account_locked_out";
-pub const ACCOUNT_RATE_LIMITED_UNTIL: &str = "esim_account_rate_limited_until_timestamp_seconds";
+use crate::metrics::catalog;
+pub use crate::metrics::catalog::{
+    ESIM_ACCOUNT_LOCKED_OUT as ACCOUNT_LOCKED_OUT,
+    ESIM_ACCOUNT_RATE_LIMITED_UNTIL_TIMESTAMP_SECONDS as ACCOUNT_RATE_LIMITED_UNTIL,
+    ESIM_SCHEDULER_BACKOFF_LINES as BACKOFF_LINES, ESIM_SCHEDULER_POLLS_IN_FLIGHT as POLLS_IN_FLIGHT,
+    ESIM_SCHEDULER_QUEUE_WAIT_SECONDS as QUEUE_WAIT_SECONDS,
+};
+
+/// HELP text from the catalogue, the one place it is written.
+fn help(name: &str) -> String {
+    catalog::find(name).map_or_else(|| name.to_string(), |f| f.help.to_string())
+}
 
 /// Waits range from nothing (idle) to many minutes (a slow `rate_limit` with many lines).
 const QUEUE_WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
@@ -34,33 +41,17 @@ impl Telemetry {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> Result<Telemetry, prometheus::Error> {
         let metrics = Metrics {
-            polls_in_flight: IntGauge::new(
-                POLLS_IN_FLIGHT,
-                "Polls currently calling an operator (admitted, not yet finished).",
-            )?,
+            polls_in_flight: IntGauge::new(POLLS_IN_FLIGHT, help(POLLS_IN_FLIGHT))?,
             queue_wait: Histogram::with_opts(
-                HistogramOpts::new(
-                    QUEUE_WAIT_SECONDS,
-                    "Time a due poll waited for a concurrency permit and a rate-limit token.",
-                )
-                .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
+                HistogramOpts::new(QUEUE_WAIT_SECONDS, help(QUEUE_WAIT_SECONDS)).buckets(QUEUE_WAIT_BUCKETS.to_vec()),
             )?,
-            backoff_lines: IntGauge::new(
-                BACKOFF_LINES,
-                "Lines whose last poll failed and that are retrying on the back-off schedule.",
-            )?,
+            backoff_lines: IntGauge::new(BACKOFF_LINES, help(BACKOFF_LINES))?,
             locked_out: IntGaugeVec::new(
-                Opts::new(
-                    ACCOUNT_LOCKED_OUT,
-                    "1 while an account is locked out after an authentication failure (no polls until it passes or the config is reloaded).",
-                ),
+                Opts::new(ACCOUNT_LOCKED_OUT, help(ACCOUNT_LOCKED_OUT)),
                 &["account", "driver"],
             )?,
             rate_limited_until: GaugeVec::new(
-                Opts::new(
-                    ACCOUNT_RATE_LIMITED_UNTIL,
-                    "When the operator's last rate limit (429, Retry-After) of the account ends; no polls of the account before.",
-                ),
+                Opts::new(ACCOUNT_RATE_LIMITED_UNTIL, help(ACCOUNT_RATE_LIMITED_UNTIL)),
                 &["account", "driver"],
             )?,
         };
