@@ -24,7 +24,7 @@ async fn demo_exposition(format: Format) -> String {
     esim_exporter::poll::poll_once(&config, &store, clock.clone(), None, None).await.expect("plan builds");
     let exposition = Renderer::new(1).render(&store, &config.global, clock.now(), &SelfMetrics::new());
     let body = exposition.body(format, false);
-    per_line_part(&String::from_utf8(body.to_vec()).expect("utf-8"), format)
+    per_line_part(std::str::from_utf8(&body).expect("utf-8"), format)
 }
 
 /// Keeps the HELP/TYPE/UNIT lines and samples of per-line families (and `# EOF`).
