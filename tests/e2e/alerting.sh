@@ -108,7 +108,7 @@ for seed in 1 2 3 4 5 6 7 8 9 10 11 12; do
     sed -E "s/^(    seed:).*/\1 $seed/" "$ROOT/tests/e2e/alerting-demo.yaml" >"$TMP/alerting-demo.yaml"
     grep -q "seed: $seed\$" "$TMP/alerting-demo.yaml" || die "could not set the healthy-line seed"
     start_exporter
-    if why=$($E2E comfortable "$EXP/metrics" healthy-line); then
+    if why=$($E2E comfortable "$EXP/metrics" healthy-line "$(left)"); then
         healthy=$seed
         break
     fi

@@ -3,8 +3,10 @@
 
     e2e.py free-ports N                      print N free TCP ports on 127.0.0.1
     e2e.py wait-http URL SECONDS [TEXT]      wait until URL answers 200 (and contains TEXT)
-    e2e.py comfortable METRICS_URL LINE      exit 0 if LINE's reading is far from every alert
-                                             condition (see below), else print why and exit 1
+    e2e.py comfortable METRICS_URL LINE SECONDS
+                                             wait up to SECONDS for LINE's first reading; exit 0
+                                             if it is far from every alert condition (see
+                                             below), else print why and exit 1
     e2e.py wait-alert AM_URL SECONDS NAME LABEL=VALUE...
                                              wait until Alertmanager has an active alert NAME
                                              with these labels
@@ -74,13 +76,18 @@ def line_values(text, line):
     return values
 
 
-def comfortable(metrics_url, line):
+def comfortable(metrics_url, line, seconds):
     """The demo fleet runs on the wall clock: every demo package renews every 30 days, so on
     3 days in 30 any line is legitimately within EsimQuotaExpiringSoon's horizon (and near the
     end of a package its data may drop under 10% of the quota). The e2e picks a demo seed for
     its healthy line that is comfortably clear of every alert condition right now."""
-    _, text = get(metrics_url)
-    v = line_values(text, line)
+    deadline = time.monotonic() + float(seconds)
+    while True:  # until the first poll of the line has succeeded
+        _, text = get(metrics_url)
+        v = line_values(text, line)
+        if "esim_balance" in v or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     now, problems = time.time(), []
     if "esim_balance" not in v:
         problems.append("no esim_balance yet")
