@@ -15,7 +15,7 @@ use crate::error::PollError;
 use crate::metrics::{Exposition, Renderer, SelfMetrics};
 use crate::poll::{Plan, Scheduler, Shard};
 use crate::reading::Reading;
-use crate::store::Store;
+use crate::store::{persist, Store};
 
 /// Where the config comes from; reload reads it again.
 #[derive(Clone, Debug)]
@@ -86,6 +86,8 @@ pub struct App {
     exposition: ArcSwap<Exposition>,
     clock: SharedClock,
     shard: Option<Shard>,
+    /// `--storage.path`: where readings and counters persist across restarts.
+    storage: Option<PathBuf>,
     /// One reload at a time: SIGHUP and POST /-/reload may race.
     reload_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
@@ -94,7 +96,12 @@ pub struct App {
 
 impl App {
     /// Loads the config and starts polling. Must run inside a tokio runtime.
-    pub fn start(source: ConfigSource, clock: SharedClock, shard: Option<Shard>) -> Result<Arc<App>, ApplyError> {
+    pub fn start(
+        source: ConfigSource,
+        clock: SharedClock,
+        shard: Option<Shard>,
+        storage: Option<PathBuf>,
+    ) -> Result<Arc<App>, ApplyError> {
         let config = source.load()?;
         let store = Arc::new(Store::new());
         let self_metrics = Arc::new(SelfMetrics::new());
@@ -108,13 +115,56 @@ impl App {
             exposition: ArcSwap::from_pointee(Exposition::default()),
             clock,
             shard,
+            storage,
             reload_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             last_reload_ok: AtomicBool::new(true),
         });
         app.apply(config)?;
         app.self_metrics.reload_succeeded(app.now());
+        app.restore_state();
         Ok(app)
+    }
+
+    /// Restores saved readings and counters. A file that cannot be read is moved aside (never
+    /// overwritten) and the exporter starts without it.
+    fn restore_state(&self) {
+        let Some(path) = &self.storage else { return };
+        match persist::restore(&self.store, path) {
+            Ok(lines) => tracing::info!(path = %path.display(), lines, "restored saved readings"),
+            Err(e) => {
+                let aside = path.with_extension(format!("corrupt-{}", crate::clock::unix_seconds(self.now()) as u64));
+                let moved = std::fs::rename(path, &aside);
+                tracing::error!(error = %e, moved_to = %aside.display(), moved = moved.is_ok(), "cannot restore saved readings; starting without them");
+            }
+        }
+    }
+
+    /// Saves readings and counters to `--storage.path`, if set.
+    pub fn save_state(&self) {
+        let Some(path) = &self.storage else { return };
+        if let Err(e) = persist::save(&self.store, path) {
+            tracing::error!(error = %e, "cannot save readings");
+        }
+    }
+
+    /// Saves state every `period` until `stop` fires (the final save is `shutdown`'s).
+    pub fn spawn_saver(self: &Arc<Self>, period: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.storage.is_none() {
+            return;
+        }
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let Some(app) = app.upgrade() else { return };
+                let _ = tokio::task::spawn_blocking(move || app.save_state()).await;
+            }
+        });
     }
 
     /// Makes `config` the running one: build drivers, then swap store lines, schedule and
@@ -237,5 +287,6 @@ impl App {
     pub async fn shutdown(&self) {
         self.ready.store(false, Ordering::Release);
         self.scheduler.shutdown().await;
+        self.save_state();
     }
 }

@@ -27,6 +27,9 @@ use crate::cli::Flags;
 use crate::clock::{SharedClock, SystemClock};
 use crate::poll::Shard;
 
+/// How often `--storage.path` is written while running (and once more at shutdown).
+const STATE_SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How the program ended, for the process exit code.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -98,10 +101,11 @@ async fn serve(
         listeners.push(listener);
     }
     let source_name = source.describe();
-    let app =
-        App::start(source, clock, shard).map_err(|error| RunError::Load { source_name: source_name.clone(), error })?;
+    let app = App::start(source, clock, shard, flags.storage_path.clone())
+        .map_err(|error| RunError::Load { source_name: source_name.clone(), error })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let renderer = app.spawn_renderer(flags.render_interval, flags.gzip_level, stop_rx.clone());
+    app.spawn_saver(STATE_SAVE_PERIOD, stop_rx.clone());
     for listener in &listeners {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(address = %addr, config = %source_name, lines = app.config().lines.len(), "listening");

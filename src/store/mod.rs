@@ -2,6 +2,8 @@
 //! successive readings (`esim_spent_total`, `esim_topped_up_total`, `esim_data_used_bytes_total`).
 //! Writers are poll tasks (`record`); readers are the renderer, the status page and the API.
 
+pub mod persist;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -224,6 +226,26 @@ impl Store {
         drop(inner);
         self.generation.fetch_add(1, Ordering::Release);
         true
+    }
+
+    /// Applies `update` to the state of each named line that is configured; returns how many
+    /// were. For restoring saved state: versions move, so the renderer picks the lines up.
+    pub fn update_each<T>(
+        &self,
+        items: impl IntoIterator<Item = (String, T)>,
+        mut update: impl FnMut(T, &mut LineState),
+    ) -> usize {
+        let mut inner = self.write();
+        let mut updated = 0;
+        for (name, item) in items {
+            if let Some(state) = inner.states.get_mut(&name) {
+                update(item, state);
+                updated += 1;
+            }
+        }
+        drop(inner);
+        self.generation.fetch_add(1, Ordering::Release);
+        updated
     }
 
     pub fn view(&self) -> StoreView<'_> {

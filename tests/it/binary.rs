@@ -34,18 +34,31 @@ pub struct Exporter {
     pub addr: SocketAddr,
     pub dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// Leave `dir` in place on drop (for a restart in the same directory).
+    pub keep_dir: bool,
 }
 
 impl Exporter {
     /// Starts the binary on `config` and waits until it listens and is ready.
     pub fn start(name: &str, config: &str) -> Exporter {
+        Exporter::start_with(name, config, &[])
+    }
+
+    /// Starts the binary in a fresh temporary directory with extra flags.
+    pub fn start_with(name: &str, config: &str, extra: &[&str]) -> Exporter {
         let dir = std::env::temp_dir().join(format!("esim-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
+        Exporter::start_in(dir, config, extra)
+    }
+
+    /// Starts the binary in `dir` (kept as it is, so a restart finds its files).
+    pub fn start_in(dir: PathBuf, config: &str, extra: &[&str]) -> Exporter {
         std::fs::write(dir.join("esim.yaml"), config).expect("write config");
         let mut child = Command::new(BIN)
             .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0"])
             .args(["--web.render-interval", "100ms", "--log.level", "debug"])
+            .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -70,7 +83,7 @@ impl Exporter {
                 panic!("exporter did not start:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        let exporter = Exporter { child, addr, dir, log };
+        let exporter = Exporter { child, addr, dir, log, keep_dir: false };
         exporter.wait_until("ready", |e| e.get("/-/ready").0 == 200);
         exporter
     }
@@ -97,6 +110,22 @@ impl Exporter {
             assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// `esim_polls_total` lines rebuilt from the saved state file, for restart checks.
+    pub fn metrics_from_state(&self) -> String {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json")).expect("state file"))
+                .expect("JSON");
+        let mut out = String::new();
+        for line in state["lines"].as_array().expect("lines") {
+            out.push_str(&format!(
+                "esim_polls_total{{line=\"{}\"}} {}\n",
+                line["name"].as_str().unwrap(),
+                line["polls_total"]
+            ));
+        }
+        out
     }
 
     pub fn log(&self) -> String {
@@ -129,7 +158,9 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -432,4 +463,27 @@ fn once_polls_every_line_and_fails_when_one_fails() {
     assert_eq!(v["lines"][0]["name"], "fine");
     assert!(v["lines"][0]["reading"]["balance"].as_f64().is_some());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn storage_path_keeps_counters_and_readings_across_a_restart() {
+    let mut first = Exporter::start_with("storage", FLEET, &["--storage.path", "state.json"]);
+    first.wait_until("every line polled", all_lines_polled);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+    let saved = polls(&first.metrics_from_state(), "good-1");
+    assert!(saved >= 1.0, "state file holds the polls");
+    first.keep_dir = true;
+    let dir = first.dir.clone();
+    drop(first);
+
+    // An hour-long interval: the restarted exporter serves what it restored, not new polls.
+    let second = Exporter::start_in(
+        dir,
+        &FLEET.replace("poll_interval: 1s", "poll_interval: 1h"),
+        &["--storage.path", "state.json"],
+    );
+    let m = second.metrics();
+    assert!(polls(&m, "good-1") >= saved, "counters continue after a restart:\n{m}");
+    assert!(has_series(&m, "esim_balance{line=\"good-1\""), "the saved reading is served at once");
 }
