@@ -3,8 +3,12 @@
 #
 #   tests/e2e/alerting.sh [path/to/esim-exporter]     (default: target/debug/esim-exporter)
 #
-# 1. starts the exporter on tests/e2e/alerting-demo.yaml (low-line runs low, healthy-line is
-#    fine, nodata-line reports no data figures, down-line fails every poll);
+# 1. starts the exporter on a temp copy of tests/e2e/alerting-demo.yaml (low-line runs low,
+#    healthy-line is fine, nodata-line reports no data figures, down-line fails every poll).
+#    Demo packages renew every 30 days on the wall clock, so on some days any given demo line is
+#    rightly within EsimQuotaExpiringSoon's 3 days: the copy sets healthy-line's demo `seed`
+#    to the first of 1..12 whose reading is clear of every alert condition now (e2e.py
+#    comfortable), checked on the exporter's own /metrics;
 # 2. starts a real Alertmanager (clustering off, storage in a temp dir) and a real Prometheus
 #    (scrape and evaluation every 2s) loading config/alerts.yml — in a temp copy whose `for:`
 #    durations are all rewritten to 4s, since the real ones (5m to 1h) would not fit in a test;
@@ -16,7 +20,7 @@
 #
 # Bounded: gives up after E2E_TIMEOUT seconds (default 170) in all. Children are killed on exit;
 # on failure the logs of the three processes are printed. E2E_KEEP=1 keeps the temp dir.
-# Needs: prometheus, promtool (Debian `prometheus`), prometheus-alertmanager, python3, curl.
+# Needs: prometheus, promtool (Debian `prometheus`), prometheus-alertmanager, python3, timeout.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
