@@ -120,9 +120,37 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     full.parse().map_err(|_| format!("invalid listen address `{text}` (expected host:port or :port)"))
 }
 
+/// Paths the exporter serves itself; the telemetry path must not shadow them.
+const RESERVED_PATHS: &[&str] = &["/", "/api/v1/lines", "/-/healthy", "/-/ready", "/-/reload", "/probe"];
+
+/// Checks `--web.telemetry-path`: an absolute path of plain characters (the router would read
+/// `{`, `}` or `*` as parameters) that no other endpoint uses.
+pub fn check_telemetry_path(path: &str) -> Result<(), String> {
+    let plain = path.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-~".contains(c));
+    if !path.starts_with('/') || path.contains("//") || !plain {
+        return Err(format!(
+            "invalid --web.telemetry-path `{path}` (expected an absolute path of letters, digits, `/_.-~`, e.g. /metrics)"
+        ));
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err(format!("--web.telemetry-path `{path}` is already used by another endpoint"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telemetry_path_rules() {
+        for ok in ["/metrics", "/esim/metrics", "/m-1.txt"] {
+            assert_eq!(check_telemetry_path(ok), Ok(()), "{ok}");
+        }
+        for bad in ["metrics", "/", "/probe", "/{x}", "/a//b", "/*rest", ""] {
+            assert!(check_telemetry_path(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_prometheus_style_flags() {

@@ -92,6 +92,7 @@ async fn serve(
     clock: SharedClock,
     shard: Option<Shard>,
 ) -> Result<Outcome, RunError> {
+    cli::check_telemetry_path(&flags.telemetry_path).map_err(RunError::Flag)?;
     let mut listeners = Vec::new();
     for address in &flags.listen_addresses {
         let addr = cli::parse_listen_address(address).map_err(RunError::Flag)?;
