@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, ConfigError};
+use crate::drivers::session::SessionStore;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
 use crate::metrics::{Exposition, Renderer, SelfMetrics};
@@ -88,6 +89,8 @@ pub struct App {
     shard: Option<Shard>,
     /// `--storage.path`: where readings and counters persist across restarts.
     storage: Option<PathBuf>,
+    /// Driver sessions (tokens) kept across reloads for accounts whose credentials stay.
+    sessions: Arc<SessionStore>,
     /// One reload at a time: SIGHUP and POST /-/reload may race.
     reload_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
@@ -116,6 +119,7 @@ impl App {
             clock,
             shard,
             storage,
+            sessions: Arc::new(SessionStore::default()),
             reload_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             last_reload_ok: AtomicBool::new(true),
@@ -170,7 +174,12 @@ impl App {
     /// Makes `config` the running one: build drivers, then swap store lines, schedule and
     /// config. Nothing changes when building fails, so a bad reload leaves the old config.
     fn apply(&self, config: Config) -> Result<(), BuildError> {
-        let plan = Plan::build(&config, &BuildContext { clock: self.clock.clone() }, self.shard)?;
+        let cx = BuildContext {
+            clock: self.clock.clone(),
+            requests: self.self_metrics.clone(),
+            sessions: self.sessions.clone(),
+        };
+        let plan = Plan::build(&config, &cx, self.shard)?;
         for warning in &config.warnings {
             tracing::warn!(source = %self.source.describe(), "{warning}");
         }

@@ -1,8 +1,17 @@
 //! Drivers turn a line into a [`Reading`] or a [`PollError`]. This module holds the [`Driver`]
 //! trait, the [`DriverSpec`] each driver file exports, and [`REGISTRY`], the one list of
 //! drivers (one line each, alphabetical). Nothing else names drivers.
+//!
+//! HTTP drivers build on [`http`] (one client per account: base URL, proxy, User-Agent, body
+//! cap, deadline, status → [`PollError`], request metrics, logs without secrets) and
+//! [`session`] (token cache with one shared refresh, de-duplicated shared values, sessions
+//! that survive a reload). [`BuildContext`] hands both what they need.
 
+pub mod beeline;
 pub mod demo;
+pub mod http;
+pub mod mts;
+pub mod session;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +20,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::{Account, DriverOptions, Labels, Line, Rate};
 use crate::error::PollError;
 use crate::reading::Reading;
 
@@ -22,6 +31,50 @@ pub trait Driver: Send + Sync {
     /// Reads the line now. Must not retry, sleep for back-off, or outlive `cx.deadline`
     /// (the scheduler enforces the deadline too, and reports `timeout`).
     fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>>;
+
+    /// Lists every line the account can see (an account with `discover:`), all pages, within
+    /// `cx.deadline`. Drivers that cannot list their SIMs keep this default.
+    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
+        let _ = cx;
+        Box::pin(async { Err(PollError::Config("this driver cannot discover lines".into())) })
+    }
+}
+
+/// A line an account listed through [`Driver::discover`]: what a configured line would say.
+#[derive(Clone, Debug)]
+pub struct DiscoveredLine {
+    /// A stable identifier within the account (the MSISDN without `+`, or the ICCID), from
+    /// which the framework derives the line name.
+    pub id: String,
+    /// `+` and digits, as `config::Line::msisdn`.
+    pub msisdn: Option<String>,
+    pub iccid: Option<String>,
+    /// Facts the operator gives about the line (e.g. `account_no`), as labels the framework
+    /// may add; sorted by name.
+    pub labels: Labels,
+    /// Line-level options the driver's `poll` expects (what its `line_options` would build).
+    pub options: DriverOptions,
+}
+
+/// Counts and times every request a driver sends to an operator
+/// (`esim_operator_requests_total`, `esim_operator_request_duration_seconds`).
+pub trait RequestObserver: Send + Sync {
+    /// `code` is the HTTP status (`200`, `429`) or a short word (`timeout`, `connect`, `io`).
+    fn observe_request(&self, account: &str, driver: &str, code: &str, duration: Duration);
+}
+
+impl RequestObserver for crate::metrics::SelfMetrics {
+    fn observe_request(&self, account: &str, driver: &str, code: &str, duration: Duration) {
+        crate::metrics::SelfMetrics::observe_request(self, account, driver, code, duration);
+    }
+}
+
+/// An observer that forgets everything (`--once`, tests).
+#[derive(Debug, Default)]
+pub struct NoRequestObserver;
+
+impl RequestObserver for NoRequestObserver {
+    fn observe_request(&self, _: &str, _: &str, _: &str, _: Duration) {}
 }
 
 /// What a poll may use besides its line.
@@ -29,6 +82,8 @@ pub trait Driver: Send + Sync {
 pub struct PollContext {
     /// The poll must be over by then.
     pub deadline: tokio::time::Instant,
+    /// The whole poll's time budget (`deadline` is its end), for `PollError::Timeout`.
+    pub timeout: Duration,
     pub clock: SharedClock,
     /// Notes for `/probe?debug=true`: what the driver did, never secrets.
     pub notes: Mutex<Vec<String>>,
@@ -36,7 +91,12 @@ pub struct PollContext {
 
 impl PollContext {
     pub fn new(timeout: Duration, clock: SharedClock) -> PollContext {
-        PollContext { deadline: tokio::time::Instant::now() + timeout, clock, notes: Mutex::new(Vec::new()) }
+        PollContext { deadline: tokio::time::Instant::now() + timeout, timeout, clock, notes: Mutex::new(Vec::new()) }
+    }
+
+    /// Time left before the deadline (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(tokio::time::Instant::now())
     }
 
     /// Records a step of the poll for the debug view.
@@ -52,9 +112,31 @@ impl PollContext {
 }
 
 /// What `build` may use: nothing global, so drivers never read env vars or files after load.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildContext {
     pub clock: SharedClock,
+    /// Where HTTP drivers report each request (see [`http::HttpClient`]).
+    pub requests: Arc<dyn RequestObserver>,
+    /// Sessions (tokens, cached values) that outlive a reload while an account's driver and
+    /// credentials stay the same (see [`session::SessionStore`]).
+    pub sessions: Arc<session::SessionStore>,
+}
+
+impl BuildContext {
+    /// A context whose requests are not counted and whose sessions are fresh.
+    pub fn new(clock: SharedClock) -> BuildContext {
+        BuildContext {
+            clock,
+            requests: Arc::new(NoRequestObserver),
+            sessions: Arc::new(session::SessionStore::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildContext").field("clock", &self.clock).finish_non_exhaustive()
+    }
 }
 
 /// A driver failed to build from valid options (e.g. a pattern that does not compile).
@@ -99,7 +181,7 @@ impl std::fmt::Debug for DriverSpec {
 }
 
 /// Every driver, alphabetical, one line each.
-pub static REGISTRY: &[&DriverSpec] = &[&demo::SPEC];
+pub static REGISTRY: &[&DriverSpec] = &[&beeline::SPEC, &demo::SPEC, &mts::SPEC];
 
 /// Finds a driver by its `driver:` name.
 pub fn lookup(name: &str) -> Option<&'static DriverSpec> {

@@ -34,7 +34,7 @@ pub async fn poll_once(
     shard: Option<Shard>,
     progress: Option<Progress>,
 ) -> Result<usize, BuildError> {
-    let plan = Plan::build(config, &BuildContext { clock: clock.clone() }, shard)?;
+    let plan = Plan::build(config, &BuildContext::new(clock.clone()), shard)?;
     store.apply_plan(&plan.lines());
     let total = plan.len();
     let global = Arc::new(Semaphore::new(plan.max_concurrency()));

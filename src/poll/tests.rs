@@ -699,7 +699,7 @@ fn demo_config(lines: usize) -> crate::config::Config {
 fn plan_pairs_every_line_with_its_accounts_driver_and_honours_the_shard() {
     let config = demo_config(60);
     let clock: SharedClock = Arc::new(TokioClock::starting_at(UNIX_EPOCH));
-    let cx = BuildContext { clock };
+    let cx = BuildContext::new(clock);
     let full = Plan::build(&config, &cx, None).unwrap();
     assert_eq!(full.len(), 60);
     assert_eq!(full.max_concurrency(), 8);
@@ -723,7 +723,7 @@ async fn the_demo_fleet_polls_through_the_scheduler() {
     let h = Harness::start();
     let config = demo_config(20);
     let clock: SharedClock = Arc::new(TokioClock::starting_at(UNIX_EPOCH + secs(START)));
-    let p = Plan::build(&config, &BuildContext { clock }, None).unwrap();
+    let p = Plan::build(&config, &BuildContext::new(clock), None).unwrap();
     h.scheduler.apply(p);
     advance(secs(61)).await;
     let view = h.store.view();

@@ -1,0 +1,1083 @@
+//! Shared HTTP plumbing of the operator drivers: one [`HttpClient`] per account (base URL,
+//! proxy, User-Agent, redirects off), requests bounded by the poll deadline, response bodies
+//! capped while they stream in, every status and transport failure mapped to a [`PollError`],
+//! every request counted through the [`RequestObserver`], debug logs without secrets.
+//!
+//! What a driver calls:
+//!
+//! * at parse time, [`HttpOptions::take`] reads `base_url` (default: the operator's public
+//!   endpoint) and `proxy_url` from the account's keys;
+//! * at build time, [`HttpClient::new`] makes the account's client;
+//! * at poll time, `client.get("/documented/path")` (or `post`, `put`) gives a [`Request`];
+//!   add `.query(k, v)`, `.secret_query(k, &secret)`, `.bearer(&token)`, `.basic_auth(..)`,
+//!   `.cookie(..)`, `.json_body(..)`, `.form_body(..)`, and, when the path holds an MSISDN,
+//!   `.log_as("/api/subscribers/{msisdn}/balance")`. Then one of
+//!   * `.json::<T>(cx)`: send, map a failing status to its `PollError`, decode `T`;
+//!   * `.fetch(cx)`: send and map a failing status, keep the [`Response`];
+//!   * `.send(cx)`: send only (any status comes back), for drivers that read error bodies
+//!     first (then [`Response::check`] and [`Response::json`]).
+//!
+//! The mapping (DESIGN §5): 401/403 → `auth`; 429 → `rate_limited` with Retry-After (seconds
+//! or an HTTP date); 5xx and connection failures → `unavailable`; the deadline → `timeout`;
+//! an undecodable, oversized or HTML body → `bad_response` (an HTML page asking for a captcha
+//! → `captcha`); other 3xx/4xx → `bad_response`. Error texts name the method and path, never
+//! the query, a header, a body value or a secret.
+//!
+//! The decoding helpers at the end ([`Num`], [`Text`], [`one_or_many`], [`parse_amount`],
+//! [`parse_data_size`], [`data_unit_bytes`], [`parse_rfc3339`]) keep types strict while
+//! accepting the spellings operators use (`"5,2"`, `5.2`, `"5,2 ГБ"`).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE};
+pub use reqwest::{Method, StatusCode};
+use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::debug;
+use url::Url;
+
+use super::{BuildContext, BuildError, PollContext, RequestObserver};
+use crate::config::fields::Fields;
+use crate::config::secret::Secret;
+use crate::config::{Account, ByteSize};
+use crate::error::PollError;
+
+/// The User-Agent of every operator request.
+pub const USER_AGENT: &str = concat!("esim-exporter/", env!("CARGO_PKG_VERSION"));
+/// Response bodies larger than this are refused (per request: [`Request::body_limit`]).
+pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
+/// Connecting never takes longer than this, even when the poll has more time left.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of an HTML body is searched for a captcha.
+const CAPTCHA_SCAN: usize = 64 << 10;
+
+/// `base_url`: scheme (http or https), host, optional port and optional path prefix, no
+/// trailing slash. Documented paths are appended to it unchanged (DESIGN §7).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    pub fn parse(text: &str) -> Result<BaseUrl, String> {
+        let url = Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{text}`: the scheme must be http or https"));
+        }
+        let Some(host) = url.host_str() else {
+            return Err(format!("`{text}` has no host"));
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials do not belong in `base_url`; use the driver's secret keys".to_string());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`{text}`: a base URL takes no query or fragment"));
+        }
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let prefix = url.path().trim_end_matches('/');
+        Ok(BaseUrl(format!("{}://{host}{port}{prefix}", url.scheme())))
+    }
+
+    /// The URL of a documented path (which starts with `/`).
+    pub fn join(&self, path: &str) -> Result<Url, PollError> {
+        let sep = if path.starts_with('/') { "" } else { "/" };
+        Url::parse(&format!("{}{sep}{path}", self.0))
+            .map_err(|e| PollError::Config(format!("cannot form a URL for `{path}` ({e})")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BaseUrl({})", self.0)
+    }
+}
+
+/// The account keys every HTTP driver shares.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    pub base_url: BaseUrl,
+    /// `http://[user:password@]host:port`; kept as a secret since it may hold credentials.
+    pub proxy_url: Option<Secret>,
+}
+
+impl HttpOptions {
+    /// Takes `base_url` (default `default_base`) and `proxy_url` from an account's keys.
+    pub fn take(f: &mut Fields<'_>, default_base: &str) -> HttpOptions {
+        let default = BaseUrl::parse(default_base).unwrap_or_else(|_| BaseUrl(default_base.to_string()));
+        let base_pos = f.node("base_url").map(|n| n.pos);
+        let base_url = match (base_pos, f.string("base_url")) {
+            (Some(pos), Some(text)) => BaseUrl::parse(&text).unwrap_or_else(|e| {
+                f.error("base_url", pos, e);
+                default.clone()
+            }),
+            _ => default,
+        };
+        let proxy_pos = f.node("proxy_url").map(|n| n.pos);
+        let proxy_url = match (proxy_pos, f.string("proxy_url")) {
+            (Some(pos), Some(text)) => match Url::parse(text.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                    Some(Secret::new(text.trim()))
+                }
+                _ => {
+                    f.error("proxy_url", pos, "expected a proxy URL such as http://proxy.example:3128");
+                    None
+                }
+            },
+            _ => None,
+        };
+        HttpOptions { base_url, proxy_url }
+    }
+}
+
+/// The HTTP client of one account. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    base: BaseUrl,
+    account: Arc<str>,
+    driver: &'static str,
+    observer: Arc<dyn RequestObserver>,
+    body_limit: usize,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient").field("base", &self.base).field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// The client of `account`: proxy only from `proxy_url` (environment proxies are ignored,
+    /// so what the config says is what happens), no redirects, rustls.
+    pub fn new(account: &Account, options: &HttpOptions, cx: &BuildContext) -> Result<HttpClient, BuildError> {
+        install_crypto_provider();
+        let fail = |reason: String| BuildError { driver: account.driver.name, account: account.name.clone(), reason };
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy();
+        if let Some(proxy) = &options.proxy_url {
+            let proxy = reqwest::Proxy::all(proxy.expose()).map_err(|_| fail("`proxy_url` is not usable".into()))?;
+            builder = builder.proxy(proxy);
+        }
+        let client =
+            builder.build().map_err(|e| fail(format!("cannot set up the HTTP client: {}", e.without_url())))?;
+        Ok(HttpClient {
+            client,
+            base: options.base_url.clone(),
+            account: Arc::from(account.label()),
+            driver: account.driver.name,
+            observer: cx.requests.clone(),
+            body_limit: DEFAULT_BODY_LIMIT,
+        })
+    }
+
+    /// The same client with another default body cap.
+    pub fn with_body_limit(mut self, bytes: usize) -> HttpClient {
+        self.body_limit = bytes;
+        self
+    }
+
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.base
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> Request<'_> {
+        let (url, error) = match self.base.join(path) {
+            Ok(url) => (Some(url), None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        Request {
+            client: self,
+            method,
+            url,
+            shown: Cow::Owned(path.to_string()),
+            headers,
+            body: None,
+            body_limit: self.body_limit,
+            error,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Request<'_> {
+        self.request(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Request<'_> {
+        self.request(Method::POST, path)
+    }
+
+    pub fn put(&self, path: &str) -> Request<'_> {
+        self.request(Method::PUT, path)
+    }
+}
+
+/// rustls needs one process-wide crypto provider; ring is ours (pure Rust and assembly).
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another part of the process installed one first: that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// One request being built. Nothing is sent until `send`, `fetch` or `json`.
+pub struct Request<'c> {
+    client: &'c HttpClient,
+    method: Method,
+    url: Option<Url>,
+    /// The path as logs and errors show it (never the query).
+    shown: Cow<'static, str>,
+    headers: HeaderMap,
+    body: Option<(Bytes, &'static str)>,
+    body_limit: usize,
+    /// A problem found while building (a header value that is not valid), reported at send.
+    error: Option<PollError>,
+}
+
+impl<'c> Request<'c> {
+    /// Appends a query parameter (percent-encoded). Queries are never logged.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        if let Some(url) = &mut self.url {
+            url.query_pairs_mut().append_pair(key, value);
+        }
+        self
+    }
+
+    /// A query parameter holding a secret (a password some APIs want in the URL).
+    pub fn secret_query(self, key: &str, value: &Secret) -> Self {
+        self.query(key, value.expose())
+    }
+
+    pub fn header(self, name: &'static str, value: &str) -> Self {
+        self.set_header(HeaderName::from_static(name), value, false)
+    }
+
+    /// A header holding a secret: marked sensitive, never logged.
+    pub fn secret_header(self, name: &'static str, value: &Secret) -> Self {
+        self.set_header(HeaderName::from_static(name), value.expose(), true)
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer(self, token: &Secret) -> Self {
+        let value = format!("Bearer {}", token.expose());
+        self.set_header(AUTHORIZATION, &value, true)
+    }
+
+    /// `Authorization: Basic base64(user:password)`.
+    pub fn basic_auth(mut self, user: &str, password: &Secret) -> Self {
+        let value = format!("Basic {}", base64(format!("{user}:{}", password.expose()).as_bytes()));
+        self = self.set_header(AUTHORIZATION, &value, true);
+        self
+    }
+
+    /// Adds `name=value` to the `Cookie` header.
+    pub fn cookie(self, name: &str, value: &Secret) -> Self {
+        let pair = format!("{name}={}", value.expose());
+        let joined = match self.headers.get(COOKIE).and_then(|v| v.to_str().ok()) {
+            Some(existing) => format!("{existing}; {pair}"),
+            None => pair,
+        };
+        self.set_header(COOKIE, &joined, true)
+    }
+
+    /// A JSON body (`Content-Type: application/json`).
+    pub fn json_body<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.body = Some((Bytes::from(bytes), "application/json")),
+            Err(_) => self.error = Some(PollError::Config("cannot encode the request body".into())),
+        }
+        self
+    }
+
+    /// A form body (`application/x-www-form-urlencoded`).
+    pub fn form_body(mut self, pairs: &[(&str, &str)]) -> Self {
+        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            encoder.append_pair(k, v);
+        }
+        self.body = Some((Bytes::from(encoder.finish()), "application/x-www-form-urlencoded"));
+        self
+    }
+
+    /// How logs, notes and errors name the path, for paths that hold an MSISDN or an id.
+    pub fn log_as(mut self, shown: impl Into<Cow<'static, str>>) -> Self {
+        self.shown = shown.into();
+        self
+    }
+
+    /// The body cap of this request.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    fn set_header(mut self, name: HeaderName, value: &str, sensitive: bool) -> Self {
+        match HeaderValue::from_str(value) {
+            Ok(mut v) => {
+                v.set_sensitive(sensitive);
+                self.headers.insert(name, v);
+            }
+            // The value is not shown: it may be a secret.
+            Err(_) => self.error = Some(PollError::Config(format!("a value for header `{name}` is not valid"))),
+        }
+        self
+    }
+
+    /// Sends the request and reads the whole (capped) body; any status comes back as a
+    /// [`Response`]. Transport failures, the deadline and the cap become `PollError`s.
+    pub async fn send(self, cx: &PollContext) -> Result<Response, PollError> {
+        let shown = format!("{} {}", self.method, self.shown);
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let Some(url) = self.url else {
+            return Err(PollError::Config(format!("no URL for {shown}")));
+        };
+        let client = self.client;
+        let started = Instant::now();
+        if started >= cx.deadline {
+            return Err(PollError::Timeout(cx.timeout));
+        }
+        let mut builder =
+            client.client.request(self.method.clone(), url).headers(self.headers).timeout(cx.deadline - started);
+        if let Some((body, content_type)) = self.body {
+            builder = builder.header(CONTENT_TYPE, content_type).body(body);
+        }
+        let outcome = tokio::time::timeout_at(cx.deadline, exchange(builder, self.body_limit, &shown)).await;
+        let (code, result) = match outcome {
+            Err(_elapsed) => (Cow::Borrowed("timeout"), Err(PollError::Timeout(cx.timeout))),
+            Ok(Ok(response)) => (Cow::Owned(response.status.as_u16().to_string()), Ok(response)),
+            Ok(Err(failure)) => {
+                let error = match failure.error {
+                    PollError::Timeout(_) => PollError::Timeout(cx.timeout),
+                    other => other,
+                };
+                (failure.code, Err(error))
+            }
+        };
+        let elapsed = started.elapsed();
+        client.observer.observe_request(&client.account, client.driver, &code, elapsed);
+        debug!(
+            account = %client.account,
+            driver = client.driver,
+            method = %self.method,
+            path = %self.shown,
+            code = %code,
+            duration_seconds = elapsed.as_secs_f64(),
+            "operator request",
+        );
+        cx.note(format!("{shown} → {code} in {} ms", elapsed.as_millis()));
+        result
+    }
+
+    /// Sends, then maps a failing status to its `PollError` ([`Response::check`]).
+    pub async fn fetch(self, cx: &PollContext) -> Result<Response, PollError> {
+        self.send(cx).await?.check(cx)
+    }
+
+    /// Sends, checks the status and decodes the JSON body as `T`.
+    pub async fn json<T: DeserializeOwned>(self, cx: &PollContext) -> Result<T, PollError> {
+        self.fetch(cx).await?.json()
+    }
+}
+
+/// Why an exchange failed, with the `code` label it counts under.
+struct Failure {
+    code: Cow<'static, str>,
+    error: PollError,
+}
+
+async fn exchange(builder: reqwest::RequestBuilder, limit: usize, shown: &str) -> Result<Response, Failure> {
+    let mut response = builder.send().await.map_err(|e| transport_failure(&e, shown, None))?;
+    let status = response.status();
+    let code = || Cow::Owned(status.as_u16().to_string());
+    if let Some(length) = response.content_length().filter(|l| *l > limit as u64) {
+        return Err(Failure { code: code(), error: too_large(shown, Some(length), limit) });
+    }
+    let capacity = response.content_length().map_or(8 << 10, |l| l as usize).min(limit);
+    let mut body = BytesMut::with_capacity(capacity);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    // Dropping the response closes the connection: the rest is never read.
+                    return Err(Failure { code: code(), error: too_large(shown, None, limit) });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(transport_failure(&e, shown, Some(status))),
+        }
+    }
+    Ok(Response { status, headers: response.headers().clone(), body: body.freeze(), shown: shown.to_string() })
+}
+
+fn too_large(shown: &str, length: Option<u64>, limit: usize) -> PollError {
+    match length {
+        Some(length) => {
+            PollError::BadResponse(format!("{shown}: response of {length} bytes is over the {limit}-byte cap"))
+        }
+        None => PollError::BadResponse(format!("{shown}: response is over the {limit}-byte cap; not read further")),
+    }
+}
+
+/// A reqwest failure, described without its URL (which may hold secrets in the query).
+fn transport_failure(e: &reqwest::Error, shown: &str, status: Option<StatusCode>) -> Failure {
+    let status_code = || status.map(|s| Cow::Owned(s.as_u16().to_string()));
+    if e.is_timeout() {
+        return Failure {
+            code: status_code().unwrap_or(Cow::Borrowed("timeout")),
+            error: PollError::Timeout(Duration::ZERO),
+        };
+    }
+    let cause = io_cause(e).map(|kind| format!(" ({kind})")).unwrap_or_default();
+    if e.is_connect() {
+        return Failure {
+            code: Cow::Borrowed("connect"),
+            error: PollError::Unavailable(format!("{shown}: cannot connect{cause}")),
+        };
+    }
+    if status.is_some() {
+        return Failure {
+            code: status_code().unwrap_or(Cow::Borrowed("io")),
+            error: PollError::Unavailable(format!("{shown}: the connection broke while reading the response{cause}")),
+        };
+    }
+    Failure { code: Cow::Borrowed("io"), error: PollError::Unavailable(format!("{shown}: request failed{cause}")) }
+}
+
+/// The kind of the I/O error under a reqwest error, if any: safe to show, never a URL.
+fn io_cause(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind().to_string());
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// A whole response: status, headers and the (capped) body.
+#[derive(Clone)]
+pub struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    /// `METHOD /path`, for error texts.
+    shown: String,
+}
+
+impl fmt::Debug for Response {
+    // Bodies and headers may hold tokens: only the status and path are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Response({} {})", self.status.as_u16(), self.shown)
+    }
+}
+
+impl Response {
+    /// A response built by hand (tests, drivers that post-process).
+    pub fn new(status: u16, content_type: Option<&str>, body: impl Into<Bytes>, shown: &str) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(ct).ok()) {
+            headers.insert(CONTENT_TYPE, ct);
+        }
+        Response {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            headers,
+            body: body.into(),
+            shown: shown.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// `METHOD /path` as errors show it.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The error a failing status means, `None` for 2xx.
+    pub fn error(&self, now: SystemTime) -> Option<PollError> {
+        let status = self.status;
+        if self.is_html() && contains_captcha(&self.body) {
+            return Some(PollError::Captcha(format!("{}: HTTP {} with a captcha page", self.shown, status.as_u16())));
+        }
+        if status.is_success() {
+            return None;
+        }
+        let what = format!("{}: HTTP {}", self.shown, status.as_u16());
+        Some(match status.as_u16() {
+            401 | 403 => PollError::Auth(what),
+            429 => PollError::RateLimited {
+                retry_after: self.header("retry-after").and_then(|v| parse_retry_after(v, now)),
+            },
+            500..=599 => PollError::Unavailable(what),
+            300..=399 => PollError::BadResponse(format!("{what} (an unexpected redirect)")),
+            _ => PollError::BadResponse(what),
+        })
+    }
+
+    /// `Ok(self)` for 2xx, else the status's error (see the module doc).
+    pub fn check(self, cx: &PollContext) -> Result<Response, PollError> {
+        match self.error(cx.clock.now()) {
+            None => Ok(self),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Whether the body is an HTML page (by content type or by its first character).
+    pub fn is_html(&self) -> bool {
+        looks_like_html(&self.body, self.header(CONTENT_TYPE.as_str()))
+    }
+
+    /// Decodes the body as `T`: wrong types and missing fields are `bad_response`, extra
+    /// fields are ignored.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, PollError> {
+        decode_json(&self.body, self.header(CONTENT_TYPE.as_str()), &self.shown)
+    }
+}
+
+/// Decodes a JSON body; the error names the path of the field that failed, never its value.
+pub fn decode_json<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>, shown: &str) -> Result<T, PollError> {
+    if looks_like_html(body, content_type) {
+        if contains_captcha(body) {
+            return Err(PollError::Captcha(format!("{shown}: a captcha page instead of JSON")));
+        }
+        return Err(PollError::BadResponse(format!("{shown}: an HTML page instead of JSON")));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(PollError::BadResponse(format!("{shown}: empty body instead of JSON")));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." || path.is_empty() { String::new() } else { format!(" at `{path}`") };
+        PollError::BadResponse(format!("{shown}: {}{at}", describe_json_error(e.inner())))
+    })?;
+    de.end().map_err(|e| PollError::BadResponse(format!("{shown}: {}", describe_json_error(&e))))?;
+    Ok(value)
+}
+
+/// serde_json's message without the offending value (which may be a token or an MSISDN).
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let position = format!("line {}, column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Eof => format!("the JSON ends early ({position}; truncated body?)"),
+        Category::Syntax => format!("not valid JSON ({position})"),
+        Category::Io => "cannot read the body".to_string(),
+        Category::Data => {
+            let text = e.to_string();
+            let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(head, _)| head);
+            if text.starts_with("missing field") {
+                text.to_string()
+            } else if let Some((_, expected)) = text.split_once(", expected ") {
+                format!("wrong type or value, expected {expected}")
+            } else if let Some(rest) = text.strip_prefix("expected ") {
+                format!("expected {rest}")
+            } else {
+                "unexpected value".to_string()
+            }
+        }
+    }
+}
+
+fn looks_like_html(body: &[u8], content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("html"))
+        || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
+fn contains_captcha(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(CAPTCHA_SCAN)];
+    head.windows(7).any(|w| w.eq_ignore_ascii_case(b"captcha"))
+}
+
+/// `Retry-After` as seconds (`120`) or an HTTP date relative to `now`; a date in the past is
+/// zero; anything else `None`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse().ok().map(Duration::from_secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Replaces every occurrence of each secret in `text` (for operator messages that might echo
+/// a login or token back).
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(secret, "<secret>");
+    }
+    out
+}
+
+fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// ---- Decoding helpers -------------------------------------------------------------------
+
+/// A number that operators send as a JSON number or as a string (`"60000"`, `"5,2"`,
+/// `"-990.0"`, `"1 024"`). Anything else (an object, `true`, `"abc"`) is a decode error.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Num(pub f64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Num;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a numeric string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Num, E> {
+                parse_amount(v).map(Num).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Other("text"), &self))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// An amount with an optional unit, as a JSON number (`5.2`) or a string (`"5,2"`,
+/// `"5,2 ГБ"`, `"300 мин"`); the unit is whatever word follows the number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantity {
+    pub value: f64,
+    pub unit: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Quantity, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, or a number with a unit")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quantity, E> {
+                Ok(Quantity { value: v as f64, unit: None })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quantity, E> {
+                Ok(Quantity { value: v as f64, unit: None })
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quantity, E> {
+                Ok(Quantity { value: v, unit: None })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quantity, E> {
+                let t = v.trim();
+                let split = t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len());
+                let (number, unit) = t.split_at(split);
+                let unit = unit.trim();
+                parse_amount(number)
+                    .map(|value| Quantity { value, unit: (!unit.is_empty()).then(|| unit.to_string()) })
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Other("text"), &self))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Why a package is left out of "remaining" sums, from its (lower-cased) name: roaming,
+/// tethering-only, rollover (part of the main remainder already, never summed twice) and
+/// unlimited packages.
+pub fn excluded_package(name: &str) -> Option<&'static str> {
+    const RULES: [(&str, &str); 11] = [
+        ("роуминг", "roaming"),
+        ("roaming", "roaming"),
+        ("раздач", "tethering"),
+        ("tethering", "tethering"),
+        ("перенос", "rollover"),
+        ("переходящ", "rollover"),
+        ("rollover", "rollover"),
+        ("безлимит", "unlimited"),
+        ("unlim", "unlimited"),
+        ("shadow", "duplicate"),
+        ("теневой", "duplicate"),
+    ];
+    let name = name.to_lowercase();
+    RULES.iter().find(|(needle, _)| name.contains(needle)).map(|(_, why)| *why)
+}
+
+/// Whether an amount is a "no limit" sentinel: all nines (`999999999`), or negative (a
+/// package size of `-1`).
+pub fn is_unlimited_sentinel(value: f64) -> bool {
+    value < 0.0 || (value >= 999_999_999.0 && ((value + 1.0).log10().fract()).abs() < 1e-9)
+}
+
+/// Data amounts this large (a pebibyte) mean "unlimited", whatever the sentinel.
+pub const UNLIMITED_DATA_BYTES: f64 = (1u64 << 50) as f64;
+
+/// An identifier that operators send as a string or as a number (`accountNo`, `ctn`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a whole number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// For `#[serde(deserialize_with = "one_or_many")]`: a list, or one object where sources
+/// disagree on whether the operator wraps it in a list. `null` is an empty list.
+pub fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Visitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list or an object")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|one| vec![one])
+        }
+    }
+    d.deserialize_any(Visitor(PhantomData))
+}
+
+/// A decimal as operators write it: `5,2`, `5.2`, `-990.0`, `1 024,5`, `+3`, with an optional
+/// trailing currency or unit word ignored by callers that split it off first.
+pub fn parse_amount(text: &str) -> Option<f64> {
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '_'))
+        .map(|c| if c == ',' { '.' } else { c })
+        .collect();
+    let cleaned = cleaned.strip_prefix('+').unwrap_or(&cleaned);
+    if cleaned.is_empty() || !cleaned.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !cleaned.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+        return None;
+    }
+    cleaned.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Bytes per unit of a data unit, in the binary steps every client uses (1 KB = 1024 B):
+/// `B`, `KB`/`KBYTE`/`КБ`, `MB`/`МБ`, `GB`/`ГБ`, `TB`/`ТБ`, case-insensitive.
+pub fn data_unit_bytes(unit: &str) -> Option<u64> {
+    let u = unit.trim().trim_end_matches('.').to_lowercase();
+    Some(match u.as_str() {
+        "b" | "byte" | "bytes" | "б" | "байт" => 1,
+        "kb" | "kbyte" | "kbytes" | "kilobyte" | "kib" | "кб" | "кбайт" => 1 << 10,
+        "mb" | "mbyte" | "mbytes" | "megabyte" | "mib" | "мб" | "мбайт" => 1 << 20,
+        "gb" | "gbyte" | "gbytes" | "gigabyte" | "gib" | "гб" | "гбайт" => 1 << 30,
+        "tb" | "tbyte" | "tbytes" | "terabyte" | "tib" | "тб" | "тбайт" => 1 << 40,
+        _ => return None,
+    })
+}
+
+/// A data amount with its unit, as in `"5,2 ГБ"` or `"300 MB"`, in bytes (binary steps).
+pub fn parse_data_size(text: &str) -> Option<ByteSize> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_alphabetic())?;
+    let (number, unit) = t.split_at(split);
+    let value = parse_amount(number)?;
+    let bytes = value * data_unit_bytes(unit)? as f64;
+    (bytes >= 0.0 && bytes < u64::MAX as f64).then(|| ByteSize(bytes.round() as u64))
+}
+
+/// An RFC 3339 / ISO 8601 timestamp (`2026-07-31T20:59:59Z`, `2026-08-01T00:00:00.000+03:00`,
+/// `2026-08-01T00:00:00+0300`, or a bare date taken as UTC midnight).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let t = text.trim();
+    let num =
+        |s: &str| -> Option<i64> { (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())? };
+    let (date, rest) = t.split_at(t.find(['T', 't', ' ']).unwrap_or(t.len()));
+    let mut parts = date.split('-');
+    let (y, m, d) = (num(parts.next()?)?, num(parts.next()?)?, num(parts.next()?)?);
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut seconds = days_from_civil(y, m, d) * 86_400;
+    let rest = rest.get(1..).unwrap_or("");
+    if !rest.is_empty() {
+        let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+        let (time, zone) = rest.split_at(zone_at);
+        let time = time.split('.').next()?;
+        let mut hms = time.split(':');
+        let (h, mi) = (num(hms.next()?)?, num(hms.next()?)?);
+        let s = hms.next().map(num).unwrap_or(Some(0))?;
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        seconds += h * 3600 + mi * 60 + s;
+        let offset = match zone {
+            "" | "Z" | "z" => 0,
+            z => {
+                let sign = if z.starts_with('-') { -1 } else { 1 };
+                let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
+                if digits.len() != 4 {
+                    return None;
+                }
+                sign * (num(&digits[..2])? * 3600 + num(&digits[2..])? * 60)
+            }
+        };
+        seconds -= offset;
+    }
+    if seconds >= 0 {
+        Some(UNIX_EPOCH + Duration::from_secs(seconds as u64))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(seconds.unsigned_abs()))
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Deserializes `T` from a string key's value, for drivers that walk a `serde_json::Value`.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value, shown: &str) -> Result<T, PollError> {
+    serde_path_to_error::deserialize(value.into_deserializer()).map_err(|e| {
+        let path = e.path().to_string();
+        PollError::BadResponse(format!("{shown}: {} at `{path}`", describe_json_error(e.inner())))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::RETRY_AFTER;
+
+    #[test]
+    fn base_url_keeps_scheme_host_port_and_prefix_and_appends_paths_unchanged() {
+        let cases = [
+            ("https://api.mts.ru", "/token", "https://api.mts.ru/token"),
+            ("https://api.mts.ru/", "/b2b/v1/Bills/ValidityInfo", "https://api.mts.ru/b2b/v1/Bills/ValidityInfo"),
+            ("http://127.0.0.1:8080/mts", "/token", "http://127.0.0.1:8080/mts/token"),
+            ("http://proxy.local:81/a/b/", "/api/1.0/info/payType", "http://proxy.local:81/a/b/api/1.0/info/payType"),
+        ];
+        for (base, path, url) in cases {
+            assert_eq!(BaseUrl::parse(base).unwrap().join(path).unwrap().as_str(), url, "{base} + {path}");
+        }
+        for bad in ["ftp://x", "not a url", "https://user:pw@host", "https://host/?q=1", "https://host/#f"] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!BaseUrl::parse("https://user:pw@host").unwrap_err().contains("pw"));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_784_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn statuses_map_to_reasons() {
+        let now = UNIX_EPOCH;
+        let reason = |status: u16, ct: Option<&str>, body: &'static str| {
+            Response::new(status, ct, body, "GET /x").error(now).map(|e| e.reason().as_str())
+        };
+        assert_eq!(reason(200, Some("application/json"), "{}"), None);
+        assert_eq!(reason(401, None, ""), Some("auth"));
+        assert_eq!(reason(403, None, ""), Some("auth"));
+        assert_eq!(reason(429, None, ""), Some("rate_limited"));
+        assert_eq!(reason(500, None, ""), Some("unavailable"));
+        assert_eq!(reason(503, None, ""), Some("unavailable"));
+        assert_eq!(reason(404, None, ""), Some("bad_response"));
+        assert_eq!(reason(302, None, ""), Some("bad_response"));
+        assert_eq!(reason(403, Some("text/html"), "<html>solve the CAPTCHA</html>"), Some("captcha"));
+        assert_eq!(reason(200, None, "<html><form id=captcha>"), Some("captcha"));
+        let mut r = Response::new(429, None, "", "GET /x");
+        r.headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        assert_eq!(r.error(now), Some(PollError::RateLimited { retry_after: Some(Duration::from_secs(30)) }));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Token {
+        access_token: String,
+        expires_in: Num,
+    }
+
+    #[test]
+    fn decoding_is_strict_about_types_and_never_shows_values() {
+        let ok: Token =
+            decode_json(br#"{"access_token":"t","expires_in":"3600","extra":[1]}"#, None, "POST /token").unwrap();
+        assert_eq!(ok.expires_in, Num(3600.0));
+        let err =
+            decode_json::<Token>(br#"{"access_token":12345678,"expires_in":1}"#, None, "POST /token").unwrap_err();
+        assert_eq!(err.reason().as_str(), "bad_response");
+        let text = err.to_string();
+        assert!(text.contains("access_token") && !text.contains("12345678"), "{text}");
+        let err =
+            decode_json::<Token>(br#"{"access_token":"sekrit-value","expires_in":"soon"}"#, None, "x").unwrap_err();
+        assert!(!err.to_string().contains("sekrit") && err.to_string().contains("expires_in"), "{err}");
+        let err = decode_json::<Token>(br#"{"expires_in":1}"#, None, "x").unwrap_err();
+        assert!(err.to_string().contains("missing field `access_token`"), "{err}");
+        let err = decode_json::<Token>(br#"{"access_token":"t","exp"#, None, "x").unwrap_err();
+        assert!(err.to_string().contains("ends early"), "{err}");
+        let err = decode_json::<Token>(b"<!DOCTYPE html><html>maintenance</html>", None, "x").unwrap_err();
+        assert!(err.to_string().contains("HTML page"), "{err}");
+        assert!(decode_json::<Token>(b"  ", None, "x").unwrap_err().to_string().contains("empty body"));
+    }
+
+    #[test]
+    fn one_or_many_accepts_a_list_an_object_or_null() {
+        #[derive(Deserialize)]
+        struct Outer {
+            #[serde(deserialize_with = "one_or_many", default)]
+            items: Vec<Num>,
+        }
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Item {
+            a: Num,
+        }
+        #[derive(Deserialize)]
+        struct Objects {
+            #[serde(deserialize_with = "one_or_many")]
+            items: Vec<Item>,
+        }
+        let many: Outer = serde_json::from_str(r#"{"items":[1,"2,5"]}"#).unwrap();
+        assert_eq!(many.items, vec![Num(1.0), Num(2.5)]);
+        let none: Outer = serde_json::from_str(r#"{"items":null}"#).unwrap();
+        assert!(none.items.is_empty());
+        let one: Objects = serde_json::from_str(r#"{"items":{"a":3}}"#).unwrap();
+        assert_eq!(one.items, vec![Item { a: Num(3.0) }]);
+    }
+
+    #[test]
+    fn amounts_and_sizes_in_operator_spellings() {
+        assert_eq!(parse_amount("5,2"), Some(5.2));
+        assert_eq!(parse_amount("-990.0"), Some(-990.0));
+        assert_eq!(parse_amount("1 024,5"), Some(1024.5));
+        assert_eq!(parse_amount("+3"), Some(3.0));
+        assert_eq!(parse_amount("abc"), None);
+        assert_eq!(parse_amount(""), None);
+        assert_eq!(parse_data_size("5,2 ГБ"), Some(ByteSize((5.2 * 1073741824.0_f64).round() as u64)));
+        assert_eq!(parse_data_size("300 МБ"), Some(ByteSize(300 << 20)));
+        assert_eq!(parse_data_size("512 KB"), Some(ByteSize(512 << 10)));
+        assert_eq!(parse_data_size("12 parsecs"), None);
+        assert_eq!(data_unit_bytes("KBYTE"), Some(1024));
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        let at = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        assert_eq!(at("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(at("2026-07-31T20:59:59Z"), Some(1_785_531_599));
+        assert_eq!(at("2026-08-01T00:00:00.000+03:00"), Some(1_785_531_600));
+        assert_eq!(at("2026-08-01T00:00:00+0300"), Some(1_785_531_600));
+        assert_eq!(at("2026-08-01"), Some(1_785_542_400));
+        assert_eq!(at("2026-13-01"), None);
+        assert_eq!(at("yesterday"), None);
+    }
+
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        for (input, out) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+            assert_eq!(base64(input.as_bytes()), out);
+        }
+    }
+
+    #[test]
+    fn scrub_hides_secrets_in_operator_messages() {
+        assert_eq!(scrub("user 79161234567 blocked", &["79161234567"]), "user <secret> blocked");
+    }
+}

@@ -1,0 +1,402 @@
+//! Per-account session state of the HTTP drivers: the token cache ([`Session`]: one login
+//! shared by concurrent polls, cached until shortly before it expires, refreshed once when the
+//! operator rejects it), values shared by several lines ([`Shared`]: a balance per personal
+//! account, a pay type per number, fetched once however many polls ask at the same time), and
+//! the [`SessionStore`] that hands a rebuilt driver the session of its predecessor, so a
+//! config reload does not log every account in again.
+//!
+//! A driver keeps one `Arc` of its own state struct holding these, obtained at build time
+//! from `cx.sessions.get_or_create(...)` with a [`fingerprint`] of everything that makes a
+//! session valid (credentials, base URL): change any of them and the account starts afresh.
+
+use std::any::Any;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::http::Response;
+use super::PollContext;
+use crate::error::PollError;
+
+/// A token (or session) just obtained, with its lifetime when the operator says.
+#[derive(Clone, Debug)]
+pub struct Fresh<T> {
+    pub value: T,
+    pub expires_in: Option<Duration>,
+}
+
+/// A token handed to one poll; `generation` tells an old token from a refreshed one.
+#[derive(Clone, Debug)]
+pub struct Lease<T> {
+    pub value: T,
+    generation: u64,
+}
+
+/// How long before the operator's expiry a token is replaced: a tenth of its lifetime, at
+/// most five minutes (3600 s tokens are renewed after 3300 s).
+pub fn refresh_margin(expires_in: Duration) -> Duration {
+    (expires_in / 10).min(Duration::from_secs(300))
+}
+
+struct Cached<T> {
+    value: T,
+    generation: u64,
+    refresh_at: Option<Instant>,
+}
+
+struct SessionState<T> {
+    current: Option<Cached<T>>,
+    generation: u64,
+}
+
+/// One account's token. The lock is held while logging in, so polls that need a token at the
+/// same time wait for that one login and share its result (no thundering herd).
+pub struct Session<T> {
+    state: tokio::sync::Mutex<SessionState<T>>,
+    logins: AtomicU64,
+}
+
+impl<T> Default for Session<T> {
+    fn default() -> Self {
+        Session {
+            state: tokio::sync::Mutex::new(SessionState { current: None, generation: 0 }),
+            logins: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Session(logins: {})", self.logins.load(Ordering::Relaxed))
+    }
+}
+
+impl<T: Clone + Send> Session<T> {
+    /// The cached token, or a new one from `login` when there is none or it is about to
+    /// expire. Waiting for another poll's login counts against this poll's deadline.
+    pub async fn lease<F, Fut>(&self, cx: &PollContext, login: F) -> Result<Lease<T>, PollError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fresh<T>, PollError>>,
+    {
+        let mut state = tokio::time::timeout_at(cx.deadline, self.state.lock())
+            .await
+            .map_err(|_| PollError::Timeout(cx.timeout))?;
+        if let Some(cached) = &state.current {
+            if cached.refresh_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(Lease { value: cached.value.clone(), generation: cached.generation });
+            }
+            cx.note("token about to expire: getting a new one");
+        }
+        state.current = None;
+        let fresh = login().await?;
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        state.generation += 1;
+        let refresh_at = fresh.expires_in.map(|e| Instant::now() + e.saturating_sub(refresh_margin(e)));
+        let generation = state.generation;
+        state.current = Some(Cached { value: fresh.value.clone(), generation, refresh_at });
+        Ok(Lease { value: fresh.value, generation })
+    }
+
+    /// Forgets `lease`'s token, unless another poll has already replaced it.
+    pub async fn invalidate(&self, lease: &Lease<T>) {
+        let mut state = self.state.lock().await;
+        if state.current.as_ref().is_some_and(|c| c.generation == lease.generation) {
+            state.current = None;
+        }
+    }
+
+    /// Forgets any token (e.g. after the operator said the login itself is no longer valid).
+    pub async fn clear(&self) {
+        self.state.lock().await.current = None;
+    }
+
+    /// Runs `call` with the token; when `expired` says the operator rejected it, gets a new
+    /// token once and runs `call` again, returning whatever that second answer is (the
+    /// caller's status check then makes a second rejection `auth`).
+    pub async fn call<L, LF, C, CF>(
+        &self,
+        cx: &PollContext,
+        mut login: L,
+        mut call: C,
+        expired: impl Fn(&Response) -> bool,
+    ) -> Result<Response, PollError>
+    where
+        L: FnMut() -> LF,
+        LF: Future<Output = Result<Fresh<T>, PollError>>,
+        C: FnMut(T) -> CF,
+        CF: Future<Output = Result<Response, PollError>>,
+    {
+        let lease = self.lease(cx, &mut login).await?;
+        let response = call(lease.value.clone()).await?;
+        if !expired(&response) {
+            return Ok(response);
+        }
+        cx.note("the operator rejected the token: logging in again, once");
+        self.invalidate(&lease).await;
+        let lease = self.lease(cx, &mut login).await?;
+        call(lease.value).await
+    }
+
+    /// How many logins this session made (tests, debug notes).
+    pub fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+}
+
+/// Values shared by the lines of an account, each fetched by one poll at a time and reused
+/// while young enough. Failures are not kept: the next poll asks again.
+pub struct Shared<K, V> {
+    slots: Mutex<HashMap<K, Arc<tokio::sync::Mutex<Option<(Instant, V)>>>>>,
+    fetches: AtomicU64,
+}
+
+impl<K, V> Default for Shared<K, V> {
+    fn default() -> Self {
+        Shared { slots: Mutex::new(HashMap::new()), fetches: AtomicU64::new(0) }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Shared<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared(fetches: {})", self.fetches.load(Ordering::Relaxed))
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Shared<K, V> {
+    /// The value of `key` if fetched less than `max_age` ago, else `fetch`'s. Polls asking for
+    /// the same key at the same time wait for one fetch.
+    pub async fn get_or_fetch<F, Fut>(
+        &self,
+        cx: &PollContext,
+        key: K,
+        max_age: Duration,
+        fetch: F,
+    ) -> Result<V, PollError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, PollError>>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(key).or_default().clone()
+        };
+        let mut value =
+            tokio::time::timeout_at(cx.deadline, slot.lock()).await.map_err(|_| PollError::Timeout(cx.timeout))?;
+        if let Some((at, v)) = &*value {
+            if at.elapsed() < max_age {
+                return Ok(v.clone());
+            }
+        }
+        let fresh = fetch().await?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        *value = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// Drops the value of `key` (it turned out wrong, e.g. a pay type that changed).
+    pub fn forget(&self, key: &K) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.remove(key);
+    }
+
+    /// How many fetches ran (tests).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+}
+
+type StoreKey = (&'static str, String, u64);
+
+/// Sessions by (driver, account, fingerprint), held weakly: a session lives as long as a
+/// driver uses it, so a reload that rebuilds an unchanged account finds the old session
+/// (the old driver is still running while the new plan is built), and a removed account's
+/// session goes with its driver.
+#[derive(Default)]
+pub struct SessionStore {
+    entries: Mutex<HashMap<StoreKey, Weak<dyn Any + Send + Sync>>>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.lock().map(|e| e.len()).unwrap_or(0);
+        write!(f, "SessionStore({n} sessions)")
+    }
+}
+
+impl SessionStore {
+    /// The live session of this account and fingerprint, or a new one from `make`.
+    pub fn get_or_create<S: Any + Send + Sync>(
+        &self,
+        driver: &'static str,
+        account: &str,
+        fingerprint: u64,
+        make: impl FnOnce() -> S,
+    ) -> Arc<S> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, weak| weak.strong_count() > 0);
+        let key = (driver, account.to_string(), fingerprint);
+        if let Some(existing) = entries.get(&key).and_then(Weak::upgrade) {
+            if let Ok(session) = existing.downcast::<S>() {
+                return session;
+            }
+        }
+        let session = Arc::new(make());
+        let erased: Arc<dyn Any + Send + Sync> = session.clone();
+        entries.insert(key, Arc::downgrade(&erased));
+        session
+    }
+
+    /// A fingerprint of the parts that make a session valid (credentials, base URL), keyed per
+    /// store so it means nothing outside this process.
+    pub fn fingerprint(&self, parts: &[&str]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for part in parts {
+            part.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn cx(timeout: Duration) -> PollContext {
+        PollContext::new(timeout, Arc::new(SystemClock))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_is_cached_until_shortly_before_expiry() {
+        let session: Session<u32> = Session::default();
+        let cx = cx(Duration::from_secs(30));
+        let mut n = 0;
+        let mut login = || {
+            n += 1;
+            let v = n;
+            async move { Ok(Fresh { value: v, expires_in: Some(Duration::from_secs(3600)) }) }
+        };
+        assert_eq!(session.lease(&cx, &mut login).await.unwrap().value, 1);
+        tokio::time::advance(Duration::from_secs(3299)).await;
+        let cx = super::tests::cx(Duration::from_secs(30));
+        assert_eq!(session.lease(&cx, &mut login).await.unwrap().value, 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let cx = super::tests::cx(Duration::from_secs(30));
+        assert_eq!(session.lease(&cx, &mut login).await.unwrap().value, 2, "renewed 5 min early");
+        assert_eq!(session.logins(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_polls_share_one_login() {
+        let session: Arc<Session<u32>> = Arc::new(Session::default());
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (session, calls) = (session.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                let cx = cx(Duration::from_secs(5));
+                session
+                    .lease(&cx, || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Fresh { value: 7, expires_in: None })
+                    })
+                    .await
+                    .unwrap()
+                    .value
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 7);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_refreshed_once_and_only_once() {
+        let session: Session<u32> = Session::default();
+        let cx = cx(Duration::from_secs(5));
+        let logins = AtomicU64::new(0);
+        let login = || {
+            let n = logins.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+            async move { Ok(Fresh { value: n, expires_in: None }) }
+        };
+        // The operator accepts token 2 only.
+        let call =
+            |token: u32| async move { Ok(Response::new(if token == 2 { 200 } else { 401 }, None, "", "GET /x")) };
+        let r = session.call(&cx, login, call, |r| r.status().as_u16() == 401).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(logins.load(Ordering::SeqCst), 2);
+        // Now it accepts nothing: one refresh, then the 401 comes back to the caller.
+        let call = |_token: u32| async move { Ok(Response::new(401, None, "", "GET /x")) };
+        let r = session.call(&cx, login, call, |r| r.status().as_u16() == 401).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(logins.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_stale_invalidation_does_not_drop_a_newer_token() {
+        let session: Session<u32> = Session::default();
+        let cx = cx(Duration::from_secs(5));
+        let old = session.lease(&cx, || async { Ok(Fresh { value: 1, expires_in: None }) }).await.unwrap();
+        session.invalidate(&old).await;
+        let new = session.lease(&cx, || async { Ok(Fresh { value: 2, expires_in: None }) }).await.unwrap();
+        session.invalidate(&old).await;
+        let again = session.lease(&cx, || async { Ok(Fresh { value: 3, expires_in: None }) }).await.unwrap();
+        assert_eq!((new.value, again.value), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn shared_values_are_fetched_once_while_young() {
+        let shared: Arc<Shared<String, u32>> = Arc::new(Shared::default());
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                let cx = cx(Duration::from_secs(5));
+                shared
+                    .get_or_fetch(&cx, "ls-1".to_string(), Duration::from_secs(60), || async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok(5)
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 5);
+        }
+        assert_eq!(shared.fetches(), 1);
+        let cx = cx(Duration::from_secs(5));
+        let failed = shared
+            .get_or_fetch(&cx, "ls-2".into(), Duration::ZERO, || async { Err(PollError::Timeout(Duration::ZERO)) });
+        assert!(failed.await.is_err());
+        shared.forget(&"ls-1".to_string());
+        assert_eq!(
+            shared.get_or_fetch(&cx, "ls-1".into(), Duration::from_secs(60), || async { Ok(6) }).await.unwrap(),
+            6
+        );
+    }
+
+    #[test]
+    fn the_store_hands_a_live_session_to_a_rebuilt_driver_and_forgets_dead_ones() {
+        let store = SessionStore::default();
+        let fp = store.fingerprint(&["id", "secret", "https://api"]);
+        assert_ne!(fp, store.fingerprint(&["id", "other", "https://api"]));
+        let a: Arc<Session<u32>> = store.get_or_create("mts", "corp", fp, Session::default);
+        let b: Arc<Session<u32>> = store.get_or_create("mts", "corp", fp, Session::default);
+        assert!(Arc::ptr_eq(&a, &b));
+        let other: Arc<Session<u32>> = store.get_or_create("mts", "corp", fp ^ 1, Session::default);
+        assert!(!Arc::ptr_eq(&a, &other));
+        drop((a, b));
+        let c: Arc<Session<u32>> = store.get_or_create("mts", "corp", fp, Session::default);
+        assert_eq!(Arc::strong_count(&c), 1, "a new session once nobody held the old one");
+    }
+}
