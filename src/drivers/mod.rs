@@ -12,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod mts;
 pub mod session;
+pub mod ussd;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -181,7 +182,7 @@ impl std::fmt::Debug for DriverSpec {
 }
 
 /// Every driver, alphabetical, one line each.
-pub static REGISTRY: &[&DriverSpec] = &[&beeline::SPEC, &demo::SPEC, &mts::SPEC];
+pub static REGISTRY: &[&DriverSpec] = &[&beeline::SPEC, &demo::SPEC, &mts::SPEC, &ussd::SPEC];
 
 /// Finds a driver by its `driver:` name.
 pub fn lookup(name: &str) -> Option<&'static DriverSpec> {
