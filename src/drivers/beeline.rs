@@ -208,8 +208,8 @@ impl Beeline {
         match pay_type {
             PayType::Prepaid => match self.prepaid(cx, &ctn).await {
                 Err(MetaFailure::WrongPayType) => {
-                    cx.note("prepaidBalance says the number is postpaid: reading it as postpaid");
-                    self.state.pay_types.forget(&ctn);
+                    cx.note("prepaidBalance says the number is postpaid: reading it as postpaid from now on");
+                    self.state.pay_types.put(ctn.clone(), PayType::Postpaid);
                     self.postpaid(cx, &ctn, ban.as_deref(), line.poll_interval).await
                 }
                 Err(MetaFailure::Error(e)) => Err(e),

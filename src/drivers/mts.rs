@@ -314,8 +314,9 @@ fn token_rejected(response: &Response) -> bool {
 /// The status mapping with MTS's error codes (ru.md §2.1 "Errors").
 fn check(response: Response, cx: &PollContext) -> Result<Response, PollError> {
     let status = response.status().as_u16();
-    if response.status().is_success() {
-        return Ok(response);
+    if response.status().is_success() || response.is_html() {
+        // HTML (a captcha or maintenance page) is judged by the shared rules.
+        return response.check(cx);
     }
     let code = error_code(&response);
     let with_code = match &code {

@@ -200,6 +200,13 @@ impl<K: Eq + Hash + Clone, V: Clone> Shared<K, V> {
         Ok(fresh)
     }
 
+    /// Sets the value of `key` (a poll learned it on the way, e.g. a corrected pay type).
+    pub fn put(&self, key: K, value: V) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = Arc::new(tokio::sync::Mutex::new(Some((Instant::now(), value))));
+        slots.insert(key, slot);
+    }
+
     /// Drops the value of `key` (it turned out wrong, e.g. a pay type that changed).
     pub fn forget(&self, key: &K) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

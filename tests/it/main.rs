@@ -2,6 +2,9 @@
 
 mod binary;
 mod config;
+mod drivers;
 mod golden;
+#[path = "../support/mock_operator/mod.rs"]
+mod mock_operator;
 mod support;
 mod tidy;

@@ -1,0 +1,578 @@
+//! A fake operator API server for the tests, the benchmarks and a local demo (the
+//! `mock-operator` binary, built only with `--features mock`). One server on 127.0.0.1 serves
+//! every operator under its own path prefix (`/mts`, `/beeline`, …), so a driver's `base_url`
+//! is `{mock.url()}/{operator}`: the prefix handling of DESIGN §7 is exercised on every request.
+//!
+//! Answers come from `tests/fixtures/<operator>/<name>.json` (recorded shapes, values invented),
+//! chosen per request by each operator's module (`mts.rs`, `beeline.rs`): `<name>.<key>.json`
+//! for one number or account if it exists, else `<name>.json`. Fixtures are templates:
+//! `{{key}}`, `{{token}}`, `{{expires_in}}`, `{{tick}}` (how often this fixture was served for
+//! this key), `{{evolve:BASE:STEP}}` (BASE + STEP·tick: values that change between polls),
+//! `{{vary:BASE:SPREAD}}` (BASE plus a per-key share of SPREAD: many lines, different values).
+//!
+//! Faults are queued by the test per operator and path ([`MockOperator::fault`]); each request
+//! to that path takes the next one: latency, any status, 429 with Retry-After, HTML, a captcha
+//! page, a truncated or cut-off body, an endless body, another fixture (wrong types, missing
+//! fields), or expiring every token. Requests are recorded for assertions.
+//!
+//! Adding an operator: a module with a type implementing [`Operator`] (route by method and
+//! path, check the token with [`Ctx::token_valid`], answer with [`Ctx::fixture`]), one line in
+//! [`operators`], and its fixtures folder.
+
+#![allow(dead_code)]
+
+pub mod beeline;
+pub mod mts;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Router;
+
+/// Every operator the mock serves, one line each.
+pub fn operators() -> Vec<Arc<dyn Operator>> {
+    vec![Arc::new(beeline::Beeline), Arc::new(mts::Mts)]
+}
+
+/// One operator's API.
+pub trait Operator: Send + Sync {
+    /// Path prefix and fixtures folder (the driver name).
+    fn name(&self) -> &'static str;
+    /// Answers a request whose path is relative to the prefix (`/token`, `/b2b/v1/...`).
+    fn handle(&self, cx: &Ctx<'_>, request: &MockRequest) -> Reply;
+    /// The answer to a request whose token the server no longer accepts.
+    fn expired(&self, cx: &Ctx<'_>) -> Reply;
+    /// The answer when the operator wants a person to solve a captcha.
+    fn captcha(&self, _cx: &Ctx<'_>) -> Reply {
+        Reply::new(403, "text/html; charset=utf-8", CAPTCHA_PAGE)
+    }
+}
+
+const CAPTCHA_PAGE: &str = "<!DOCTYPE html><html><head><title>Проверка</title></head><body>\
+<form action=\"/__qrator/captcha/check\"><img src=\"/__qrator/captcha/gen\"> Enter the captcha</form></body></html>";
+const HTML_PAGE: &str = "<!DOCTYPE html><html><head><title>Технические работы</title></head>\
+<body><h1>Сервис временно недоступен</h1></body></html>";
+
+/// A request as the operator module sees it.
+#[derive(Clone, Debug)]
+pub struct MockRequest {
+    pub method: String,
+    /// Relative to the operator's prefix.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl MockRequest {
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The value of cookie `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let cookies = self.header("cookie")?;
+        cookies.split(';').find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+    }
+
+    /// The token of `Authorization: Bearer …`.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header("authorization")?.strip_prefix("Bearer ")
+    }
+}
+
+/// A request as recorded for assertions.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub operator: String,
+    pub request: MockRequest,
+}
+
+/// An answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Bytes,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
+        Reply { status, content_type: content_type.to_string(), body: body.into(), headers: Vec::new() }
+    }
+
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Reply {
+        Reply::new(status, "application/json;charset=UTF-8", body)
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+}
+
+/// What a queued fault does to the request that takes it.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Waits, then answers as usual.
+    Latency(Duration),
+    /// This status with a small JSON error body.
+    Status(u16),
+    /// This status, content type and body.
+    Body(u16, &'static str, String),
+    /// 429 with this Retry-After (seconds or an HTTP date), or none.
+    RateLimited(Option<String>),
+    /// 200 with an HTML page where JSON belongs.
+    Html,
+    /// The operator's captcha demand.
+    Captcha,
+    /// The usual answer cut in half, with a Content-Length that matches the cut.
+    Truncated,
+    /// The usual Content-Length, then the connection closes halfway through the body.
+    Disconnect,
+    /// An endless-looking body of this many bytes, streamed lazily (no Content-Length unless
+    /// `declared`); [`MockOperator::bytes_streamed`] shows how much was actually sent.
+    Oversized { bytes: u64, declared: bool },
+    /// Answers with this fixture (e.g. `wrong-types`, `missing-fields`) and status.
+    Fixture(u16, &'static str),
+    /// The server forgets every token it issued, then answers as usual (so the request meets
+    /// the operator's "expired token" answer).
+    ExpireTokens,
+}
+
+/// A line the mock knows in fleet mode: numbers, personal accounts, ICCIDs.
+#[derive(Clone, Debug)]
+pub struct MockLine {
+    /// `7XXXXXXXXXX`.
+    pub msisdn: String,
+    pub account_no: String,
+    pub iccid: String,
+}
+
+/// The credentials the mock accepts, per operator: `(login or client id, secret)`.
+pub const CREDENTIALS: &[(&str, &str, &str)] = &[
+    ("mts", "mock-consumer-key", "mock-consumer-secret-3f9a1c"),
+    ("beeline", "9060000000", "mock-beeline-password-77e2"),
+];
+
+#[derive(Default)]
+struct Tokens {
+    valid: Vec<String>,
+    issued: Vec<String>,
+}
+
+pub struct Shared {
+    fixtures: PathBuf,
+    operators: Vec<Arc<dyn Operator>>,
+    faults: Mutex<HashMap<(String, String), VecDeque<Fault>>>,
+    requests: Mutex<Vec<Recorded>>,
+    tokens: Mutex<HashMap<String, Tokens>>,
+    ticks: Mutex<HashMap<String, u64>>,
+    lines: Mutex<HashMap<String, Vec<MockLine>>>,
+    expires_in: Mutex<HashMap<String, u64>>,
+    /// Flags an operator module reads (e.g. `beeline.v2_missing`).
+    flags: Mutex<HashMap<String, bool>>,
+    bytes_streamed: Arc<AtomicU64>,
+    token_counter: AtomicU64,
+}
+
+/// What an operator module may use while answering.
+pub struct Ctx<'a> {
+    shared: &'a Shared,
+    operator: &'static str,
+}
+
+impl Ctx<'_> {
+    /// Fixture `name` for `key` as a 200 JSON answer.
+    pub fn fixture(&self, name: &str, key: &str) -> Reply {
+        self.fixture_with(200, name, key, &[])
+    }
+
+    /// Fixture `name` for `key` with a status and extra template variables.
+    pub fn fixture_with(&self, status: u16, name: &str, key: &str, vars: &[(&str, String)]) -> Reply {
+        let dir = self.shared.fixtures.join(self.operator);
+        let specific = dir.join(format!("{name}.{key}.json"));
+        let path = if !key.is_empty() && specific.exists() { specific } else { dir.join(format!("{name}.json")) };
+        let template = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(_) => return Reply::json(404, format!("{{\"error\":\"no fixture {}\"}}", path.display())),
+        };
+        let tick = {
+            let mut ticks = self.shared.ticks.lock().unwrap();
+            let n = ticks.entry(format!("{}/{name}/{key}", self.operator)).or_insert(0);
+            let tick = *n;
+            *n += 1;
+            tick
+        };
+        let mut all: Vec<(&str, String)> = vec![("key", key.to_string()), ("tick", tick.to_string())];
+        all.extend(vars.iter().cloned());
+        Reply::json(status, render(&template, &all, key, tick))
+    }
+
+    /// A new token, valid until the test expires tokens.
+    pub fn issue_token(&self) -> String {
+        let n = self.shared.token_counter.fetch_add(1, Ordering::Relaxed) + 1;
+        // Long and distinctive, so a leak into logs is found by a plain search.
+        let token = format!("{}tok{n}x9f3b7c1d5e8a2f6b4d0c9e7a1b3d5f7e", self.operator);
+        let mut tokens = self.shared.tokens.lock().unwrap();
+        let book = tokens.entry(self.operator.to_string()).or_default();
+        book.valid.push(token.clone());
+        book.issued.push(token.clone());
+        token
+    }
+
+    pub fn token_valid(&self, token: Option<&str>) -> bool {
+        let Some(token) = token else { return false };
+        let tokens = self.shared.tokens.lock().unwrap();
+        tokens.get(self.operator).is_some_and(|b| b.valid.iter().any(|t| t == token))
+    }
+
+    /// `expires_in` of new tokens (default 3600).
+    pub fn expires_in(&self) -> u64 {
+        self.shared.expires_in.lock().unwrap().get(self.operator).copied().unwrap_or(3600)
+    }
+
+    /// The accepted `(login or client id, secret)`.
+    pub fn credentials(&self) -> (&'static str, &'static str) {
+        CREDENTIALS.iter().find(|(op, _, _)| *op == self.operator).map(|(_, u, p)| (*u, *p)).unwrap_or(("", ""))
+    }
+
+    pub fn lines(&self) -> Vec<MockLine> {
+        self.shared.lines.lock().unwrap().get(self.operator).cloned().unwrap_or_default()
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.shared.flags.lock().unwrap().get(&format!("{}.{name}", self.operator)).copied().unwrap_or(false)
+    }
+}
+
+/// Fills a fixture template (see the module doc).
+fn render(template: &str, vars: &[(&str, String)], key: &str, tick: u64) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find("}}") else { break };
+        let expr = &rest[start + 2..start + len];
+        out.push_str(&evaluate(expr, vars, key, tick));
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn evaluate(expr: &str, vars: &[(&str, String)], key: &str, tick: u64) -> String {
+    let parts: Vec<&str> = expr.split(':').collect();
+    let number = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+    match parts.as_slice() {
+        ["evolve", base, step] => format_number(number(base) + number(step) * tick as f64),
+        ["vary", base, spread] => {
+            let h =
+                key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            format_number(number(base) + number(spread) * ((h % 1000) as f64 / 1000.0))
+        }
+        [name] => vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn format_number(v: f64) -> String {
+    let rounded = (v * 100.0).round() / 100.0;
+    if rounded.fract() == 0.0 {
+        format!("{}", rounded as i64)
+    } else {
+        format!("{rounded}")
+    }
+}
+
+/// A running mock server. Cloning shares it; it stops with the runtime (or, for
+/// [`MockOperator::start_background`], when every clone is dropped).
+#[derive(Clone)]
+pub struct MockOperator {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: Option<Arc<StopOnDrop>>,
+}
+
+struct StopOnDrop(Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `tests/fixtures` of this repository.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+impl MockOperator {
+    /// Starts on 127.0.0.1 with a port the OS picks, on the current tokio runtime.
+    pub async fn start() -> MockOperator {
+        MockOperator::start_on("127.0.0.1:0".parse().unwrap(), fixtures_dir()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, fixtures: PathBuf) -> MockOperator {
+        let shared = Arc::new(Shared {
+            fixtures,
+            operators: operators(),
+            faults: Mutex::default(),
+            requests: Mutex::default(),
+            tokens: Mutex::default(),
+            ticks: Mutex::default(),
+            lines: Mutex::default(),
+            expires_in: Mutex::default(),
+            flags: Mutex::default(),
+            bytes_streamed: Arc::new(AtomicU64::new(0)),
+            token_counter: AtomicU64::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the mock operator");
+        let addr = listener.local_addr().expect("local address");
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MockOperator { addr, shared, _stop: None }
+    }
+
+    /// Starts on a runtime of its own in a background thread (for tests that are not async,
+    /// such as the ones running the real binary). Stops when the last clone is dropped.
+    pub fn start_background() -> MockOperator {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let mock = MockOperator::start().await;
+                tx.send(mock).expect("hand over the mock");
+                let _ = stop_rx.await;
+            });
+        });
+        let mut mock = rx.recv().expect("mock operator started");
+        mock._stop = Some(Arc::new(StopOnDrop(Mutex::new(Some(stop_tx)))));
+        mock
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `base_url` of `operator`: the server's URL plus the operator's prefix.
+    pub fn base_url(&self, operator: &str) -> String {
+        format!("{}/{operator}", self.url())
+    }
+
+    /// Queues `fault` for the next request to `path` (relative to the prefix; `*` = any path).
+    pub fn fault(&self, operator: &str, path: &str, fault: Fault) {
+        self.faults(operator, path, fault, 1);
+    }
+
+    /// Queues `fault` for the next `times` requests to `path`.
+    pub fn faults(&self, operator: &str, path: &str, fault: Fault, times: usize) {
+        let mut faults = self.shared.faults.lock().unwrap();
+        let queue = faults.entry((operator.to_string(), path.to_string())).or_default();
+        queue.extend(std::iter::repeat_n(fault, times));
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Every request so far to `operator`.
+    pub fn requests(&self, operator: &str) -> Vec<MockRequest> {
+        let requests = self.shared.requests.lock().unwrap();
+        requests.iter().filter(|r| r.operator == operator).map(|r| r.request.clone()).collect()
+    }
+
+    /// How many requests went to `path` of `operator`.
+    pub fn count(&self, operator: &str, path: &str) -> usize {
+        self.requests(operator).iter().filter(|r| r.path == path).count()
+    }
+
+    /// Every token issued so far (for "never in the logs" checks).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.tokens.lock().unwrap().values().flat_map(|b| b.issued.clone()).collect()
+    }
+
+    pub fn expire_tokens(&self, operator: &str) {
+        if let Some(book) = self.shared.tokens.lock().unwrap().get_mut(operator) {
+            book.valid.clear();
+        }
+    }
+
+    /// `expires_in` of the tokens `operator` issues from now on.
+    pub fn set_expires_in(&self, operator: &str, seconds: u64) {
+        self.shared.expires_in.lock().unwrap().insert(operator.to_string(), seconds);
+    }
+
+    pub fn set_flag(&self, operator: &str, name: &str, on: bool) {
+        self.shared.flags.lock().unwrap().insert(format!("{operator}.{name}"), on);
+    }
+
+    /// Fleet mode: `n` generated lines for `operator` (`7916` + 7 digits, ten per personal
+    /// account); discovery lists them and every number gets answers.
+    pub fn set_lines(&self, operator: &str, n: usize) {
+        let lines = (0..n)
+            .map(|i| MockLine {
+                msisdn: format!("7916{:07}", i + 1),
+                account_no: format!("27700{:07}", i / 10 + 1),
+                iccid: format!("8970101{:012}", i + 1),
+            })
+            .collect();
+        self.shared.lines.lock().unwrap().insert(operator.to_string(), lines);
+    }
+
+    /// Bytes of oversized bodies actually handed to the network so far.
+    pub fn bytes_streamed(&self) -> u64 {
+        self.shared.bytes_streamed.load(Ordering::Relaxed)
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let full = parts.uri.path().to_string();
+    let mut segments = full.trim_start_matches('/').splitn(2, '/');
+    let prefix = segments.next().unwrap_or("").to_string();
+    let path = format!("/{}", segments.next().unwrap_or(""));
+    let Some(operator) = shared.operators.iter().find(|o| o.name() == prefix).cloned() else {
+        return to_response(Reply::json(404, "{\"error\":\"no such operator\"}"));
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default();
+    let request =
+        MockRequest { method: parts.method.to_string(), path: path.clone(), query, headers: parts.headers, body };
+    shared.requests.lock().unwrap().push(Recorded { operator: prefix.clone(), request: request.clone() });
+
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap();
+        let mut take = |p: &str| faults.get_mut(&(prefix.clone(), p.to_string())).and_then(VecDeque::pop_front);
+        take(&path).or_else(|| take("*"))
+    };
+    let cx = Ctx { shared: &shared, operator: operator.name() };
+    let usual = |cx: &Ctx<'_>| operator.handle(cx, &request);
+    match fault {
+        None => to_response(usual(&cx)),
+        Some(Fault::Latency(d)) => {
+            tokio::time::sleep(d).await;
+            to_response(usual(&cx))
+        }
+        Some(Fault::Status(status)) => {
+            to_response(Reply::json(status, format!("{{\"errorCode\":\"{status}\",\"errorMessage\":\"injected\"}}")))
+        }
+        Some(Fault::Body(status, content_type, body)) => to_response(Reply::new(status, content_type, body)),
+        Some(Fault::RateLimited(retry_after)) => {
+            let mut reply = Reply::json(429, "{\"errorCode\":\"1011\",\"errorMessage\":\"Too many requests\"}");
+            if let Some(v) = retry_after {
+                reply = reply.with_header("retry-after", &v);
+            }
+            to_response(reply)
+        }
+        Some(Fault::Html) => to_response(Reply::new(200, "text/html; charset=utf-8", HTML_PAGE)),
+        Some(Fault::Captcha) => to_response(operator.captcha(&cx)),
+        Some(Fault::Truncated) => {
+            let mut reply = usual(&cx);
+            reply.body = reply.body.slice(..reply.body.len() / 2);
+            to_response(reply)
+        }
+        Some(Fault::Disconnect) => {
+            let reply = usual(&cx);
+            let full_length = reply.body.len();
+            let half = reply.body.slice(..full_length / 2);
+            let stream = futures_util::stream::iter(vec![
+                Ok::<Bytes, std::io::Error>(half),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut")),
+            ]);
+            let mut response = Response::new(Body::from_stream(stream));
+            *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+            response.headers_mut().insert("content-length", HeaderValue::from(full_length as u64));
+            response
+        }
+        Some(Fault::Oversized { bytes, declared }) => oversized(&shared.bytes_streamed, bytes, declared),
+        Some(Fault::Fixture(status, name)) => to_response(cx.fixture_with(status, name, "", &[])),
+        Some(Fault::ExpireTokens) => {
+            if let Some(book) = shared.tokens.lock().unwrap().get_mut(operator.name()) {
+                book.valid.clear();
+            }
+            to_response(usual(&cx))
+        }
+    }
+}
+
+/// A JSON-looking body of `bytes` bytes, produced chunk by chunk only as the client reads.
+fn oversized(counter: &Arc<AtomicU64>, bytes: u64, declared: bool) -> Response {
+    const CHUNK: usize = 64 << 10;
+    let counter = counter.clone();
+    let chunk = Bytes::from(format!("[{}", "1,".repeat(CHUNK / 2)).into_bytes()[..CHUNK].to_vec());
+    let stream = futures_util::stream::unfold(0u64, move |sent| {
+        let (counter, chunk) = (counter.clone(), chunk.clone());
+        async move {
+            if sent >= bytes {
+                return None;
+            }
+            let n = (bytes - sent).min(CHUNK as u64) as usize;
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            Some((Ok::<Bytes, std::io::Error>(chunk.slice(..n)), sent + n as u64))
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    if declared {
+        response.headers_mut().insert("content-length", HeaderValue::from(bytes));
+    }
+    response
+}
+
+fn to_response(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = HeaderValue::from_str(&reply.content_type) {
+        response.headers_mut().insert("content-type", v);
+    }
+    for (name, value) in reply.headers {
+        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
+/// Standard base64, for checking Basic credentials.
+pub fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { TABLE[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
+}
