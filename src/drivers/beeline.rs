@@ -54,6 +54,7 @@ lines:
     # ban: "123456789"                # postpaid billing account: its balance read once for all its lines
 "#,
     needs_account: true,
+    can_discover: true,
     default_operator: "beeline",
     // No documented limit; clients that work keep to about one request a second and get 429s
     // when faster. A poll is two requests once the pay type is known.

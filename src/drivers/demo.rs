@@ -26,6 +26,7 @@ lines:
     operator: mts        # the `operator` label (default: demo)
 "#,
     needs_account: false,
+    can_discover: false,
     default_operator: "demo",
     default_rate_limit: None,
     account_options,

@@ -39,6 +39,35 @@ pub trait Driver: Send + Sync {
         let _ = cx;
         Box::pin(async { Err(PollError::Config("this driver cannot discover lines".into())) })
     }
+
+    /// True when every request the driver sends first waits for [`PollContext::pace`]: the
+    /// account's `rate_limit` then counts requests, not polls, and a poll that needs no request
+    /// (served from a listing the driver already holds) costs no token. Drivers that send one
+    /// request per poll, or that budget polls in their default rate, keep `false`.
+    fn paces_requests(&self) -> bool {
+        false
+    }
+
+    /// What polling `lines` lines of the account once costs the operator, for the
+    /// `--config.check` budget warnings. `None`: nothing known.
+    fn cost(&self, lines: usize) -> Option<Cost> {
+        let _ = lines;
+        None
+    }
+}
+
+/// The operator-side cost of one poll cycle of an account's lines, and the limits it counts
+/// against besides the account's `rate_limit`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cost {
+    /// Requests one poll of every line sends, on average (a batched listing spread over them).
+    pub requests_per_cycle: f64,
+    /// Requests one discovery listing sends.
+    pub requests_per_listing: f64,
+    /// The operator's cap on requests per 30 days, if any.
+    pub monthly_limit: Option<u64>,
+    /// The shortest interval at which polling one line makes sense (the operator caches).
+    pub min_interval: Option<Duration>,
 }
 
 /// A line an account listed through [`Driver::discover`]: what a configured line would say.
@@ -78,6 +107,13 @@ impl RequestObserver for NoRequestObserver {
     fn observe_request(&self, _: &str, _: &str, _: &str, _: Duration) {}
 }
 
+/// Hands out the account's request tokens (its `rate_limit` bucket) to drivers that
+/// [pace their requests](Driver::paces_requests).
+pub trait Pacer: Send + Sync + std::fmt::Debug {
+    /// Waits for one token; fails with `timeout` when none comes before `deadline`.
+    fn pace(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, Result<(), PollError>>;
+}
+
 /// What a poll may use besides its line.
 #[derive(Debug)]
 pub struct PollContext {
@@ -88,11 +124,38 @@ pub struct PollContext {
     pub clock: SharedClock,
     /// Notes for `/probe?debug=true`: what the driver did, never secrets.
     pub notes: Mutex<Vec<String>>,
+    /// The account's request tokens, for drivers that pace their requests (none in tests and
+    /// for drivers that do not).
+    pub pacer: Option<Arc<dyn Pacer>>,
 }
 
 impl PollContext {
     pub fn new(timeout: Duration, clock: SharedClock) -> PollContext {
-        PollContext { deadline: tokio::time::Instant::now() + timeout, timeout, clock, notes: Mutex::new(Vec::new()) }
+        PollContext {
+            deadline: tokio::time::Instant::now() + timeout,
+            timeout,
+            clock,
+            notes: Mutex::new(Vec::new()),
+            pacer: None,
+        }
+    }
+
+    /// The same context drawing request tokens from `pacer`.
+    pub fn with_pacer(mut self, pacer: Arc<dyn Pacer>) -> PollContext {
+        self.pacer = Some(pacer);
+        self
+    }
+
+    /// Waits for the account's next request token (at once without a pacer). Drivers that
+    /// pace their requests call it before each one.
+    pub async fn pace(&self) -> Result<(), PollError> {
+        match &self.pacer {
+            Some(pacer) => pacer.pace(self.deadline).await.map_err(|e| match e {
+                PollError::Timeout(_) => PollError::Timeout(self.timeout),
+                other => other,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Time left before the deadline (zero once it passed).
@@ -163,6 +226,9 @@ pub struct DriverSpec {
     /// True when lines must name an account; false for drivers whose lines may carry their
     /// keys themselves (`driver:` on the line), such as demo and ussd.
     pub needs_account: bool,
+    /// True when the driver lists the account's SIMs ([`Driver::discover`]), so that an
+    /// account may say `discover:`.
+    pub can_discover: bool,
     /// The `operator` label when neither line nor account sets `operator:`.
     pub default_operator: &'static str,
     /// The operator's documented request rate, the default for the account's `rate_limit`.

@@ -50,6 +50,7 @@ lines:
     account_no: "277000000001"        # personal account (ЛС): its balance is read once for all its lines
 "#,
     needs_account: true,
+    can_discover: true,
     default_operator: "mts",
     // 60 requests a minute and at most 3 a second (the smallest API package); a poll is two
     // requests (balance, counters), so one poll every 2 s keeps within both.

@@ -52,6 +52,7 @@ lines:
     data_interval: 6h          # ask for packages less often than for the balance
 "#,
     needs_account: false,
+    can_discover: false,
     default_operator: "unknown",
     default_rate_limit: None,
     account_options,
