@@ -353,6 +353,9 @@ impl<'c> Request<'c> {
             return Err(PollError::Config(format!("no URL for {shown}")));
         };
         let client = self.client;
+        // Drivers that pace their requests take a token of the account's bucket per request
+        // (a no-op for the others: their context has no pacer).
+        cx.pace().await?;
         let started = Instant::now();
         if started >= cx.deadline {
             return Err(PollError::Timeout(cx.timeout));
