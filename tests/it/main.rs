@@ -7,4 +7,6 @@ mod golden;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
 mod support;
+mod support_modem;
 mod tidy;
+mod ussd;
