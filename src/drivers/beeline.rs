@@ -600,7 +600,7 @@ struct Sums {
 
 impl Sums {
     /// Adds one package. `current` and `total` are already in the kind's base unit.
-    fn add(&mut self, name: &str, kind: Kind, current: f64, total: Option<f64>) {
+    fn add(&mut self, kind: Kind, current: f64, total: Option<f64>) {
         let current = current.max(0.0);
         match kind {
             Kind::Voice(_) => *self.voice.get_or_insert(0.0) += current,
@@ -614,7 +614,6 @@ impl Sums {
                 self.any_data = true;
             }
         }
-        let _ = name;
     }
 
     fn skip(&mut self, name: &str, why: &str) {
@@ -710,7 +709,7 @@ fn map_accumulators(accumulators: &[Accumulator]) -> (Reading, Vec<String>) {
             sums.skip(&name, "unlimited");
             continue;
         }
-        sums.add(&name, kind, current, total);
+        sums.add(kind, current, total);
     }
     sums.into_reading()
 }
@@ -748,7 +747,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
             continue;
         }
         let total = rest.initial.as_ref().map(|s| in_base(kind, s));
-        sums.add(&name, kind, in_base(kind, current), total);
+        sums.add(kind, in_base(kind, current), total);
     }
     sums.into_reading()
 }

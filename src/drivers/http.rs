@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE};
 pub use reqwest::{Method, StatusCode};
-use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
+use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::debug;
@@ -926,14 +926,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Deserializes `T` from a string key's value, for drivers that walk a `serde_json::Value`.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value, shown: &str) -> Result<T, PollError> {
-    serde_path_to_error::deserialize(value.into_deserializer()).map_err(|e| {
-        let path = e.path().to_string();
-        PollError::BadResponse(format!("{shown}: {} at `{path}`", describe_json_error(e.inner())))
-    })
 }
 
 #[cfg(test)]

@@ -150,10 +150,13 @@ impl<T: Clone + Send> Session<T> {
     }
 }
 
+/// One shared value and when it was fetched; the lock is held while fetching.
+type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
+
 /// Values shared by the lines of an account, each fetched by one poll at a time and reused
 /// while young enough. Failures are not kept: the next poll asks again.
 pub struct Shared<K, V> {
-    slots: Mutex<HashMap<K, Arc<tokio::sync::Mutex<Option<(Instant, V)>>>>>,
+    slots: Mutex<HashMap<K, Slot<V>>>,
     fetches: AtomicU64,
 }
 

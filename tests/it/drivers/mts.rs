@@ -219,6 +219,14 @@ async fn discovery_of_a_large_contract_and_polling_what_it_found() {
     assert_eq!(lines.len(), 2_500);
     assert_eq!(mock.count("mts", "/b2b/v1/Service/HierarchyStructure"), 3);
     assert_eq!(lines[2_499].labels, vec![("account_no".to_string(), "277000000250".to_string())]);
+    // Every number of the fleet answers, each with its own balance; a stranger is not visible.
+    let fleet = "  - {name: f1, account: corp, msisdn: \"+79160000011\"}\n  - {name: f2, account: corp, msisdn: \"+79160002500\"}\n  - {name: stranger, account: corp, msisdn: \"+79169999999\"}\n";
+    let built = Built::new(&config(&mock, "", fleet));
+    let (f1, f2) = (built.reading("f1").await, built.reading("f2").await);
+    assert_ne!(f1.balance, f2.balance);
+    assert_eq!(f1.data_remaining, main_reading().data_remaining);
+    let (stranger, _) = built.poll("stranger", Duration::from_secs(10)).await;
+    assert_eq!(stranger.unwrap_err().reason().as_str(), "config");
 }
 
 #[tokio::test]

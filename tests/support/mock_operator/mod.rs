@@ -8,7 +8,9 @@
 //! for one number or account if it exists, else `<name>.json`. Fixtures are templates:
 //! `{{key}}`, `{{token}}`, `{{expires_in}}`, `{{tick}}` (how often this fixture was served for
 //! this key), `{{evolve:BASE:STEP}}` (BASE + STEP·tick: values that change between polls),
-//! `{{vary:BASE:SPREAD}}` (BASE plus a per-key share of SPREAD: many lines, different values).
+//! `{{evolve:BASE:STEP:SPREAD}}` (the same plus, in fleet mode only, a per-key share of
+//! SPREAD: many lines, different values, while single-line tests see BASE exactly),
+//! `{{vary:BASE:SPREAD}}` (BASE plus a per-key share of SPREAD, always).
 //!
 //! Faults are queued by the test per operator and path ([`MockOperator::fault`]); each request
 //! to that path takes the next one: latency, any status, 429 with Retry-After, HTML, a captcha
@@ -224,7 +226,8 @@ impl Ctx<'_> {
         };
         let mut all: Vec<(&str, String)> = vec![("key", key.to_string()), ("tick", tick.to_string())];
         all.extend(vars.iter().cloned());
-        Reply::json(status, render(&template, &all, key, tick))
+        let fleet = !self.lines().is_empty();
+        Reply::json(status, render(&template, &all, key, tick, fleet))
     }
 
     /// A new token, valid until the test expires tokens.
@@ -265,30 +268,34 @@ impl Ctx<'_> {
 }
 
 /// Fills a fixture template (see the module doc).
-fn render(template: &str, vars: &[(&str, String)], key: &str, tick: u64) -> String {
+fn render(template: &str, vars: &[(&str, String)], key: &str, tick: u64, fleet: bool) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let Some(len) = rest[start..].find("}}") else { break };
         let expr = &rest[start + 2..start + len];
-        out.push_str(&evaluate(expr, vars, key, tick));
+        out.push_str(&evaluate(expr, vars, key, tick, fleet));
         rest = &rest[start + len + 2..];
     }
     out.push_str(rest);
     out
 }
 
-fn evaluate(expr: &str, vars: &[(&str, String)], key: &str, tick: u64) -> String {
+fn evaluate(expr: &str, vars: &[(&str, String)], key: &str, tick: u64, fleet: bool) -> String {
     let parts: Vec<&str> = expr.split(':').collect();
     let number = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+    let share = || {
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        (h % 1000) as f64 / 1000.0
+    };
     match parts.as_slice() {
         ["evolve", base, step] => format_number(number(base) + number(step) * tick as f64),
-        ["vary", base, spread] => {
-            let h =
-                key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-            format_number(number(base) + number(spread) * ((h % 1000) as f64 / 1000.0))
+        ["evolve", base, step, spread] => {
+            let offset = if fleet { number(spread) * share() } else { 0.0 };
+            format_number(number(base) + number(step) * tick as f64 + offset)
         }
+        ["vary", base, spread] => format_number(number(base) + number(spread) * share()),
         [name] => vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default(),
         _ => String::new(),
     }
