@@ -14,6 +14,7 @@ use crate::drivers::session::SessionStore;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
 use crate::metrics::{Exposition, Renderer, SelfMetrics};
+use crate::poll::discovery::{Discovery, Listed};
 use crate::poll::{Plan, Scheduler, Shard};
 use crate::reading::Reading;
 use crate::store::{persist, Store};
@@ -91,6 +92,10 @@ pub struct App {
     storage: Option<PathBuf>,
     /// Driver sessions (tokens) kept across reloads for accounts whose credentials stay.
     sessions: Arc<SessionStore>,
+    /// Lines of accounts with `discover:`, and the tasks that list them.
+    discovery: Discovery,
+    /// Where listing tasks report; a task of `start` applies what they found.
+    listings: tokio::sync::mpsc::UnboundedSender<Listed>,
     /// One reload at a time: SIGHUP and POST /-/reload may race.
     reload_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
@@ -109,6 +114,7 @@ impl App {
         let store = Arc::new(Store::new());
         let self_metrics = Arc::new(SelfMetrics::new());
         let scheduler = Scheduler::start(store.clone(), clock.clone(), self_metrics.registry());
+        let (listings, mut listed) = tokio::sync::mpsc::unbounded_channel();
         let app = Arc::new(App {
             source,
             store,
@@ -120,9 +126,18 @@ impl App {
             shard,
             storage,
             sessions: Arc::new(SessionStore::default()),
+            discovery: Discovery::new(),
+            listings,
             reload_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             last_reload_ok: AtomicBool::new(true),
+        });
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            while let Some(listing) = listed.recv().await {
+                let Some(app) = weak.upgrade() else { return };
+                app.discovery.listed(listing, |plan| app.run_plan(plan, false));
+            }
         });
         app.apply(config)?;
         app.self_metrics.reload_succeeded(app.now());
@@ -183,11 +198,25 @@ impl App {
         for warning in &config.warnings {
             tracing::warn!(source = %self.source.describe(), "{warning}");
         }
-        // The scheduler also updates the store's set of lines (before it sees the plan).
-        self.scheduler.apply(plan);
-        self.self_metrics.set_lines(&config);
-        self.config.store(Arc::new(config));
+        // Discovered lines join the configured ones; the scheduler also updates the store's
+        // set of lines (before it sees the plan).
+        let config = Arc::new(config);
+        let lister = self.scheduler.lister();
+        self.discovery
+            .apply(config.clone(), plan, self.shard, &lister, &self.listings, |plan| self.run_plan(plan, true));
+        self.config.store(config);
         Ok(())
+    }
+
+    /// Hands the scheduler a plan: a config's (`reload`: lock-outs end) or the same config's
+    /// with other discovered lines.
+    fn run_plan(&self, plan: Plan, reload: bool) {
+        self.self_metrics.set_line_counts(plan.planned().iter().map(|p| &*p.line));
+        if reload {
+            self.scheduler.apply(plan);
+        } else {
+            self.scheduler.update(plan);
+        }
     }
 
     /// Re-reads the config source; on failure the old config keeps running.

@@ -6,6 +6,7 @@
 //! [`Diagnostic`] with file, line, column and key path; all of them are reported at once.
 
 pub mod diagnostics;
+pub mod discover;
 pub mod fields;
 pub mod raw;
 mod resolve;
@@ -133,6 +134,8 @@ pub struct Account {
     pub rate_limit: Option<Rate>,
     pub max_concurrency: Option<usize>,
     pub alert: AlertThresholds,
+    /// `discover:`: the account lists its SIMs and each becomes a line.
+    pub discover: Option<Arc<discover::Discover>>,
 }
 
 impl Account {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::diagnostics::{self, hint, Severity};
+use super::discover;
 use super::fields::{Fields, Sink};
 use super::raw::{Node, Pos, Value};
 use super::{Account, AlertThresholds, Config, ConfigError, DriverOptions, Global, Labels, Line};
@@ -39,7 +40,8 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node) -> Result<Config, ConfigErro
         Some(node) => resolve_lines(&sink, node, &global, (&accounts, &broken), &mut implicit),
         None => Vec::new(),
     };
-    if lines.is_empty() && sink.error_count() == 0 {
+    let discovering = accounts.values().any(|(a, _)| a.discover.is_some());
+    if lines.is_empty() && !discovering && sink.error_count() == 0 {
         sink.error(Some(tree.pos), "lines", "the config has no lines to poll");
     }
     warn_unused_accounts(&sink, &accounts, &lines);
@@ -141,9 +143,22 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut Hash
         let common = take_common(&mut f);
         let rate_limit = f.rate("rate_limit").or(spec.default_rate_limit);
         let max_concurrency = f.u64_in("max_concurrency", 1, 10_000).map(|n| n as usize);
-        if let Some(d) = f.node("discover") {
-            f.error("discover", d.pos, format!("driver `{}` cannot discover lines", spec.name));
-        }
+        let discover = match f.node("discover").map(|n| n.pos) {
+            Some(pos) if !spec.can_discover => {
+                f.error("discover", pos, format!("driver `{}` cannot discover lines", spec.name));
+                None
+            }
+            Some(_) => f.map("discover").map(|d| {
+                let defaults = discover::LineDefaults {
+                    operator: common.operator.clone().unwrap_or_else(|| spec.default_operator.to_string()),
+                    poll_interval: common.poll_interval.unwrap_or(global.poll_interval),
+                    timeout: common.timeout.unwrap_or(global.timeout),
+                    alert: common.alert.or(global.alert),
+                };
+                Arc::new(discover::parse(d, defaults))
+            }),
+            None => None,
+        };
         let options = (spec.account_options)(&mut f);
         f.finish(&format!("for an account of driver `{}`", spec.name));
         let account = Account {
@@ -155,6 +170,7 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut Hash
             rate_limit,
             max_concurrency,
             alert: common.alert.or(global.alert),
+            discover,
         };
         let defaults = AccountDefaults {
             pos: key.pos,
@@ -295,6 +311,7 @@ fn resolve_line(
                 rate_limit,
                 max_concurrency: None,
                 alert: global.alert,
+                discover: None,
             });
             implicit.push(account.clone());
             (account, AccountDefaults { pos: f.pos(), operator: None, poll_interval: None, timeout: None })
@@ -358,20 +375,8 @@ fn resolve_labels(f: &mut Fields<'_>) -> Labels {
     for (key_pos, name, _, value) in f.string_map("labels") {
         let path = format!("{}.{name}", f.path_of("labels"));
         let sink = f.sink();
-        if !is_label_name(&name) {
-            sink.error(
-                Some(key_pos),
-                &path,
-                format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"),
-            );
-        } else if name.starts_with("__") {
-            sink.error(Some(key_pos), &path, "label names starting with `__` are reserved by Prometheus");
-        } else if RESERVED_LABELS.contains(&name.as_str()) {
-            sink.error(
-                Some(key_pos),
-                &path,
-                format!("`{name}` is set by the exporter itself; choose another label name"),
-            );
+        if let Some(problem) = label_name_problem(&name) {
+            sink.error(Some(key_pos), &path, problem);
         } else {
             if TARGET_LABELS.contains(&name.as_str()) {
                 sink.warning(
@@ -385,6 +390,19 @@ fn resolve_labels(f: &mut Fields<'_>) -> Labels {
     }
     labels.sort();
     labels
+}
+
+/// Why `name` cannot be a user label, if it cannot.
+pub(super) fn label_name_problem(name: &str) -> Option<String> {
+    if !is_label_name(name) {
+        Some(format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"))
+    } else if name.starts_with("__") {
+        Some("label names starting with `__` are reserved by Prometheus".to_string())
+    } else if RESERVED_LABELS.contains(&name) {
+        Some(format!("`{name}` is set by the exporter itself; choose another label name"))
+    } else {
+        None
+    }
 }
 
 fn is_label_name(name: &str) -> bool {
@@ -402,7 +420,7 @@ fn merge_labels(account: &Labels, line: Labels) -> Labels {
 
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {
     for (name, (account, defaults)) in accounts {
-        if !lines.iter().any(|l| Arc::ptr_eq(&l.account, account)) {
+        if account.discover.is_none() && !lines.iter().any(|l| Arc::ptr_eq(&l.account, account)) {
             sink.warning(Some(defaults.pos), &format!("accounts.{name}"), "account is not used by any line");
         }
     }

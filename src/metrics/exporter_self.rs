@@ -86,8 +86,13 @@ impl SelfMetrics {
     /// Sets `esim_lines{driver}` from a loaded config; every known driver gets a series, 0 when
     /// no line uses it, so a driver whose lines all went away reads 0 rather than vanishing.
     pub fn set_lines(&self, config: &Config) {
+        self.set_line_counts(config.lines.iter().map(|l| &**l));
+    }
+
+    /// `esim_lines{driver}` from the lines polled (configured and discovered).
+    pub fn set_line_counts<'a>(&self, lines: impl IntoIterator<Item = &'a crate::config::Line>) {
         let mut counts: HashMap<&str, i64> = REGISTRY.iter().map(|spec| (spec.name, 0)).collect();
-        for line in &config.lines {
+        for line in lines {
             *counts.entry(line.driver().name).or_default() += 1;
         }
         for (driver, count) in counts {

@@ -92,6 +92,10 @@ pub struct AccountGate {
     /// account's polls, this leaves at most one waiter per account on the global semaphore,
     /// so a big account with a slow rate cannot crowd the global queue out for the others.
     turn: tokio::sync::Mutex<()>,
+    /// One request token at a time for polls that pace their requests, first come first
+    /// served; separate from `turn`, which an admission holds while it waits for a global
+    /// permit that a pacing poll may hold.
+    requests: tokio::sync::Mutex<()>,
     state: Mutex<GateState>,
     telemetry: Telemetry,
 }
@@ -128,6 +132,7 @@ impl AccountGate {
             limits,
             concurrency: limits.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))),
             turn: tokio::sync::Mutex::new(()),
+            requests: tokio::sync::Mutex::new(()),
             state: Mutex::new(GateState { bucket, paused_until, locked_until: None, lockouts: 0 }),
             telemetry,
         }
@@ -173,6 +178,49 @@ impl AccountGate {
             if self.try_take(Instant::now()) {
                 return Ok(Admission { _global: permit, _account: account });
             }
+        }
+    }
+
+    /// Admission for a driver that paces its requests ([`crate::drivers::Driver::paces_requests`]):
+    /// like [`AccountGate::admit`], but the poll takes no token; it waits only until one is
+    /// there, so polls do not pile up on an empty bucket. Each request then takes its own
+    /// through [`AccountGate::pace_request`].
+    pub async fn admit_paced(&self, global: &Arc<Semaphore>) -> Result<Admission, Closed> {
+        let account = match &self.concurrency {
+            Some(semaphore) => Some(semaphore.clone().acquire_owned().await.map_err(|_| Closed)?),
+            None => None,
+        };
+        let _turn = self.turn.lock().await;
+        loop {
+            let wait = self.wait(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let permit = global.clone().acquire_owned().await.map_err(|_| Closed)?;
+            return Ok(Admission { _global: permit, _account: account });
+        }
+    }
+
+    /// Takes one request token (after any 429 pause), waiting no later than `deadline`.
+    /// `false`: none would come in time; nothing was taken.
+    pub async fn pace_request(&self, deadline: Instant) -> bool {
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.requests.lock()).await else {
+            return false;
+        };
+        loop {
+            let now = Instant::now();
+            let wait = self.wait(now);
+            if wait.is_zero() {
+                if self.try_take(now) {
+                    return true;
+                }
+                continue;
+            }
+            if now + wait > deadline {
+                return false;
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -254,6 +302,18 @@ impl AccountGate {
         if was_locked {
             self.telemetry.set_locked_out(&self.name, self.driver, false);
         }
+    }
+}
+
+impl crate::drivers::Pacer for AccountGate {
+    fn pace(&self, deadline: Instant) -> crate::drivers::BoxFuture<'_, Result<(), crate::error::PollError>> {
+        Box::pin(async move {
+            if self.pace_request(deadline).await {
+                Ok(())
+            } else {
+                Err(crate::error::PollError::Timeout(Duration::ZERO))
+            }
+        })
     }
 }
 

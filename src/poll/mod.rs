@@ -11,6 +11,7 @@
 //! in the account's [`limiter::AccountGate`].
 
 pub mod backoff;
+pub mod discovery;
 pub mod limiter;
 mod once;
 pub mod plan;
@@ -33,10 +34,11 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 pub use once::{poll_once, Progress};
-pub use plan::{Plan, PlannedLine};
+pub use plan::{Plan, PlannedAccount, PlannedLine};
 pub use spread::{Shard, ShardError};
 
 use crate::clock::SharedClock;
+use crate::drivers::{DiscoveredLine, Driver};
 use crate::error::PollError;
 use crate::reading::Reading;
 use crate::store::{PollOutcome, Store};
@@ -58,9 +60,44 @@ pub struct ProbeResult {
 }
 
 enum Command {
+    /// A config load or reload: lock-outs end.
     Apply(Plan),
-    Probe { line: String, timeout: Duration, reply: oneshot::Sender<Option<ProbeResult>> },
+    /// The same config with another set of discovered lines: lock-outs stay.
+    Update(Plan),
+    Probe {
+        line: String,
+        timeout: Duration,
+        reply: oneshot::Sender<Option<ProbeResult>>,
+    },
+    List {
+        account: String,
+        driver: Arc<dyn Driver>,
+        timeout: Duration,
+        reply: oneshot::Sender<Listing>,
+    },
     Shutdown,
+}
+
+type Listing = Result<Vec<DiscoveredLine>, PollError>;
+
+/// Lists an account's SIMs through the scheduler, so the listing waits for the account's
+/// limits (rate, concurrency, 429 pause, lock-out) like its polls. Cheap to clone.
+#[derive(Clone)]
+pub struct Lister {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Lister {
+    /// Lists `account` with `driver` (waiting for admission, then at most `timeout`). The
+    /// outcome counts for the account as a poll's would: a 429 pauses it, `auth` locks it out.
+    pub async fn list(&self, account: &str, driver: Arc<dyn Driver>, timeout: Duration) -> Listing {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || PollError::Unavailable("the scheduler has stopped".into());
+        self.commands
+            .send(Command::List { account: account.to_string(), driver, timeout, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
 }
 
 /// Handle to the running scheduler. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -127,6 +164,18 @@ impl Scheduler {
         self.store.apply_plan(&plan.lines());
         // Fails only when the loop has stopped (after shutdown): nothing left to apply to.
         let _ = self.commands.send(Command::Apply(plan));
+    }
+
+    /// Like [`Scheduler::apply`] for a plan of the same config whose discovered lines changed:
+    /// lock-outs stay (nothing says the credentials were fixed).
+    pub fn update(&self, plan: Plan) {
+        self.store.apply_plan(&plan.lines());
+        let _ = self.commands.send(Command::Update(plan));
+    }
+
+    /// A handle that lists accounts' SIMs under their limits.
+    pub fn lister(&self) -> Lister {
+        Lister { commands: self.commands.clone() }
     }
 
     /// Polls a configured line now, ignoring its timer but waiting like any poll for the
@@ -196,6 +245,7 @@ struct Finished {
 enum FinishedKind {
     Scheduled(Summary),
     Probe { locked_until: Option<Instant> },
+    Listed { account: Arc<str>, locked_until: Option<Instant> },
 }
 
 /// The part of a scheduled poll's outcome that decides the next attempt.
@@ -230,7 +280,9 @@ impl Engine {
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
-                    Some(Command::Apply(plan)) => self.apply(plan),
+                    Some(Command::Apply(plan)) => self.apply(plan, true),
+                    Some(Command::Update(plan)) => self.apply(plan, false),
+                    Some(Command::List { account, driver, timeout, reply }) => self.list(&account, driver, timeout, reply),
                     Some(Command::Probe { line, timeout, reply }) => self.probe(&line, timeout, reply),
                     Some(Command::Shutdown) | None => break,
                 },
@@ -249,7 +301,7 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, plan: Plan) {
+    fn apply(&mut self, plan: Plan, reload: bool) {
         let now = Instant::now();
         if plan.max_concurrency() != self.global_limit {
             // Polls in flight keep their permits of the old semaphore, so right after a change
@@ -259,14 +311,16 @@ impl Engine {
         }
 
         let mut old_gates = std::mem::take(&mut self.gates);
-        for planned in plan.planned() {
-            let account = &planned.line.account;
+        let accounts = plan.planned().iter().map(|p| &p.line.account);
+        for account in accounts.chain(plan.discovering().iter().map(|d| &d.account)) {
             if self.gates.contains_key(&account.name) {
                 continue;
             }
             let gate = match old_gates.remove(&account.name) {
                 Some(gate) if gate.fits(account) => {
-                    gate.end_lockout();
+                    if reload {
+                        gate.end_lockout();
+                    }
                     gate
                 }
                 previous => {
@@ -414,6 +468,23 @@ impl Engine {
         self.task_lines.insert(handle.id(), (name, id, true));
     }
 
+    /// Runs one listing of `account` in a task of its own, admitted like a poll.
+    fn list(&mut self, account: &str, driver: Arc<dyn Driver>, timeout: Duration, reply: oneshot::Sender<Listing>) {
+        let Some(gate) = self.gates.get(account).cloned() else {
+            let _ = reply.send(Err(PollError::Config(format!("account `{account}` is not in the running plan"))));
+            return;
+        };
+        let global = self.global.clone();
+        let clock = self.clock.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        let account: Arc<str> = Arc::from(account);
+        self.tasks.spawn(async move {
+            let (result, locked_until) = task::list(&gate, &global, driver, timeout, &clock, &mut shutdown).await;
+            let _ = reply.send(result);
+            Finished { line: account.clone(), id: 0, kind: FinishedKind::Listed { account, locked_until } }
+        });
+    }
+
     fn job(&self, name: &str) -> Option<Job> {
         let entry = self.lines.get(name)?;
         Some(Job {
@@ -441,6 +512,10 @@ impl Engine {
         let locked_until = match &finished.kind {
             FinishedKind::Scheduled(Summary::Polled { locked_until, .. }) => *locked_until,
             FinishedKind::Probe { locked_until } => *locked_until,
+            FinishedKind::Listed { account, locked_until: Some(until) } => {
+                self.push_timer(*until, Target::Unlock { account: account.clone() });
+                None
+            }
             _ => None,
         };
         if let Some(until) = locked_until {

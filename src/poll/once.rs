@@ -2,7 +2,7 @@
 //! (global and account concurrency, rate limits, timeouts, lock-outs), without timers,
 //! back-off or retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use super::task::{self, Executed, Job};
 use super::telemetry::Telemetry;
 use super::{Plan, Shard};
 use crate::clock::SharedClock;
+use crate::config::discover::{materialize, Configured};
 use crate::config::Config;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
@@ -35,14 +36,39 @@ pub async fn poll_once(
     progress: Option<Progress>,
 ) -> Result<usize, BuildError> {
     let plan = Plan::build(config, &BuildContext::new(clock.clone()), shard)?;
-    store.apply_plan(&plan.lines());
-    let total = plan.len();
     let global = Arc::new(Semaphore::new(plan.max_concurrency()));
     let telemetry = Telemetry::disabled();
     // Never sent: nothing cancels a `--once` run but the process ending.
     let (_never, shutdown) = watch::channel(false);
     let now = Instant::now();
     let mut gates: HashMap<String, Arc<AccountGate>> = HashMap::new();
+    // Accounts with `discover:` list their SIMs first; their lines are polled like the others.
+    let mut lines: Vec<_> = plan.planned().iter().map(|p| (p.line.clone(), p.driver.clone())).collect();
+    let configured = Configured::new(&config.lines);
+    let mut taken = HashSet::new();
+    for planned in plan.discovering() {
+        let account = &planned.account;
+        let gate = gates
+            .entry(account.name.clone())
+            .or_insert_with(|| Arc::new(AccountGate::new(account, None, telemetry.clone(), now)))
+            .clone();
+        let timeout = account.discover.as_ref().map_or(Duration::from_secs(300), |d| d.timeout);
+        let mut shutdown = shutdown.clone();
+        match task::list(&gate, &global, planned.driver.clone(), timeout, &clock, &mut shutdown).await.0 {
+            Ok(sims) => {
+                let found = materialize(account, &sims, &configured, &mut taken);
+                for line in found.lines.into_iter().filter(|l| shard.is_none_or(|s| s.owns(&l.name))) {
+                    lines.push((line, planned.driver.clone()));
+                }
+            }
+            Err(e) => {
+                error!(account = %account.name, reason = e.reason().as_str(), error = %e, "cannot list the account's SIMs")
+            }
+        }
+    }
+    let plan = Plan::new(plan.max_concurrency(), lines);
+    store.apply_plan(&plan.lines());
+    let total = plan.len();
     let mut tasks = JoinSet::new();
     for planned in plan.into_lines() {
         let account = &planned.line.account;

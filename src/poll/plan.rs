@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::spread::{self, Shard};
-use crate::config::{Config, Line};
+use crate::config::{Account, Config, Line};
 use crate::drivers::{BuildContext, BuildError, Driver};
 
 /// One line as the scheduler runs it.
@@ -31,10 +31,25 @@ impl fmt::Debug for PlannedLine {
     }
 }
 
+/// An account that lists its SIMs (`discover:`), with its driver: the scheduler keeps its
+/// limits even while no line of it is planned yet.
+#[derive(Clone)]
+pub struct PlannedAccount {
+    pub account: Arc<Account>,
+    pub driver: Arc<dyn Driver>,
+}
+
+impl fmt::Debug for PlannedAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PlannedAccount({})", self.account.name)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Plan {
     max_concurrency: usize,
     lines: Vec<PlannedLine>,
+    discovering: Vec<PlannedAccount>,
 }
 
 impl Plan {
@@ -60,7 +75,16 @@ impl Plan {
             };
             lines.push((line.clone(), driver));
         }
-        Ok(Plan::new(config.global.max_concurrency, lines))
+        // Every shard lists a discovering account (and keeps the lines it owns).
+        let mut discovering = Vec::new();
+        for account in config.accounts.iter().filter(|a| a.discover.is_some()) {
+            let driver = match drivers.get(account.name.as_str()) {
+                Some(driver) => driver.clone(),
+                None => (account.driver.build)(account, cx)?,
+            };
+            discovering.push(PlannedAccount { account: account.clone(), driver });
+        }
+        Ok(Plan::new(config.global.max_concurrency, lines).with_discovering(discovering))
     }
 
     /// A plan from lines and drivers built elsewhere (tests, or a caller with its own drivers).
@@ -70,7 +94,18 @@ impl Plan {
             .into_iter()
             .map(|(line, driver)| PlannedLine { offset: spread::offset(&line.name, line.poll_interval), line, driver })
             .collect();
-        Plan { max_concurrency: max_concurrency.max(1), lines }
+        Plan { max_concurrency: max_concurrency.max(1), lines, discovering: Vec::new() }
+    }
+
+    /// The same plan with these discovering accounts.
+    pub fn with_discovering(mut self, accounts: Vec<PlannedAccount>) -> Plan {
+        self.discovering = accounts;
+        self
+    }
+
+    /// Accounts that list their SIMs, in config order.
+    pub fn discovering(&self) -> &[PlannedAccount] {
+        &self.discovering
     }
 
     /// The lines, in config order: what `Store::apply_plan` takes.

@@ -15,7 +15,7 @@ use super::limiter::AccountGate;
 use super::telemetry::Telemetry;
 use crate::clock::SharedClock;
 use crate::config::Line;
-use crate::drivers::{Driver, PollContext};
+use crate::drivers::{DiscoveredLine, Driver, PollContext};
 use crate::error::{PollError, Reason};
 use crate::reading::Reading;
 use crate::store::{PollOutcome, Store};
@@ -58,10 +58,19 @@ pub(super) async fn execute(job: &Job, deadline: Option<Instant>, shutdown: &mut
     if let Some(until) = job.gate.locked_until(queued) {
         return Executed::LockedOut(until);
     }
+    // A driver that paces its requests takes a token per request, not per poll.
+    let paced = job.driver.paces_requests();
     let admit = async {
+        let admission = async {
+            if paced {
+                job.gate.admit_paced(&job.global).await
+            } else {
+                job.gate.admit(&job.global).await
+            }
+        };
         match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, job.gate.admit(&job.global)).await.ok(),
-            None => Some(job.gate.admit(&job.global).await),
+            Some(deadline) => tokio::time::timeout_at(deadline, admission).await.ok(),
+            None => Some(admission.await),
         }
     };
     let admission = tokio::select! {
@@ -86,7 +95,11 @@ pub(super) async fn execute(job: &Job, deadline: Option<Instant>, shutdown: &mut
         None => job.line.timeout,
     };
     let in_flight = InFlight::enter(&job.telemetry);
-    let cx = Arc::new(PollContext::new(timeout, job.clock.clone()));
+    let mut cx = PollContext::new(timeout, job.clock.clone());
+    if paced {
+        cx = cx.with_pacer(job.gate.clone());
+    }
+    let cx = Arc::new(cx);
     let result = run_driver(job, cx.clone(), timeout).await;
     let duration = started.elapsed();
     drop(admission);
@@ -124,6 +137,84 @@ async fn run_driver(job: &Job, cx: Arc<PollContext>, timeout: Duration) -> Resul
     }
 }
 
+/// One listing of an account's SIMs (`discover:`): admitted like a poll of the account (a
+/// pacing driver's pages each take a token), run in a task of its own under `timeout`, its
+/// outcome applied to the account like a poll's. Returns the listing and, when its auth
+/// failure started a lock-out, the lock-out's end.
+pub(super) async fn list(
+    gate: &Arc<AccountGate>,
+    global: &Arc<Semaphore>,
+    driver: Arc<dyn Driver>,
+    timeout: Duration,
+    clock: &SharedClock,
+    shutdown: &mut watch::Receiver<bool>,
+) -> (Result<Vec<DiscoveredLine>, PollError>, Option<Instant>) {
+    let locked = |until: Instant| {
+        let left =
+            humantime::format_duration(Duration::from_secs(until.saturating_duration_since(Instant::now()).as_secs()));
+        (Err(PollError::Auth(format!("not listed: the account is locked out for another {left}"))), None)
+    };
+    if let Some(until) = gate.locked_until(Instant::now()) {
+        return locked(until);
+    }
+    let paced = driver.paces_requests();
+    let admission = tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stopping| *stopping) => None,
+        admitted = async { if paced { gate.admit_paced(global).await } else { gate.admit(global).await } } => admitted.ok(),
+    };
+    let Some(admission) = admission else {
+        return (Err(PollError::Unavailable("the exporter is shutting down".into())), None);
+    };
+    if let Some(until) = gate.locked_until(Instant::now()) {
+        return locked(until);
+    }
+    let mut cx = PollContext::new(timeout, clock.clone());
+    if paced {
+        cx = cx.with_pacer(gate.clone());
+    }
+    let cx = Arc::new(cx);
+    let mut handle = tokio::spawn({
+        let cx = cx.clone();
+        async move { driver.discover(&cx).await }
+    });
+    let result = match tokio::time::timeout(timeout, &mut handle).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) if join.is_panic() => {
+            error!(account = gate.name(), driver = gate.driver(), panic = %panic_message(join.into_panic().as_ref()), "driver panicked while listing SIMs");
+            Err(PollError::Unavailable("the driver panicked while listing (a bug in the exporter)".into()))
+        }
+        Ok(Err(_cancelled)) => Err(PollError::Unavailable("the listing task was cancelled".into())),
+        Err(_elapsed) => {
+            handle.abort();
+            Err(PollError::Timeout(timeout))
+        }
+    };
+    drop(admission);
+    let locked_until = gate_effects(gate, clock, result.as_ref().err()).map(|(until, _)| until);
+    (result, locked_until)
+}
+
+/// A result's meaning for the account: success resets the lock-out count, 429 pauses the
+/// account, `auth` locks it out (returned: the new lock-out's end and length).
+fn gate_effects(gate: &AccountGate, clock: &SharedClock, error: Option<&PollError>) -> Option<(Instant, Duration)> {
+    let now = Instant::now();
+    match error {
+        None => {
+            gate.record_success();
+            None
+        }
+        Some(err) => match err.reason() {
+            Reason::RateLimited => {
+                gate.pause(now, backoff::account_pause(err.retry_after()), clock.now());
+                None
+            }
+            Reason::Auth => gate.lock_out(now),
+            _ => None,
+        },
+    }
+}
+
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
@@ -136,32 +227,15 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 /// a success resets the lock-out count. Applied here, not in the scheduler loop, so the
 /// account's other waiting polls see it before their turn comes.
 fn account_effects(job: &Job, result: &Result<Reading, PollError>) -> Option<Instant> {
-    let now = Instant::now();
-    match result {
-        Ok(_) => {
-            job.gate.record_success();
-            None
-        }
-        Err(err) => match err.reason() {
-            Reason::RateLimited => {
-                let pause = backoff::account_pause(err.retry_after());
-                job.gate.pause(now, pause, job.clock.now());
-                None
-            }
-            Reason::Auth => {
-                let (until, length) = job.gate.lock_out(now)?;
-                warn!(
-                    account = %job.line.account.name,
-                    driver = job.gate.driver(),
-                    line = %job.line.name,
-                    lockout = %humantime::format_duration(length),
-                    "authentication failed: the account stops polling until the lock-out passes or the config is reloaded",
-                );
-                Some(until)
-            }
-            _ => None,
-        },
-    }
+    let (until, length) = gate_effects(&job.gate, &job.clock, result.as_ref().err())?;
+    warn!(
+        account = %job.line.account.name,
+        driver = job.gate.driver(),
+        line = %job.line.name,
+        lockout = %humantime::format_duration(length),
+        "authentication failed: the account stops polling until the lock-out passes or the config is reloaded",
+    );
+    Some(until)
 }
 
 fn log_outcome(job: &Job, result: &Result<Reading, PollError>, duration: Duration) {

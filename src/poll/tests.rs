@@ -31,6 +31,7 @@ static FAKE: DriverSpec = DriverSpec {
     summary: "scripted test driver",
     example: "",
     needs_account: true,
+    can_discover: false,
     default_operator: "test",
     default_rate_limit: None,
     account_options: no_options,
@@ -156,6 +157,7 @@ fn account(name: &str, max_concurrency: Option<usize>, rate_limit: Option<Rate>)
         rate_limit,
         max_concurrency,
         alert: AlertThresholds::default(),
+        discover: None,
     })
 }
 
