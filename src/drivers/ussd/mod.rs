@@ -36,7 +36,7 @@ use super::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext
 use crate::config::fields::Fields;
 use crate::config::raw::Value;
 use crate::config::{Account, DriverOptions, Line};
-use crate::error::PollError;
+use crate::error::{PollError, Reason};
 use crate::reading::{Currency, Money, Reading};
 
 pub static SPEC: DriverSpec = DriverSpec {
@@ -337,8 +337,7 @@ impl Ussd {
         } else {
             cx.deadline
         };
-        let started = Instant::now();
-        let timeout = || PollError::Timeout(started.elapsed());
+        let timeout = || PollError::Timeout(cx.timeout);
 
         let Ok(mut state) = tokio::time::timeout_at(until, self.modem.state.lock()).await else {
             cx.note(format!("modem {} stayed busy with another line's USSD session", self.modem.key));
@@ -358,7 +357,10 @@ impl Ussd {
             }
             None => None,
         };
+        // After a modem or network failure the second code would only fail the same way.
+        let balance_broken = matches!(&balance, Some(Err(e)) if e.reason() != Reason::BadResponse);
         let data = match (&data_code, data_due) {
+            (Some(_), true) if balance_broken => None,
             (Some(code), true) if until.saturating_duration_since(Instant::now()) >= MIN_SESSION => {
                 let asked = self.ask(&mut session, code, until, &mut state, cx).await;
                 Some(asked.and_then(|texts| interpret_packages(&texts, options, dates)))
@@ -555,13 +557,12 @@ impl<'o> Session<'o> {
         cx: &PollContext,
     ) -> Result<Texts, PollError> {
         let device = self.options.device.as_deref().unwrap_or_default();
-        let started = Instant::now();
         if self.serial.is_none() {
             let port = open_port(device, self.options.baud_rate)?;
             let mut dialogue = Dialogue::new(port);
             let init = dialogue.init(until).await;
             flush_transcript(&mut dialogue, cx);
-            init.map_err(|e| at_error(e, device, started))?;
+            init.map_err(|e| at_error(e, device, cx))?;
             if state.session_open {
                 cx.note("cancelling the USSD session a previous poll left open");
                 dialogue.cancel().await;
@@ -578,16 +579,15 @@ impl<'o> Session<'o> {
         if !matches!(result, Err(AtError::Io(_) | AtError::Closed)) {
             state.session_open = false;
         }
-        let replies = result.map_err(|e| at_error(e, device, started))?;
+        let replies = result.map_err(|e| at_error(e, device, cx))?;
         Ok(texts_of(&replies, dialogue.charset))
     }
 
     async fn ask_mm(&mut self, code: &str, until: Instant, cx: &PollContext) -> Result<Texts, MmOutcome> {
-        let started = Instant::now();
         if self.mm.is_none() {
             let session = MmSession::connect(&self.options.dbus_address, &self.options.modem, until)
                 .await
-                .map_err(|e| Failed(mm_error(e, started)))?;
+                .map_err(|e| Failed(mm_error(e, cx)))?;
             self.mm = Some(session);
         }
         let Some(mm) = self.mm.as_ref() else {
@@ -607,7 +607,7 @@ impl<'o> Session<'o> {
                 Ok(vec![text])
             }
             Err(MmError::TerminatedByNetwork) => Err(Fallback(MmError::TerminatedByNetwork.to_string())),
-            Err(e) => Err(Failed(mm_error(e, started))),
+            Err(e) => Err(Failed(mm_error(e, cx))),
         }
     }
 }
@@ -635,17 +635,19 @@ fn flush_transcript<S>(dialogue: &mut Dialogue<S>, cx: &PollContext) {
     }
 }
 
-fn at_error(e: AtError, device: &str, started: Instant) -> PollError {
+fn at_error(e: AtError, device: &str, cx: &PollContext) -> PollError {
+    cx.note(format!("{device}: {e}"));
     match e {
-        AtError::Timeout { .. } => PollError::Timeout(started.elapsed()),
+        AtError::Timeout { .. } => PollError::Timeout(cx.timeout),
         AtError::Terminated | AtError::NetworkTimeout => PollError::Unavailable(e.to_string()),
         other => PollError::Modem(format!("{device}: {other}")),
     }
 }
 
-fn mm_error(e: MmError, started: Instant) -> PollError {
+fn mm_error(e: MmError, cx: &PollContext) -> PollError {
+    cx.note(e.to_string());
     match e {
-        MmError::Timeout => PollError::Timeout(started.elapsed()),
+        MmError::Timeout => PollError::Timeout(cx.timeout),
         MmError::NetworkTimeout => PollError::Unavailable(e.to_string()),
         other => PollError::Modem(other.to_string()),
     }
