@@ -23,7 +23,8 @@ pub fn init(level: LogLevel, format: LogFormat) {
     // never dump HTTP internals (which could include headers).
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("esim_exporter", level)
-        .with_default(Level::WARN.max(level));
+        .with_default(Level::WARN.min(level));
+    // (tracing orders levels by verbosity: `min` is the quieter of the two.)
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let registry = tracing_subscriber::registry().with(filter);

@@ -173,8 +173,7 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy();
         if let Some(proxy) = &options.proxy_url {
-            let proxy = reqwest::Proxy::all(proxy.expose()).map_err(|_| fail("`proxy_url` is not usable".into()))?;
-            builder = builder.proxy(proxy);
+            builder = builder.proxy(proxy_of(proxy).ok_or_else(|| fail("`proxy_url` is not usable".into()))?);
         }
         let client =
             builder.build().map_err(|e| fail(format!("cannot set up the HTTP client: {}", e.without_url())))?;
@@ -228,6 +227,33 @@ impl HttpClient {
     pub fn put(&self, path: &str) -> Request<'_> {
         self.request(Method::PUT, path)
     }
+}
+
+/// The proxy of `proxy_url`, its credentials (if any) taken out of the URL and sent as
+/// `Proxy-Authorization`, so that no log of the proxy's address can show them.
+fn proxy_of(url: &Secret) -> Option<reqwest::Proxy> {
+    let mut url = Url::parse(url.expose()).ok()?;
+    let decode = |s: &str| percent_decode(s);
+    let credentials = (!url.username().is_empty()).then(|| (decode(url.username()), url.password().map(decode)));
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    let proxy = reqwest::Proxy::all(url.as_str()).ok()?;
+    Some(match credentials {
+        Some((user, password)) => {
+            let raw = format!("{user}:{}", password.as_deref().unwrap_or(""));
+            let mut value = HeaderValue::from_str(&format!("Basic {}", base64(raw.as_bytes()))).ok()?;
+            value.set_sensitive(true);
+            proxy.custom_http_auth(value)
+        }
+        None => proxy,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
 }
 
 /// rustls needs one process-wide crypto provider; ring is ours (pure Rust and assembly).
@@ -948,6 +974,15 @@ mod tests {
             assert!(BaseUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(!BaseUrl::parse("https://user:pw@host").unwrap_err().contains("pw"));
+    }
+
+    #[test]
+    fn proxy_credentials_leave_the_url() {
+        assert_eq!(percent_decode("p%40ss+w"), "p@ss+w");
+        assert!(proxy_of(&Secret::new("http://user:p%40ss@proxy.local:3128")).is_some());
+        let shown = format!("{:?}", proxy_of(&Secret::new("http://user:hunter2@proxy.local:3128")).unwrap());
+        assert!(!shown.contains("hunter2") && shown.contains("proxy.local"), "{shown}");
+        assert!(proxy_of(&Secret::new("not a url")).is_none());
     }
 
     #[test]

@@ -78,6 +78,7 @@ lines:
     // Secrets never reach the log, even at debug level.
     let log = e.log();
     assert!(log.contains("operator request"), "debug request logs are there");
+    assert!(!log.contains("log.target=reqwest"), "dependencies log from warn up only");
     for secret in [secret_of("mts"), secret_of("beeline")].into_iter().map(String::from).chain(mock.issued_tokens()) {
         assert!(!log.contains(&secret), "`{secret}` in the exporter's log");
     }

@@ -256,3 +256,18 @@ fn config_errors_name_the_key() {
     assert!(err.contains("`imsi` is not one of msisdn, account_no"), "{err}");
     assert!(err.contains("an `mts` line needs `msisdn` or `account_no`"), "{err}");
 }
+
+#[tokio::test]
+async fn proxy_url_carries_every_request_with_its_credentials_out_of_the_url() {
+    // The mock doubles as a forward proxy: it answers absolute-form requests by their path.
+    let mock = MockOperator::start().await;
+    let proxy = format!("http://corp%5Cuser:pr%40xy-pass@{}", mock.addr);
+    let yaml = config(&mock, &format!("    proxy_url: \"{proxy}\"\n"), TWO_LINES)
+        .replace(&mock.base_url("mts"), "http://api.mts.invalid:8080/mts");
+    let built = Built::new(&yaml);
+    assert_eq!(built.reading("a").await, main_reading());
+    let requests = mock.requests("mts");
+    assert_eq!(requests.len(), 3, "token, balance and counters all went through the proxy");
+    let expected = format!("Basic {}", crate::mock_operator::base64(b"corp\\user:pr@xy-pass"));
+    assert!(requests.iter().all(|r| r.header("proxy-authorization") == Some(expected.as_str())));
+}
