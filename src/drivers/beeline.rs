@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Response, Text};
 use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
@@ -173,6 +173,11 @@ impl Driver for Beeline {
 
     fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
         Box::pin(self.list_numbers(cx))
+    }
+
+    /// Balance and remainders per line once the pay type is known (a day's cache).
+    fn cost(&self, lines: usize) -> Option<Cost> {
+        Some(Cost { requests_per_cycle: 2.0 * lines as f64, requests_per_listing: 1.0, ..Cost::default() })
     }
 }
 

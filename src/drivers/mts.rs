@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response, Text};
 use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
@@ -160,6 +160,15 @@ impl Driver for Mts {
 
     fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
         Box::pin(self.list_numbers(cx))
+    }
+
+    /// Balance and counters per line (a shared ЛС balance makes it less), a token an hour.
+    fn cost(&self, lines: usize) -> Option<Cost> {
+        Some(Cost {
+            requests_per_cycle: 2.0 * lines as f64,
+            requests_per_listing: (lines as f64 / f64::from(PAGE_SIZE)).ceil().max(1.0),
+            ..Cost::default()
+        })
     }
 }
 
