@@ -7,10 +7,14 @@
 //! [`session`] (token cache with one shared refresh, de-duplicated shared values, sessions
 //! that survive a reload). [`BuildContext`] hands both what they need.
 
+pub mod airalo;
 pub mod beeline;
 pub mod demo;
+pub mod emnify;
+pub mod hologram;
 pub mod http;
 pub mod mts;
+pub mod onence;
 pub mod session;
 pub mod ussd;
 
@@ -248,7 +252,7 @@ impl std::fmt::Debug for DriverSpec {
 }
 
 /// Every driver, alphabetical, one line each.
-pub static REGISTRY: &[&DriverSpec] = &[&beeline::SPEC, &demo::SPEC, &mts::SPEC, &ussd::SPEC];
+pub static REGISTRY: &[&DriverSpec] = &[&onence::SPEC, &airalo::SPEC, &beeline::SPEC, &demo::SPEC, &emnify::SPEC, &hologram::SPEC, &mts::SPEC, &ussd::SPEC];
 
 /// Finds a driver by its `driver:` name.
 pub fn lookup(name: &str) -> Option<&'static DriverSpec> {

@@ -1,0 +1,513 @@
+//! `emnify`: the emnify REST API (`cdn.emnify.net`; BICS "SIM for Things" is the same
+//! platform). An application token buys a JWT whose lifetime is read from the token itself;
+//! data and SMS quota per endpoint; the organisation's prepaid balance, read once for all
+//! lines; endpoints listed page by page to `X-Total-Pages` — never "until an empty page", since
+//! emnify answers a page past the end with the last page again. iot.md §3 and §8.2.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::onence::{error_field, msisdn, required_secret, total_pages, Quota};
+use super::session::{Fresh, Session, Shared};
+use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use crate::config::fields::Fields;
+use crate::config::raw::Value;
+use crate::config::secret::Secret;
+use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::error::PollError;
+use crate::reading::{Currency, Money, Reading};
+
+pub const DEFAULT_BASE_URL: &str = "https://cdn.emnify.net";
+const AUTHENTICATE: &str = "/api/v1/authenticate";
+const ENDPOINTS: &str = "/api/v1/endpoint";
+const STATS: &str = "/api/v1/organisation/my/stats";
+/// The spec's default (and, it says, a server-side maximum applies).
+const DEFAULT_PAGE_SIZE: u64 = 1000;
+/// The official SDK stops at 1000 pages; so do we.
+const MAX_PAGES: u32 = 1000;
+/// emnify's monthly cap per organisation (iot.md §3.7).
+const MONTHLY_LIMIT: u64 = 10_000_000;
+
+pub static SPEC: DriverSpec = DriverSpec {
+    name: "emnify",
+    summary: "emnify API: data and SMS quota per endpoint, prepaid balance; lists the organisation's endpoints",
+    example: r#"
+accounts:
+  fleet-emnify:
+    driver: emnify
+    application_token: "change-me"   # in a real config: ${EMNIFY_TOKEN} or application_token_file
+    # base_url: https://cdn.emnify.net
+    # sms: true                       # also read the SMS quota
+    # balance: true                   # the organisation's prepaid balance
+    # rate_limit: 2000/5m             # emnify's limit per IP
+    discover:
+      name: "{name}"                  # the endpoint's name
+      labels: {tags: "{tags}"}
+      exclude: {status: Disabled}
+lines:
+  - name: pump-3
+    account: fleet-emnify
+    endpoint_id: 11379224             # or iccid: (looked up in the endpoint list)
+"#,
+    needs_account: true,
+    can_discover: true,
+    default_operator: "emnify",
+    // "2 000 requests per IP per rolling 5 minutes" (iot.md §3.7), counted per request.
+    default_rate_limit: Some(Rate { count: 2000, period: Duration::from_secs(300) }),
+    account_options,
+    line_options,
+    build,
+};
+
+#[derive(Clone, Debug)]
+struct AccountOptions {
+    http: HttpOptions,
+    application_token: Secret,
+    sms: bool,
+    balance: bool,
+    page_size: u64,
+}
+
+/// Line keys of `emnify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineOptions {
+    /// The endpoint whose quota is read; else found by the line's ICCID.
+    pub endpoint_id: Option<u64>,
+}
+
+fn account_options(f: &mut Fields<'_>) -> DriverOptions {
+    let http = HttpOptions::take(f, DEFAULT_BASE_URL);
+    let application_token = required_secret(f, "application_token", "application_token_file");
+    let sms = f.bool("sms").unwrap_or(true);
+    let balance = f.bool("balance").unwrap_or(true);
+    let page_size = f.u64_in("page_size", 1, 1000).unwrap_or(DEFAULT_PAGE_SIZE);
+    DriverOptions(Arc::new(AccountOptions { http, application_token, sms, balance, page_size }))
+}
+
+fn line_options(f: &mut Fields<'_>) -> DriverOptions {
+    let endpoint_id = match f.node("endpoint_id") {
+        Some(node) => match &node.value {
+            Value::Int(i) if *i > 0 => Some(*i as u64),
+            Value::Str(s) if s.trim().parse::<u64>().is_ok_and(|n| n > 0) => s.trim().parse().ok(),
+            _ => {
+                f.error("endpoint_id", node.pos, "expected the endpoint's id (a whole number)");
+                None
+            }
+        },
+        None => None,
+    };
+    if endpoint_id.is_none() && !f.has("iccid") && !f.has("endpoint_id") {
+        f.sink().error(Some(f.pos()), f.path(), "an `emnify` line needs `endpoint_id` or `iccid`");
+    }
+    DriverOptions(Arc::new(LineOptions { endpoint_id }))
+}
+
+#[derive(Default)]
+struct State {
+    token: Session<Secret>,
+    balance: Shared<(), Option<Money>>,
+    /// ICCID → endpoint id, for lines configured by ICCID.
+    endpoints: Shared<(), Arc<HashMap<String, u64>>>,
+}
+
+struct Emnify {
+    client: HttpClient,
+    application_token: Secret,
+    sms: bool,
+    balance: bool,
+    page_size: u64,
+    state: Arc<State>,
+}
+
+fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
+    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
+        driver: "emnify",
+        account: account.name.clone(),
+        reason: "account options were not parsed by the emnify driver".into(),
+    })?;
+    let client = HttpClient::new(account, &o.http, cx)?;
+    let fingerprint = cx.sessions.fingerprint(&[o.application_token.expose(), o.http.base_url.as_str()]);
+    let state = cx.sessions.get_or_create("emnify", &account.name, fingerprint, State::default);
+    Ok(Arc::new(Emnify {
+        client,
+        application_token: o.application_token.clone(),
+        sms: o.sms,
+        balance: o.balance,
+        page_size: o.page_size,
+        state,
+    }))
+}
+
+impl Driver for Emnify {
+    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
+        Box::pin(self.read(line, cx))
+    }
+
+    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
+        Box::pin(
+            async move { Ok(self.list_endpoints(cx).await?.into_iter().filter_map(Endpoint::into_line).collect()) },
+        )
+    }
+
+    fn paces_requests(&self) -> bool {
+        true
+    }
+
+    fn cost(&self, lines: usize) -> Option<Cost> {
+        let per_line = if self.sms { 2.0 } else { 1.0 };
+        Some(Cost {
+            // The balance is shared: about two reads per interval for the whole account.
+            requests_per_cycle: lines as f64 * per_line + if self.balance { 2.0 } else { 0.0 },
+            requests_per_listing: (lines as f64 / self.page_size as f64).ceil().max(1.0),
+            monthly_limit: Some(MONTHLY_LIMIT),
+            min_interval: None,
+        })
+    }
+}
+
+impl Emnify {
+    async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
+        let options = line.options.get::<LineOptions>().cloned().unwrap_or_default();
+        let endpoint = match (options.endpoint_id, line.iccid.as_deref()) {
+            (Some(id), _) => id,
+            (None, Some(iccid)) => self.endpoint_of(cx, iccid, line.poll_interval).await?,
+            (None, None) => return Err(PollError::Config("an emnify line needs `endpoint_id` or `iccid`".into())),
+        };
+        let mut reading = Reading::default();
+        match self.quota(cx, endpoint, "data").await? {
+            Some(quota) => quota.apply_data(&mut reading, cx),
+            None => cx.note("no data quota is set for the endpoint: data left is not reported"),
+        }
+        if self.sms {
+            match self.quota(cx, endpoint, "sms").await? {
+                Some(quota) => reading.sms_remaining = quota.remaining_count(cx, "SMS"),
+                None => cx.note("no SMS quota is set for the endpoint"),
+            }
+        }
+        if self.balance {
+            // Shared by every line of the organisation; young enough at half an interval.
+            let max_age = line.poll_interval / 2;
+            reading.balance = self.state.balance.get_or_fetch(cx, (), max_age, || self.prepaid_balance(cx)).await?;
+        }
+        Ok(reading)
+    }
+
+    /// The quota of `kind` (`data`, `sms`); `None` when the endpoint has none (404).
+    async fn quota(&self, cx: &PollContext, endpoint: u64, kind: &'static str) -> Result<Option<Quota>, PollError> {
+        let path = format!("{ENDPOINTS}/{endpoint}/quota/{kind}");
+        let shown = format!("{ENDPOINTS}/{{id}}/quota/{kind}");
+        let response = self.get(cx, |token| self.client.get(&path).bearer(token).log_as(shown.clone())).await?;
+        match response.status().as_u16() {
+            // "No Data Quota configured": the endpoint's service profile manages no quota.
+            404 => Ok(None),
+            422 => Err(PollError::Config(format!(
+                "GET {shown}: HTTP 422{}, the request was refused as invalid; check the line's endpoint_id",
+                code_of(&response)
+            ))),
+            429 => Err(rate_limited(&response, cx)),
+            _ => response.check(cx)?.json().map(Some),
+        }
+    }
+
+    async fn prepaid_balance(&self, cx: &PollContext) -> Result<Option<Money>, PollError> {
+        let response = self.get(cx, |token| self.client.get(STATS).bearer(token)).await?;
+        if response.status().as_u16() == 429 {
+            return Err(rate_limited(&response, cx));
+        }
+        let stats: Stats = response.check(cx)?.json()?;
+        let Some(prepaid) = stats.prepaid_balance else {
+            cx.note("the organisation has no prepaid balance (postpaid): balance not reported");
+            return Ok(None);
+        };
+        let code = prepaid.currency.and_then(|c| c.code).unwrap_or_default();
+        let currency = Currency::parse(&code).ok_or_else(|| {
+            PollError::BadResponse(format!("GET {STATS}: prepaid_balance has no valid currency code"))
+        })?;
+        Ok(Some(Money { amount: prepaid.amount.0, currency }))
+    }
+
+    /// The endpoint id of `iccid`, from the account's endpoint list (kept for an interval,
+    /// at least an hour).
+    async fn endpoint_of(&self, cx: &PollContext, iccid: &str, interval: Duration) -> Result<u64, PollError> {
+        let max_age = interval.max(Duration::from_secs(3600));
+        let map = self
+            .state
+            .endpoints
+            .get_or_fetch(cx, (), max_age, || async {
+                let endpoints = self.list_endpoints(cx).await?;
+                let map: HashMap<String, u64> =
+                    endpoints.iter().filter_map(|e| Some((e.sim.as_ref()?.iccid.0.clone(), e.id))).collect();
+                Ok(Arc::new(map))
+            })
+            .await?;
+        map.get(iccid).copied().ok_or_else(|| {
+            PollError::Config(
+                "no endpoint of this organisation has the line's ICCID; check `iccid` or set `endpoint_id`".into(),
+            )
+        })
+    }
+
+    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
+        cx.note("exchanging the application token for a JWT");
+        let request = self
+            .client
+            .post(AUTHENTICATE)
+            .json_body(&serde_json::json!({"application_token": self.application_token.expose()}));
+        let response = request.send(cx).await?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403 | 422) {
+            return Err(PollError::Auth(format!(
+                "POST {AUTHENTICATE}: HTTP {status}{}, the application token was refused (expired or revoked?)",
+                code_of(&response)
+            )));
+        }
+        if status == 429 {
+            return Err(rate_limited(&response, cx));
+        }
+        let token: AuthToken = response.check(cx)?.json()?;
+        if token.auth_token.trim().is_empty() {
+            return Err(PollError::BadResponse(format!("POST {AUTHENTICATE}: empty auth_token")));
+        }
+        let expires_in = jwt_lifetime(&token.auth_token, cx.clock.now());
+        if expires_in.is_none() {
+            cx.note("the JWT carries no readable `exp`: it is kept until emnify rejects it");
+        }
+        Ok(Fresh { value: Secret::new(token.auth_token), expires_in })
+    }
+
+    /// A GET with the JWT, paced; a rejected token is replaced once. Status left to the caller.
+    async fn get<'a>(
+        &'a self,
+        cx: &'a PollContext,
+        request: impl Fn(&Secret) -> Request<'a>,
+    ) -> Result<Response, PollError> {
+        self.state
+            .token
+            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
+            .await
+    }
+
+    /// Every endpoint, pages 1 to `X-Total-Pages`. Without the header, stops at a short page
+    /// or at a page that repeats the one before (emnify answers past the end with the last
+    /// page again).
+    async fn list_endpoints(&self, cx: &PollContext) -> Result<Vec<Endpoint>, PollError> {
+        let mut all: Vec<Endpoint> = Vec::new();
+        let size = self.page_size.to_string();
+        let mut previous_first: Option<u64> = None;
+        for page in 1..=MAX_PAGES {
+            let number = page.to_string();
+            let response = self
+                .get(cx, |token| {
+                    self.client.get(ENDPOINTS).bearer(token).query("page", &number).query("per_page", &size)
+                })
+                .await?;
+            if response.status().as_u16() == 429 {
+                return Err(rate_limited(&response, cx));
+            }
+            let response = response.check(cx)?;
+            let endpoints: Vec<Endpoint> = response.json()?;
+            let total = total_pages(&response);
+            cx.note(format!(
+                "GET {ENDPOINTS} page {page} of {}: {} endpoints",
+                total.map_or("?".into(), |t| t.to_string()),
+                endpoints.len()
+            ));
+            let first = endpoints.first().map(|e| e.id);
+            let repeated = first.is_some() && first == previous_first;
+            let short = (endpoints.len() as u64) < self.page_size;
+            if repeated {
+                return Ok(all);
+            }
+            previous_first = first;
+            all.extend(endpoints);
+            let more = match total {
+                Some(total) => page < total,
+                None => !short,
+            };
+            if !more {
+                return Ok(all);
+            }
+        }
+        Err(PollError::BadResponse(format!("GET {ENDPOINTS}: more than {MAX_PAGES} pages")))
+    }
+}
+
+/// ` (error_code N)` of an emnify error body, or nothing.
+fn code_of(response: &Response) -> String {
+    error_field(response, &["error_code"]).map(|c| format!(" (error_code {c})")).unwrap_or_default()
+}
+
+/// 429 (error_code 1105): emnify sends no Retry-After, but honour one if it comes.
+fn rate_limited(response: &Response, cx: &PollContext) -> PollError {
+    response.error(cx.clock.now()).unwrap_or(PollError::RateLimited { retry_after: None })
+}
+
+/// What is left of a JWT's life: its `exp` claim minus `now`. `None` when the token is not a
+/// JWT or carries no `exp`.
+fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64url(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    Some(Duration::from_secs_f64((exp - now).max(0.0)))
+}
+
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[derive(Deserialize)]
+struct AuthToken {
+    auth_token: String,
+}
+
+#[derive(Deserialize)]
+struct Stats {
+    #[serde(default)]
+    prepaid_balance: Option<PrepaidBalance>,
+}
+
+#[derive(Deserialize)]
+struct PrepaidBalance {
+    amount: Num,
+    #[serde(default)]
+    currency: Option<CurrencyObject>,
+}
+
+#[derive(Deserialize)]
+struct CurrencyObject {
+    #[serde(default)]
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// One item of `GET /api/v1/endpoint`.
+#[derive(Deserialize)]
+struct Endpoint {
+    id: u64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tags: Option<String>,
+    #[serde(default)]
+    status: Option<Named>,
+    #[serde(default)]
+    tariff_profile: Option<Named>,
+    #[serde(default)]
+    service_profile: Option<Named>,
+    #[serde(default)]
+    imei: Option<Text>,
+    #[serde(default)]
+    ip_address: Option<String>,
+    #[serde(default)]
+    sim: Option<Sim>,
+}
+
+#[derive(Deserialize)]
+struct Sim {
+    iccid: Text,
+    #[serde(default)]
+    msisdn: Option<Text>,
+    #[serde(default)]
+    imsi: Option<Text>,
+    #[serde(default)]
+    status: Option<Named>,
+}
+
+impl Endpoint {
+    /// The endpoint as a line; endpoints without a SIM have nothing to poll.
+    fn into_line(self) -> Option<DiscoveredLine> {
+        let sim = self.sim?;
+        let iccid = sim.iccid.0.trim().to_string();
+        if iccid.is_empty() {
+            return None;
+        }
+        let mut facts = Vec::new();
+        let mut fact = |name: &str, value: Option<String>| {
+            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+                facts.push((name.to_string(), v.trim().to_string()));
+            }
+        };
+        fact("endpoint_id", Some(self.id.to_string()));
+        fact("imei", self.imei.map(|t| t.0));
+        fact("imsi", sim.imsi.map(|t| t.0));
+        fact("ip_address", self.ip_address);
+        fact("name", self.name);
+        fact("service_profile", self.service_profile.and_then(|p| p.name));
+        fact("sim_status", sim.status.and_then(|s| s.description));
+        fact("status", self.status.and_then(|s| s.description));
+        fact("tags", self.tags);
+        fact("tariff_profile", self.tariff_profile.and_then(|p| p.name));
+        facts.sort();
+        Some(DiscoveredLine {
+            msisdn: sim.msisdn.and_then(|m| msisdn(&m.0)),
+            iccid: Some(iccid.clone()),
+            labels: facts,
+            options: DriverOptions(Arc::new(LineOptions { endpoint_id: Some(self.id) })),
+            id: iccid,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jwt_lifetime_is_read_from_its_exp_claim() {
+        // {"alg":"HS512"} . {"iat":1647943800,"exp":1648548600} . signature
+        let token = "eyJhbGciOiJIUzUxMiJ9.eyJpYXQiOjE2NDc5NDM4MDAsImV4cCI6MTY0ODU0ODYwMH0.c2ln";
+        let now = UNIX_EPOCH + Duration::from_secs(1_647_943_800);
+        assert_eq!(jwt_lifetime(token, now), Some(Duration::from_secs(604_800)));
+        assert_eq!(jwt_lifetime("not-a-jwt", now), None);
+        assert_eq!(jwt_lifetime("a.!!!.c", now), None);
+    }
+
+    #[test]
+    fn endpoints_without_a_sim_are_not_lines() {
+        let e: Endpoint = serde_json::from_str(
+            r#"{"id":11379224,"name":"Luboi","tags":"demo","status":{"id":0,"description":"Enabled"},
+               "tariff_profile":{"id":1,"name":"All Covered"},
+               "sim":{"id":4397515,"iccid":"8988303000006734768","msisdn":"423663921520532","status":{"id":1,"description":"Activated"}}}"#,
+        )
+        .unwrap();
+        let line = e.into_line().unwrap();
+        assert_eq!(line.id, "8988303000006734768");
+        assert_eq!(line.options.get::<LineOptions>(), Some(&LineOptions { endpoint_id: Some(11379224) }));
+        assert!(line.labels.contains(&("sim_status".into(), "Activated".into())));
+        assert!(line.labels.contains(&("tariff_profile".into(), "All Covered".into())));
+        let none: Endpoint = serde_json::from_str(r#"{"id":1,"sim":null}"#).unwrap();
+        assert!(none.into_line().is_none());
+    }
+}

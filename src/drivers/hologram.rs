@@ -1,0 +1,418 @@
+//! `hologram`: the Hologram REST API (`dashboard.hologram.io/api/1`, HTTP Basic with the API
+//! key). The device list carries each SIM's usage, so one listing answers every line: the
+//! driver keeps the account's last listing in its session and serves each line's poll from it
+//! while it is younger than half the line's interval, fetching the whole list (cursor pages)
+//! when it is older. Remaining data = plan data + overage limit − data used this billing
+//! period. The organisation's balance is read once for all lines. iot.md §5 and §8.4.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::onence::{msisdn, required_secret};
+use super::session::Shared;
+use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use crate::config::fields::Fields;
+use crate::config::secret::Secret;
+use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::error::PollError;
+use crate::reading::{Currency, Money, Reading};
+
+pub const DEFAULT_BASE_URL: &str = "https://dashboard.hologram.io/api/1";
+const DEVICES: &str = "/devices";
+/// The maximum `limit` is not documented (iot.md Q10); cursor paging copes with a lower cap.
+const DEFAULT_PAGE_SIZE: u64 = 1000;
+const MAX_PAGES: usize = 100_000;
+
+pub static SPEC: DriverSpec = DriverSpec {
+    name: "hologram",
+    summary: "Hologram API: data left per SIM from one device listing for the whole fleet, organisation balance",
+    example: r#"
+accounts:
+  sensors:
+    driver: hologram
+    api_key: "change-me"             # in a real config: ${HOLOGRAM_API_KEY} or api_key_file
+    orgid: 98765                     # scopes the listing; needed for the balance
+    # base_url: https://dashboard.hologram.io/api/1
+    discover:
+      name: "{name}"                 # the device name
+      include: {state: LIVE}
+lines:
+  - name: soil-sensor-1
+    account: sensors
+    iccid: "89123400001234567890"
+"#,
+    needs_account: true,
+    can_discover: true,
+    default_operator: "hologram",
+    // Hologram publishes no limit ("wait 5–10 s after a 429"); listings are few, so 2
+    // requests a second is plenty [INF].
+    default_rate_limit: Some(Rate { count: 2, period: Duration::from_secs(1) }),
+    account_options,
+    line_options,
+    build,
+};
+
+#[derive(Clone, Debug)]
+struct AccountOptions {
+    http: HttpOptions,
+    api_key: Secret,
+    orgid: Option<String>,
+    balance: bool,
+    page_size: u64,
+}
+
+fn account_options(f: &mut Fields<'_>) -> DriverOptions {
+    let http = HttpOptions::take(f, DEFAULT_BASE_URL);
+    let api_key = required_secret(f, "api_key", "api_key_file");
+    let orgid_pos = f.node("orgid").map(|n| n.pos);
+    let orgid = f.string("orgid").map(|s| s.trim().to_string());
+    if let (Some(pos), Some(id)) = (orgid_pos, &orgid) {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            f.error("orgid", pos, "expected the organisation's id (a whole number)");
+        }
+    }
+    let balance_pos = f.node("balance").map(|n| n.pos);
+    let balance = f.bool("balance").unwrap_or(orgid.is_some());
+    if let (Some(pos), true, None) = (balance_pos, balance, &orgid) {
+        f.error("balance", pos, "reading the balance needs `orgid`");
+    }
+    let page_size = f.u64_in("page_size", 1, 5000).unwrap_or(DEFAULT_PAGE_SIZE);
+    DriverOptions(Arc::new(AccountOptions { http, api_key, orgid, balance, page_size }))
+}
+
+fn line_options(f: &mut Fields<'_>) -> DriverOptions {
+    if !f.has("iccid") {
+        f.sink().error(Some(f.pos()), f.path(), "a `hologram` line needs `iccid`");
+    }
+    DriverOptions::none()
+}
+
+/// One SIM of the listing: what its line reads, and what discovery says about it.
+#[derive(Clone, Debug)]
+struct Sim {
+    reading: Reading,
+    line: DiscoveredLine,
+}
+
+type Listing = Arc<HashMap<String, Sim>>;
+
+#[derive(Default)]
+struct State {
+    /// The last device listing, by ICCID.
+    listing: Shared<(), Listing>,
+    balance: Shared<(), Option<Money>>,
+}
+
+struct Hologram {
+    client: HttpClient,
+    api_key: Secret,
+    orgid: Option<String>,
+    balance: bool,
+    page_size: u64,
+    state: Arc<State>,
+}
+
+fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
+    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
+        driver: "hologram",
+        account: account.name.clone(),
+        reason: "account options were not parsed by the hologram driver".into(),
+    })?;
+    let client = HttpClient::new(account, &o.http, cx)?;
+    let orgid = o.orgid.clone().unwrap_or_default();
+    let fingerprint = cx.sessions.fingerprint(&[o.api_key.expose(), &orgid, o.http.base_url.as_str()]);
+    let state = cx.sessions.get_or_create("hologram", &account.name, fingerprint, State::default);
+    Ok(Arc::new(Hologram {
+        client,
+        api_key: o.api_key.clone(),
+        orgid: o.orgid.clone(),
+        balance: o.balance,
+        page_size: o.page_size,
+        state,
+    }))
+}
+
+impl Driver for Hologram {
+    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
+        Box::pin(self.read(line, cx))
+    }
+
+    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
+        Box::pin(async move {
+            // A fresh listing, kept for the polls that follow.
+            let listing = self.state.listing.get_or_fetch(cx, (), Duration::ZERO, || self.list_devices(cx)).await?;
+            let mut lines: Vec<DiscoveredLine> = listing.values().map(|s| s.line.clone()).collect();
+            lines.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(lines)
+        })
+    }
+
+    fn paces_requests(&self) -> bool {
+        true
+    }
+
+    fn cost(&self, lines: usize) -> Option<Cost> {
+        let pages = (lines as f64 / self.page_size as f64).ceil().max(1.0);
+        Some(Cost {
+            // The listing is fetched again when older than half an interval: twice a cycle.
+            requests_per_cycle: 2.0 * pages + if self.balance { 2.0 } else { 0.0 },
+            requests_per_listing: pages,
+            ..Cost::default()
+        })
+    }
+}
+
+impl Hologram {
+    async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
+        let iccid = line.iccid.as_deref().ok_or_else(|| PollError::Config("a hologram line needs `iccid`".into()))?;
+        let max_age = line.poll_interval / 2;
+        let listing = self.state.listing.get_or_fetch(cx, (), max_age, || self.list_devices(cx)).await?;
+        let mut reading = listing.get(iccid).map(|sim| sim.reading.clone()).ok_or_else(|| {
+            PollError::Config(
+                "the line's ICCID is not among the organisation's devices; check `iccid` and `orgid`".into(),
+            )
+        })?;
+        if self.balance {
+            reading.balance = self.state.balance.get_or_fetch(cx, (), max_age, || self.org_balance(cx)).await?;
+        }
+        Ok(reading)
+    }
+
+    fn get(&self, path: &str) -> Request<'_> {
+        self.client.get(path).basic_auth("apikey", &self.api_key)
+    }
+
+    /// Every device, following the cursor (`continues`, `lastid` → `startafter`).
+    async fn list_devices(&self, cx: &PollContext) -> Result<Listing, PollError> {
+        let mut sims = HashMap::new();
+        let limit = self.page_size.to_string();
+        let mut after: Option<String> = None;
+        for page in 1..=MAX_PAGES {
+            let mut request = self.get(DEVICES).query("limit", &limit);
+            if let Some(orgid) = &self.orgid {
+                request = request.query("orgid", orgid);
+            }
+            if let Some(after) = &after {
+                request = request.query("startafter", after);
+            }
+            let response = checked(request.send(cx).await?, cx)?;
+            let body: Page = response.json()?;
+            if !body.success {
+                return Err(failure(&response, body.error.as_deref()));
+            }
+            let devices = body.data.unwrap_or_default();
+            cx.note(format!("GET {DEVICES} page {page}: {} devices", devices.len()));
+            for device in devices {
+                device.collect(&mut sims, cx);
+            }
+            let next = body.lastid.map(|t| t.0);
+            if body.continues != Some(true) || next.is_none() || next == after {
+                return Ok(Arc::new(sims));
+            }
+            after = next;
+        }
+        Err(PollError::BadResponse(format!("GET {DEVICES}: still more pages after {MAX_PAGES}")))
+    }
+
+    async fn org_balance(&self, cx: &PollContext) -> Result<Option<Money>, PollError> {
+        let Some(orgid) = &self.orgid else { return Ok(None) };
+        let path = format!("/organizations/{orgid}/balance");
+        let response = checked(self.get(&path).log_as("/organizations/{orgid}/balance").send(cx).await?, cx)?;
+        let body: BalancePage = response.json()?;
+        if !body.success {
+            return Err(failure(&response, body.error.as_deref()));
+        }
+        let Some(balance) = body.data.and_then(|d| d.balance) else {
+            cx.note("no balance in the answer (custom billing?): balance not reported");
+            return Ok(None);
+        };
+        // Hologram bills in US dollars; the answer names no currency (iot.md §5.3).
+        Ok(Some(Money { amount: balance.0, currency: Currency::USD }))
+    }
+}
+
+/// The status mapping, with Hologram's error text when the body has one.
+fn checked(response: Response, cx: &PollContext) -> Result<Response, PollError> {
+    if let Some(PollError::Auth(what)) = response.error(cx.clock.now()) {
+        return Err(PollError::Auth(format!("{what}: the API key was refused")));
+    }
+    response.check(cx)
+}
+
+fn failure(response: &Response, error: Option<&str>) -> PollError {
+    let text: String = error.unwrap_or("no error text").chars().take(120).collect();
+    if text.to_lowercase().contains("rate limit") {
+        return PollError::RateLimited { retry_after: None };
+    }
+    PollError::BadResponse(format!("{}: success false ({text})", response.shown()))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    success: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    continues: Option<bool>,
+    #[serde(default)]
+    lastid: Option<Text>,
+    #[serde(default)]
+    data: Option<Vec<Device>>,
+}
+
+#[derive(Deserialize)]
+struct BalancePage {
+    success: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<BalanceData>,
+}
+
+#[derive(Deserialize)]
+struct BalanceData {
+    #[serde(default)]
+    balance: Option<Num>,
+}
+
+#[derive(Deserialize)]
+struct Device {
+    id: Text,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct Links {
+    #[serde(default)]
+    cellular: Vec<Cellular>,
+}
+
+#[derive(Deserialize)]
+struct Cellular {
+    sim: Text,
+    #[serde(default)]
+    msisdn: Option<Text>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    whenexpires: Option<String>,
+    #[serde(default)]
+    overagelimit: Option<Num>,
+    #[serde(default)]
+    plan: Option<Plan>,
+    #[serde(default)]
+    cur_billing_data_used: Option<Num>,
+}
+
+#[derive(Deserialize)]
+struct Plan {
+    #[serde(default)]
+    name: Option<String>,
+    /// Data included in the plan; bytes like every other Hologram size [INF, iot.md Q10].
+    #[serde(default)]
+    data: Option<Num>,
+}
+
+impl Device {
+    fn collect(self, sims: &mut HashMap<String, Sim>, cx: &PollContext) {
+        let device_id = self.id.0;
+        for link in self.links.map(|l| l.cellular).unwrap_or_default() {
+            let iccid = link.sim.0.trim().to_string();
+            if iccid.is_empty() {
+                continue;
+            }
+            let reading = link.reading(cx);
+            let mut facts = Vec::new();
+            let mut fact = |name: &str, value: Option<String>| {
+                if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+                    facts.push((name.to_string(), v.trim().to_string()));
+                }
+            };
+            fact("device_id", Some(device_id.clone()));
+            fact("name", self.name.clone());
+            fact("plan", link.plan.as_ref().and_then(|p| p.name.clone()));
+            fact("state", link.state.clone());
+            facts.sort();
+            let line = DiscoveredLine {
+                msisdn: link.msisdn.as_ref().and_then(|m| msisdn(&m.0)),
+                iccid: Some(iccid.clone()),
+                labels: facts,
+                options: DriverOptions::none(),
+                id: iccid.clone(),
+            };
+            sims.insert(iccid, Sim { reading, line });
+        }
+    }
+}
+
+impl Cellular {
+    /// Left = plan data + overage limit − used this period; no overage limit (`-1`) means no
+    /// cutoff, so data left and total stay absent.
+    fn reading(&self, cx: &PollContext) -> Reading {
+        let mut r = Reading {
+            quota_expiry: self.whenexpires.as_deref().and_then(super::http::parse_rfc3339),
+            plan: self.plan.as_ref().and_then(|p| p.name.clone()),
+            ..Reading::default()
+        };
+        let overage = self.overagelimit.map(|n| n.0);
+        if let Some(overage) = overage.filter(|o| *o >= 0.0) {
+            let plan_data = self.plan.as_ref().and_then(|p| p.data).map_or(0.0, |n| n.0.max(0.0));
+            let cutoff = plan_data + overage;
+            let used = self.cur_billing_data_used.map_or(0.0, |n| n.0.max(0.0));
+            if used > cutoff {
+                cx.note(format!("SIM used {used} bytes, past its cutoff of {cutoff}: reported as 0 left"));
+            }
+            r.data_quota = Some(ByteSize(cutoff.round() as u64));
+            r.data_remaining = Some(ByteSize((cutoff - used).max(0.0).round() as u64));
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn cx() -> PollContext {
+        PollContext::new(Duration::from_secs(1), Arc::new(SystemClock))
+    }
+
+    fn page(json: &str) -> HashMap<String, Sim> {
+        let page: Page = serde_json::from_str(json).unwrap();
+        let mut sims = HashMap::new();
+        for d in page.data.unwrap() {
+            d.collect(&mut sims, &cx());
+        }
+        sims
+    }
+
+    #[test]
+    fn one_listing_gives_every_sim_its_reading() {
+        let sims = page(
+            r#"{"success":true,"limit":100,"size":2,"continues":false,"lastid":1234568,"data":[
+              {"id":1234567,"orgid":98765,"name":"Soil Sensor (12345)","links":{"cellular":[{"id":5608542,"sim":"89123400001234567890",
+               "state":"LIVE","whenexpires":"2025-10-11 17:24:43","overagelimit":-1,"smslimit":100,
+               "plan":{"id":2096,"zone":"global","name":"Global Standard Flat Rate","data":0},
+               "cur_billing_data_used":503417039,"last_billing_data_used":2232757289}]}},
+              {"id":1234568,"name":"Pump","links":{"cellular":[{"sim":"89123400001234567891","state":"PAUSED",
+               "overagelimit":5000000,"plan":{"name":"1 GB","data":1000000000},"cur_billing_data_used":"1004000000"}]}}]}"#,
+        );
+        let flat = &sims["89123400001234567890"];
+        assert_eq!(flat.reading.data_remaining, None, "no overage limit: no cutoff, nothing to count down");
+        assert_eq!(flat.reading.plan.as_deref(), Some("Global Standard Flat Rate"));
+        assert!(flat.reading.quota_expiry.is_some());
+        assert!(flat.line.labels.contains(&("name".into(), "Soil Sensor (12345)".into())));
+        let capped = &sims["89123400001234567891"];
+        assert_eq!(capped.reading.data_quota, Some(ByteSize(1_005_000_000)));
+        assert_eq!(capped.reading.data_remaining, Some(ByteSize(1_000_000)));
+        assert!(capped.line.labels.contains(&("state".into(), "PAUSED".into())));
+    }
+}
