@@ -140,7 +140,7 @@ async fn scenarios(s: &Subject) -> Vec<(&'static str, Outcome)> {
     let deadline = Duration::from_millis(800);
     let o = run(s, None, deadline, |m| m.fault(d, s.data_path, Fault::Latency(Duration::from_secs(20)))).await;
     assert_eq!(o.result.as_ref().err(), Some(&PollError::Timeout(deadline)), "{d}: stall");
-    assert!(o.elapsed < deadline + Duration::from_millis(500), "{d}: the stall ended at {:?}", o.elapsed);
+    assert!(o.elapsed < deadline + Duration::from_secs(1), "{d}: the stall ended at {:?}", o.elapsed);
     out.push(("stall", o));
 
     for (name, fault) in [
