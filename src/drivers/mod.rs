@@ -13,6 +13,7 @@ pub mod demo;
 pub mod emnify;
 pub mod hologram;
 pub mod http;
+pub mod http_json;
 pub mod mts;
 pub mod onence;
 pub mod session;
@@ -252,7 +253,7 @@ impl std::fmt::Debug for DriverSpec {
 }
 
 /// Every driver, alphabetical, one line each.
-pub static REGISTRY: &[&DriverSpec] = &[&onence::SPEC, &airalo::SPEC, &beeline::SPEC, &demo::SPEC, &emnify::SPEC, &hologram::SPEC, &mts::SPEC, &ussd::SPEC];
+pub static REGISTRY: &[&DriverSpec] = &[&onence::SPEC, &airalo::SPEC, &beeline::SPEC, &demo::SPEC, &emnify::SPEC, &hologram::SPEC, &http_json::SPEC, &mts::SPEC, &ussd::SPEC];
 
 /// Finds a driver by its `driver:` name.
 pub fn lookup(name: &str) -> Option<&'static DriverSpec> {
