@@ -53,6 +53,7 @@ lines:
     account: travel-esims
     iccid: "8944465400000000001"
 "#,
+    aliases: &[],
     needs_account: true,
     can_discover: true,
     default_operator: "airalo",

@@ -53,6 +53,7 @@ lines:
     msisdn: "+79060000001"
     # ban: "123456789"                # postpaid billing account: its balance read once for all its lines
 "#,
+    aliases: &[],
     needs_account: true,
     can_discover: true,
     default_operator: "beeline",

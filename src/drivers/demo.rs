@@ -25,6 +25,7 @@ lines:
     quota: 10GB          # data per monthly package
     operator: mts        # the `operator` label (default: demo)
 "#,
+    aliases: &[],
     needs_account: false,
     can_discover: false,
     default_operator: "demo",

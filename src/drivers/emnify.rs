@@ -53,6 +53,7 @@ lines:
     account: fleet-emnify
     endpoint_id: 11379224             # or iccid: (looked up in the endpoint list)
 "#,
+    aliases: &[],
     needs_account: true,
     can_discover: true,
     default_operator: "emnify",

@@ -45,6 +45,7 @@ lines:
     account: sensors
     iccid: "89123400001234567890"
 "#,
+    aliases: &[],
     needs_account: true,
     can_discover: true,
     default_operator: "hologram",

@@ -48,6 +48,7 @@ lines:
     account: acme-iot
     iccid: "8935711001000000001"
 "#,
+    aliases: &[],
     needs_account: false,
     can_discover: true,
     default_operator: "http_json",

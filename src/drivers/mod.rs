@@ -224,6 +224,9 @@ pub type BuildFn = fn(&Account, &BuildContext) -> Result<Arc<dyn Driver>, BuildE
 pub struct DriverSpec {
     /// The `driver:` key in YAML.
     pub name: &'static str,
+    /// Other names `driver:` accepts for this driver (an operator's former name, such as
+    /// `tele2` for `t2`). Metrics, logs and summaries always say `name`.
+    pub aliases: &'static [&'static str],
     /// One line, shown by `--config.check` and the status page.
     pub summary: &'static str,
     /// A YAML snippet (a whole config) that a test loads; docs and `config/example.yaml` show it.
@@ -253,11 +256,21 @@ impl std::fmt::Debug for DriverSpec {
 }
 
 /// Every driver, alphabetical, one line each.
-pub static REGISTRY: &[&DriverSpec] = &[&onence::SPEC, &airalo::SPEC, &beeline::SPEC, &demo::SPEC, &emnify::SPEC, &hologram::SPEC, &http_json::SPEC, &mts::SPEC, &ussd::SPEC];
+pub static REGISTRY: &[&DriverSpec] = &[
+    &onence::SPEC,
+    &airalo::SPEC,
+    &beeline::SPEC,
+    &demo::SPEC,
+    &emnify::SPEC,
+    &hologram::SPEC,
+    &http_json::SPEC,
+    &mts::SPEC,
+    &ussd::SPEC,
+];
 
-/// Finds a driver by its `driver:` name.
+/// Finds a driver by its `driver:` name or one of its aliases.
 pub fn lookup(name: &str) -> Option<&'static DriverSpec> {
-    REGISTRY.iter().copied().find(|spec| spec.name == name)
+    REGISTRY.iter().copied().find(|spec| spec.name == name || spec.aliases.contains(&name))
 }
 
 /// Names of every driver, for "known: ..." hints.

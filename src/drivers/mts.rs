@@ -49,6 +49,7 @@ lines:
     msisdn: "+79160000001"
     account_no: "277000000001"        # personal account (ЛС): its balance is read once for all its lines
 "#,
+    aliases: &[],
     needs_account: true,
     can_discover: true,
     default_operator: "mts",

@@ -48,6 +48,7 @@ lines:
     account: trackers
     iccid: "8988228066600000001"
 "#,
+    aliases: &[],
     needs_account: true,
     can_discover: true,
     default_operator: "1nce",

@@ -30,6 +30,7 @@ static FAKE: DriverSpec = DriverSpec {
     name: "fake",
     summary: "scripted test driver",
     example: "",
+    aliases: &[],
     needs_account: true,
     can_discover: false,
     default_operator: "test",

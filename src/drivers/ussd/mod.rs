@@ -51,6 +51,7 @@ lines:
     operator: mts              # default codes: *100# (balance), *100*1# (packages)
     data_interval: 6h          # ask for packages less often than for the balance
 "#,
+    aliases: &[],
     needs_account: false,
     can_discover: false,
     default_operator: "unknown",
