@@ -3,10 +3,15 @@
 //! binary polling both through the mock (`exporter.rs`). Helpers here build a driver from a
 //! YAML config the way the exporter does, poll a line, and capture debug logs.
 
+mod airalo;
 mod beeline;
 mod conformance;
+mod emnify;
 mod exporter;
+mod hologram;
+mod http_json;
 mod mts;
+mod onence;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -23,8 +23,14 @@
 
 #![allow(dead_code)]
 
+pub mod airalo;
 pub mod beeline;
+pub mod emnify;
+pub mod hologram;
+mod iot;
 pub mod mts;
+pub mod onence;
+pub mod tinyiot;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,7 +47,15 @@ use axum::Router;
 
 /// Every operator the mock serves, one line each.
 pub fn operators() -> Vec<Arc<dyn Operator>> {
-    vec![Arc::new(beeline::Beeline), Arc::new(mts::Mts)]
+    vec![
+        Arc::new(onence::Onence),
+        Arc::new(airalo::Airalo),
+        Arc::new(beeline::Beeline),
+        Arc::new(emnify::Emnify),
+        Arc::new(hologram::Hologram),
+        Arc::new(tinyiot::TinyIot),
+        Arc::new(mts::Mts),
+    ]
 }
 
 /// One operator's API.
@@ -100,6 +114,8 @@ impl MockRequest {
 pub struct Recorded {
     pub operator: String,
     pub request: MockRequest,
+    /// When the request arrived (for request-rate checks).
+    pub at: std::time::Instant,
 }
 
 /// An answer.
@@ -173,6 +189,11 @@ pub struct MockLine {
 pub const CREDENTIALS: &[(&str, &str, &str)] = &[
     ("mts", "mock-consumer-key", "mock-consumer-secret-3f9a1c"),
     ("beeline", "9060000000", "mock-beeline-password-77e2"),
+    ("1nce", "mock-1nce-user", "mock-1nce-secret-5d21c8"),
+    ("emnify", "", "mock-emnify-application-token-8c4e0b"),
+    ("airalo", "mock-airalo-client", "mock-airalo-secret-19b7e3"),
+    ("hologram", "apikey", "mock-hologram-api-key-a6f04d"),
+    ("http_json", "mock-tinyiot-client", "mock-tinyiot-secret-2e9d71"),
 ];
 
 #[derive(Default)]
@@ -413,6 +434,12 @@ impl MockOperator {
         requests.iter().filter(|r| r.operator == operator).map(|r| r.request.clone()).collect()
     }
 
+    /// When each request to `operator` arrived, in order.
+    pub fn request_times(&self, operator: &str) -> Vec<std::time::Instant> {
+        let requests = self.shared.requests.lock().unwrap();
+        requests.iter().filter(|r| r.operator == operator).map(|r| r.at).collect()
+    }
+
     /// How many requests went to `path` of `operator`.
     pub fn count(&self, operator: &str, path: &str) -> usize {
         self.requests(operator).iter().filter(|r| r.path == path).count()
@@ -474,7 +501,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
         .unwrap_or_default();
     let request =
         MockRequest { method: parts.method.to_string(), path: path.clone(), query, headers: parts.headers, body };
-    shared.requests.lock().unwrap().push(Recorded { operator: prefix.clone(), request: request.clone() });
+    shared.requests.lock().unwrap().push(Recorded {
+        operator: prefix.clone(),
+        request: request.clone(),
+        at: std::time::Instant::now(),
+    });
 
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
