@@ -17,7 +17,10 @@ use crate::{Outcome, RunError};
 /// `--config.check`: errors and warnings to stderr, the summary to stdout.
 pub fn check_config(source: &ConfigSource) -> Outcome {
     match source.load() {
-        Ok(config) => {
+        Ok(mut config) => {
+            // What the fleet asks of each operator: rate limits, monthly caps, floors.
+            let budget = crate::poll::budget::warnings(&config, Arc::new(crate::clock::SystemClock));
+            config.warnings.extend(budget);
             for warning in &config.warnings {
                 eprintln!("{warning}");
             }
@@ -45,6 +48,12 @@ pub fn summary(config: &Config, source: &str) -> String {
         entry.0 += 1;
         entry.1 = entry.1.min(line.poll_interval);
     }
+    // Accounts that discover their lines show even before any is listed.
+    for account in config.accounts.iter().filter(|a| a.discover.is_some()) {
+        let interval = account.discover.as_ref().map_or(config.global.poll_interval, |d| d.line.poll_interval);
+        let entry = per_account.entry((account.driver.name, account.name.as_str())).or_insert((0, interval));
+        entry.1 = entry.1.min(interval);
+    }
     let declared = config.accounts.iter().filter(|a| !a.implicit).count();
     let mut out = format!(
         "config OK: {source}\n{} lines, {declared} accounts, {} warnings\n\n{:<12} {:<24} {:>7} {:>14}  {}\n",
@@ -63,6 +72,8 @@ pub fn summary(config: &Config, source: &str) -> String {
             .find(|a| a.name == *account && !a.implicit)
             .and_then(|a| a.rate_limit)
             .map_or("-".to_string(), |r| r.to_string());
+        let discovers = config.accounts.iter().any(|a| a.name == *account && a.discover.is_some());
+        let lines = if discovers { format!("{lines}+disc") } else { lines.to_string() };
         out.push_str(&format!(
             "{driver:<12} {account:<24} {lines:>7} {:>14}  {rate}\n",
             humantime::format_duration(*interval).to_string()

@@ -11,6 +11,7 @@
 //! in the account's [`limiter::AccountGate`].
 
 pub mod backoff;
+pub mod budget;
 pub mod discovery;
 pub mod limiter;
 mod once;
