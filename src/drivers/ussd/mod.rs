@@ -397,7 +397,10 @@ impl Ussd {
             }
         };
         let (amount, from_balance_reply) = match balance {
-            Some(Ok((amount, extra))) => (Some(amount), extra),
+            // Figures in a balance reply count only for a line without a data code: with one,
+            // they are more likely an advert ("Интернет 5 ГБ за 200 р") than the line's own.
+            Some(Ok((amount, extra))) if data_code.is_none() => (Some(amount), extra),
+            Some(Ok((amount, _))) => (Some(amount), Packages::default()),
             Some(Err(e)) => return Err(e),
             None => (None, Packages::default()),
         };
