@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, ConfigError};
+use crate::drivers::onboarding::LoginBoard;
 use crate::drivers::session::SessionStore;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
@@ -92,6 +93,8 @@ pub struct App {
     storage: Option<PathBuf>,
     /// Driver sessions (tokens) kept across reloads for accounts whose credentials stay.
     sessions: Arc<SessionStore>,
+    /// Accounts waiting for a person to log in (`esim_account_needs_login`, the status page).
+    pub logins: Arc<LoginBoard>,
     /// Lines of accounts with `discover:`, and the tasks that list them.
     discovery: Discovery,
     /// Where listing tasks report; a task of `start` applies what they found.
@@ -114,6 +117,10 @@ impl App {
         let store = Arc::new(Store::new());
         let self_metrics = Arc::new(SelfMetrics::new());
         let scheduler = Scheduler::start(store.clone(), clock.clone(), self_metrics.registry());
+        let logins = LoginBoard::register(self_metrics.registry()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot register esim_account_needs_login; going on without it");
+            LoginBoard::default()
+        });
         let (listings, mut listed) = tokio::sync::mpsc::unbounded_channel();
         let app = Arc::new(App {
             source,
@@ -126,6 +133,7 @@ impl App {
             shard,
             storage,
             sessions: Arc::new(SessionStore::default()),
+            logins: Arc::new(logins),
             discovery: Discovery::new(),
             listings,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -193,8 +201,11 @@ impl App {
             clock: self.clock.clone(),
             requests: self.self_metrics.clone(),
             sessions: self.sessions.clone(),
+            logins: self.logins.clone(),
+            token_dir: self.storage.as_deref().map(crate::drivers::token_file::dir_beside),
         };
         let plan = Plan::build(&config, &cx, self.shard)?;
+        self.logins.retain(|account| config.accounts.iter().any(|a| a.name == account));
         for warning in &config.warnings {
             tracing::warn!(source = %self.source.describe(), "{warning}");
         }

@@ -14,12 +14,17 @@ pub mod emnify;
 pub mod hologram;
 pub mod http;
 pub mod http_json;
+pub mod megafon;
 pub mod mts;
+pub mod onboarding;
 pub mod onence;
 pub mod session;
+pub mod t2;
+pub mod token_file;
 pub mod ussd;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +56,14 @@ pub trait Driver: Send + Sync {
     /// request per poll, or that budget polls in their default rate, keep `false`.
     fn paces_requests(&self) -> bool {
         false
+    }
+
+    /// `esim-exporter login`: walks `person` through the operator's one-time login (an SMS
+    /// code) and stores the long-lived token where `poll` finds it; returns where. Drivers that
+    /// log in by themselves keep this default.
+    fn onboard<'a>(&'a self, person: &'a mut dyn onboarding::Person) -> BoxFuture<'a, Result<PathBuf, PollError>> {
+        let _ = person;
+        Box::pin(async { Err(PollError::Config("this driver logs in by itself: there is nothing to onboard".into())) })
     }
 
     /// What polling `lines` lines of the account once costs the operator, for the
@@ -189,15 +202,24 @@ pub struct BuildContext {
     /// Sessions (tokens, cached values) that outlive a reload while an account's driver and
     /// credentials stay the same (see [`session::SessionStore`]).
     pub sessions: Arc<session::SessionStore>,
+    /// Where drivers say that an account waits for a person to log in (see
+    /// [`onboarding::LoginBoard`]).
+    pub logins: Arc<onboarding::LoginBoard>,
+    /// Where login tokens of accounts without `token_file:` live: `tokens/` beside
+    /// `--storage.path` (see [`token_file`]); none without that flag.
+    pub token_dir: Option<PathBuf>,
 }
 
 impl BuildContext {
-    /// A context whose requests are not counted and whose sessions are fresh.
+    /// A context whose requests are not counted, whose sessions are fresh and whose accounts
+    /// keep no tokens unless they name a `token_file`.
     pub fn new(clock: SharedClock) -> BuildContext {
         BuildContext {
             clock,
             requests: Arc::new(NoRequestObserver),
             sessions: Arc::new(session::SessionStore::default()),
+            logins: Arc::new(onboarding::LoginBoard::default()),
+            token_dir: None,
         }
     }
 }
@@ -264,7 +286,9 @@ pub static REGISTRY: &[&DriverSpec] = &[
     &emnify::SPEC,
     &hologram::SPEC,
     &http_json::SPEC,
+    &megafon::SPEC,
     &mts::SPEC,
+    &t2::SPEC,
     &ussd::SPEC,
 ];
 

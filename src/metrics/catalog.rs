@@ -98,6 +98,7 @@ pub const ESIM_SCHEDULER_QUEUE_WAIT_SECONDS: &str = "esim_scheduler_queue_wait_s
 pub const ESIM_SCHEDULER_BACKOFF_LINES: &str = "esim_scheduler_backoff_lines";
 pub const ESIM_ACCOUNT_LOCKED_OUT: &str = "esim_account_locked_out";
 pub const ESIM_ACCOUNT_RATE_LIMITED_UNTIL_TIMESTAMP_SECONDS: &str = "esim_account_rate_limited_until_timestamp_seconds";
+pub const ESIM_ACCOUNT_NEEDS_LOGIN: &str = "esim_account_needs_login";
 
 /// Labels every per-line series starts with, in this order (an empty value is omitted),
 /// followed by the line's own `labels` and then the family's labels.
@@ -127,7 +128,7 @@ const BYTES: Option<&str> = Some("bytes");
 const SECONDS: Option<&str> = Some("seconds");
 
 /// Per-line families first (the order of `/metrics`), then the exporter's own.
-static ALL: [Family; 28] = [
+static ALL: [Family; 29] = [
     line(
         ESIM_BALANCE,
         Kind::Gauge,
@@ -281,6 +282,13 @@ static ALL: [Family; 28] = [
         "When the operator's last rate limit (429, Retry-After) of the account ends; no polls of the account before.",
         SECONDS,
         &["account", "driver"],
+    ),
+    exporter(
+        ESIM_ACCOUNT_NEEDS_LOGIN,
+        Kind::Gauge,
+        "1 while an account waits for a person to log in again (esim-exporter login --account NAME); it is not polled until then.",
+        None,
+        &["account"],
     ),
 ];
 

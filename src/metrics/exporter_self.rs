@@ -162,6 +162,8 @@ mod tests {
         // Per-account families have series only once an account was locked out or rate limited.
         scheduler.set_locked_out("corp", "demo", false);
         scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
+        // So does the drivers' login board.
+        crate::drivers::onboarding::LoginBoard::register(m.registry()).expect("login board registers").track("corp");
         m.observe_request("corp", "demo", "200", Duration::from_millis(120));
         let names = gathered_names(&m);
         for f in catalog::exporter_families() {

@@ -2,6 +2,7 @@
 
 mod binary;
 mod config;
+mod discovery;
 mod drivers;
 mod golden;
 #[path = "../support/mock_operator/mod.rs"]

@@ -111,3 +111,20 @@ async fn wrong_types_are_bad_responses_that_name_the_field() {
     assert_eq!(err.reason().as_str(), "bad_response");
     assert!(err.to_string().contains("field `data"), "{err}");
 }
+
+#[test]
+fn the_worked_examples_in_the_drivers_doc_load() {
+    let doc = std::fs::read_to_string(crate::support::repo().join("docs/DRIVERS.md")).unwrap();
+    let section = doc.split("### `http_json`").nth(1).expect("an http_json section");
+    let section = section.split("\n### ").next().unwrap_or(section);
+    let blocks: Vec<&str> = section.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap_or("")).collect();
+    assert_eq!(blocks.len(), 2, "two worked examples");
+    for var in ["ESIMGO_API_KEY", "TELNYX_API_KEY"] {
+        std::env::set_var(var, "placeholder-key");
+    }
+    for (i, block) in blocks.iter().enumerate() {
+        let config = esim_exporter::config::parse(&format!("example-{}.yaml", i + 1), block)
+            .unwrap_or_else(|e| panic!("example {} does not load:\n{e}", i + 1));
+        assert!(config.accounts.iter().any(|a| a.driver.name == "http_json"));
+    }
+}

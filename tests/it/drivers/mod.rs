@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use esim_exporter::clock::SystemClock;
 use esim_exporter::config::{Config, Line};
+use esim_exporter::drivers::onboarding::LoginBoard;
 use esim_exporter::drivers::session::SessionStore;
 use esim_exporter::drivers::{BuildContext, DiscoveredLine, Driver, PollContext, RequestObserver};
 use esim_exporter::error::PollError;
@@ -60,6 +61,8 @@ pub struct Built {
     pub config: Config,
     pub drivers: Vec<(String, Arc<dyn Driver>)>,
     pub observed: Arc<Observed>,
+    /// Where the drivers report accounts that wait for a person.
+    pub logins: Arc<LoginBoard>,
 }
 
 impl Built {
@@ -71,13 +74,19 @@ impl Built {
     pub fn with_sessions(yaml: &str, sessions: Arc<SessionStore>) -> Built {
         let config = esim_exporter::config::parse("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
         let observed = Arc::new(Observed::default());
-        let cx = BuildContext { clock: Arc::new(SystemClock), requests: observed.clone(), sessions };
+        let logins = Arc::new(LoginBoard::default());
+        let cx = BuildContext {
+            requests: observed.clone(),
+            sessions,
+            logins: logins.clone(),
+            ..BuildContext::new(Arc::new(SystemClock))
+        };
         let drivers = config
             .accounts
             .iter()
             .map(|a| (a.name.clone(), (a.driver.build)(a, &cx).unwrap_or_else(|e| panic!("{e}"))))
             .collect();
-        Built { config, drivers, observed }
+        Built { config, drivers, observed, logins }
     }
 
     pub fn line(&self, name: &str) -> Arc<Line> {

@@ -1,0 +1,199 @@
+//! Fleets against the mock operator, in real time: an account with `discover:` turns 10,000
+//! listed SIMs into lines (names and labels from templates, filters, a listed line winning
+//! over its SIM), a SIM removed from the listing leaves the store and `/metrics` after the
+//! next listing, and no window of time sees more requests than the account's bucket allows.
+//! Then a whole poll cycle of 10,000 SIMs (`--once`'s path: list, then poll every line) stays
+//! within the configured rate and takes the time that rate implies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esim_exporter::app::{App, ConfigSource};
+use esim_exporter::clock::SystemClock;
+use esim_exporter::metrics::{Format, Renderer};
+use esim_exporter::store::Store;
+
+use crate::mock_operator::{MockOperator, CREDENTIALS};
+
+fn credentials(operator: &str) -> (&'static str, &'static str) {
+    CREDENTIALS.iter().find(|(op, _, _)| *op == operator).map(|(_, u, s)| (*u, *s)).expect("credentials")
+}
+
+/// The most requests seen in any window of `window` (a window starts at each request).
+fn busiest_window(times: &[Instant], window: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    let mut end = 0;
+    for start in 0..sorted.len() {
+        while end < sorted.len() && sorted[end] - sorted[start] < window {
+            end += 1;
+        }
+        best = best.max(end - start);
+    }
+    best
+}
+
+/// What the mock generates for SIM number `n` (from 1): label and status.
+fn sim(n: usize) -> (String, bool) {
+    (format!("tracker-{n}"), n % 10 != 0)
+}
+
+fn write_config(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("esim.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sims_become_lines_filters_apply_and_removed_sims_leave() {
+    let mock = MockOperator::start().await;
+    mock.set_lines("1nce", 10_000);
+    let (user, secret) = credentials("1nce");
+    // 20 requests a second, 10 at once: a listing of 100 pages takes about 5 s.
+    let yaml = format!(
+        r#"global: {{poll_interval: 1h}}
+accounts:
+  trackers:
+    driver: 1nce
+    client_id: "{user}"
+    client_secret: "{secret}"
+    base_url: {base}
+    rate_limit: 10/500ms
+    labels: {{fleet: trackers}}
+    discover:
+      interval: 2s
+      timeout: 60s
+      name: "{{label}}"
+      labels: {{status: "{{status}}", slot: "ip-{{ip_address}}"}}
+      include: {{status: Enabled}}
+      exclude: {{label: "tracker-7.*"}}
+lines:
+  - name: tracker-spare
+    account: trackers
+    iccid: "8970101000000000005"
+"#,
+        base = mock.base_url("1nce"),
+    );
+    let dir = std::env::temp_dir().join(format!("esim-discovery-{}", std::process::id()));
+    let path = write_config(&dir, &yaml);
+    let app = App::start(ConfigSource::File(path), Arc::new(SystemClock), None, None).expect("app starts");
+
+    // Every enabled SIM not labelled tracker-7…, but SIM 5 whose line is listed explicitly.
+    let expected: Vec<String> = (1..=10_000)
+        .map(sim)
+        .filter(|(label, enabled)| *enabled && !label.starts_with("tracker-7") && label != "tracker-5")
+        .map(|(label, _)| label)
+        .collect();
+    assert_eq!(expected.len(), 7_999);
+    let total = expected.len() + 1;
+    wait_for("the first listing", Duration::from_secs(60), || app.store.view().len() == total).await;
+
+    let view = app.store.view();
+    for name in &expected {
+        assert!(view.get(name).is_some(), "{name} is a line");
+    }
+    assert!(view.get("tracker-10").is_none(), "disabled: filtered out");
+    assert!(view.get("tracker-71").is_none(), "excluded by label");
+    assert!(view.get("tracker-5").is_none(), "the listed line wins over its SIM");
+    assert_eq!(view.get("tracker-spare").unwrap().line.iccid.as_deref(), Some("8970101000000000005"));
+    let one = view.get("tracker-1234").unwrap();
+    assert_eq!(
+        one.line.labels,
+        vec![
+            ("fleet".to_string(), "trackers".to_string()),
+            ("slot".to_string(), "ip-10.200.4.233".to_string()),
+            ("status".to_string(), "Enabled".to_string())
+        ]
+    );
+    assert_eq!(one.line.iccid.as_deref(), Some("8970101000000001234"));
+    assert_eq!(one.line.driver().name, "1nce");
+    drop(view);
+
+    // The SIMs 9,999 and 10,000 leave the platform: after the next listing, their lines go.
+    mock.set_lines("1nce", 9_998);
+    wait_for("the next listing", Duration::from_secs(60), || app.store.view().get("tracker-9999").is_none()).await;
+    assert_eq!(app.store.view().len(), total - 1, "tracker-9999 left; tracker-10000 was never a line");
+    let mut renderer = Renderer::new(1);
+    app.render(&mut renderer);
+    let body = app.exposition().body(Format::Text, false);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains(r#"line="tracker-9998""#), "a remaining SIM is exported");
+    assert!(!text.contains(r#"line="tracker-9999""#), "the removed SIM left /metrics");
+
+    // Listings and polls together never went past the bucket: 10 at once, then one per
+    // 50 ms, so any second holds at most 10 + 20 requests.
+    let times = mock.request_times("1nce");
+    let busiest = busiest_window(&times, Duration::from_secs(1));
+    assert!(busiest <= 31, "{busiest} requests in one second; the bucket allows 30");
+    let first = times.iter().min().copied().unwrap();
+    let last = times.iter().max().copied().unwrap();
+    eprintln!(
+        "discovery: {} requests in {:.1} s ({:.1}/s); busiest second {busiest}; configured 20/s, burst 10",
+        times.len(),
+        (last - first).as_secs_f64(),
+        times.len() as f64 / (last - first).as_secs_f64()
+    );
+    app.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_cycle_of_ten_thousand_sims_keeps_to_the_rate_and_takes_the_time_it_implies() {
+    let mock = MockOperator::start().await;
+    mock.set_lines("1nce", 10_000);
+    let (user, secret) = credentials("1nce");
+    // 1,000 requests a second (100 at once): one data-quota request per SIM, 100 pages of
+    // listing and a token, 10,101 requests in all.
+    let yaml = format!(
+        r#"global: {{max_concurrency: 64, timeout: 60s}}
+accounts:
+  trackers:
+    driver: 1nce
+    client_id: "{user}"
+    client_secret: "{secret}"
+    base_url: {base}
+    sms: false
+    rate_limit: 100/100ms
+    discover: {{timeout: 60s}}
+"#,
+        base = mock.base_url("1nce"),
+    );
+    let config = esim_exporter::config::parse("cycle.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(Store::new());
+    let started = Instant::now();
+    let lines = esim_exporter::poll::poll_once(&config, &store, Arc::new(SystemClock), None, None).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(lines, 10_000);
+    let view = store.view();
+    let failed: Vec<_> = view.lines().filter(|s| s.last_poll_ok != Some(true)).map(|s| s.line.name.clone()).collect();
+    assert!(failed.is_empty(), "{} polls failed, e.g. {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    assert!(view.lines().all(|s| s.reading.as_ref().is_some_and(|r| r.data_remaining.is_some())));
+    drop(view);
+
+    let times = mock.request_times("1nce");
+    assert_eq!(times.len(), 10_101, "a token, 100 listing pages, one request per SIM");
+    let busiest = busiest_window(&times, Duration::from_secs(1));
+    assert!(busiest <= 1_101, "{busiest} requests in one second; the bucket allows 100 + 1,000");
+    let busiest_tenth = busiest_window(&times, Duration::from_millis(100));
+    assert!(busiest_tenth <= 201, "{busiest_tenth} requests in 100 ms; the bucket allows 100 + 100");
+    // The rate implies (10,101 − 100 burst) / 1,000 per s ≈ 10 s: never faster, and not much slower.
+    let implied = Duration::from_secs_f64((10_101.0 - 100.0) / 1000.0);
+    assert!(elapsed >= implied.mul_f64(0.98), "{elapsed:?}: faster than the rate allows");
+    assert!(elapsed <= implied.mul_f64(1.5), "{elapsed:?}: the cycle should take about {implied:?}");
+    eprintln!(
+        "poll cycle: {} requests in {:.2} s = {:.0}/s (configured 1000/s, burst 100); busiest second {busiest}, busiest 100 ms {busiest_tenth}",
+        times.len(),
+        elapsed.as_secs_f64(),
+        times.len() as f64 / elapsed.as_secs_f64()
+    );
+}
