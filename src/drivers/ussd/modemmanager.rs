@@ -189,7 +189,7 @@ impl MmSession {
 
     /// `Cancel()`, best effort, within a short window of its own.
     pub async fn cancel(&self) {
-        let until = Instant::now() + std::time::Duration::from_millis(1500);
+        let until = Instant::now() + std::time::Duration::from_millis(1000);
         let _ = tokio::time::timeout_at(until, self.proxy.call::<_, _, ()>("Cancel", &())).await;
     }
 }
