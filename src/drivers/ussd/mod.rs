@@ -379,6 +379,7 @@ impl Ussd {
         }
         let packages = match data {
             Some(Ok(p)) => Some(p),
+            None if data_code.is_none() => None,
             None => cached.map(|c| {
                 cx.note(format!(
                     "packages from the answer of {} ago",
