@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// The config embedded in the binary: the demo fleet, so a first run needs no file.
 pub const EMBEDDED_DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
@@ -19,7 +19,7 @@ pub const EMBEDDED_DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
 )]
 pub struct Flags {
     /// Config file. `embedded:demo` (or a missing default `esim.yaml`) runs the built-in demo fleet.
-    #[arg(long = "config.file", default_value = "esim.yaml", value_name = "PATH")]
+    #[arg(long = "config.file", default_value = "esim.yaml", value_name = "PATH", global = true)]
     pub config_file: PathBuf,
 
     /// Validate the config, print a summary (lines per driver and account) and exit 0/1.
@@ -38,18 +38,19 @@ pub struct Flags {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
-    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
 
-    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
 
     /// Poll only the lines that rendezvous hashing of the line name gives shard i of n (`i/n`, 0-based like pod ordinals).
     #[arg(long = "shard", value_name = "I/N")]
     pub shard: Option<String>,
 
-    /// File where last readings and counters persist across restarts.
-    #[arg(long = "storage.path", value_name = "PATH")]
+    /// File where last readings and counters persist across restarts; login tokens of accounts
+    /// without `token_file` live in `tokens/` beside it.
+    #[arg(long = "storage.path", value_name = "PATH", global = true)]
     pub storage_path: Option<PathBuf>,
 
     /// Poll every line once, print a table (or JSON with --output json) and exit; non-zero if any poll failed.
@@ -67,6 +68,25 @@ pub struct Flags {
     /// gzip level of the pre-compressed /metrics body (0-9).
     #[arg(long = "web.gzip-level", default_value_t = crate::metrics::DEFAULT_GZIP_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip_level: u32,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving (no subcommand: serve).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Log an account in once at this terminal (an SMS code) and store its long-lived token
+    /// where the exporter finds it: the account's `token_file`, or `tokens/` beside
+    /// --storage.path. For drivers whose login needs a person (megafon, t2).
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoginArgs {
+    /// The account to log in: a key under `accounts:` in the config.
+    #[arg(long = "account", value_name = "NAME")]
+    pub account: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,6 +189,20 @@ mod tests {
         assert_eq!(f.listen_addresses, vec!["127.0.0.1:1", ":2"]);
         assert_eq!(f.log_format, LogFormat::Json);
         assert_eq!(f.telemetry_path, "/metrics");
+    }
+
+    #[test]
+    fn login_is_a_subcommand_and_the_flags_it_needs_go_before_or_after_it() {
+        let before = Flags::parse_from(["esim-exporter", "--config.file", "x.yaml", "login", "--account", "corp"]);
+        let after =
+            Flags::parse_from(["esim-exporter", "login", "--account", "corp", "--storage.path", "/s/state.json"]);
+        for f in [&before, &after] {
+            assert!(matches!(&f.command, Some(Command::Login(a)) if a.account == "corp"), "{f:?}");
+        }
+        assert_eq!(before.config_file, PathBuf::from("x.yaml"));
+        assert_eq!(after.storage_path, Some(PathBuf::from("/s/state.json")));
+        assert!(Flags::try_parse_from(["esim-exporter", "login"]).is_err(), "--account is required");
+        assert!(Flags::parse_from(["esim-exporter", "--once"]).command.is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod drivers;
 pub mod error;
 pub mod logging;
+mod login;
 pub mod metrics;
 mod once;
 pub mod poll;
@@ -54,6 +55,9 @@ pub enum RunError {
 
 /// Runs the program the flags describe.
 pub async fn run(flags: Flags) -> Result<Outcome, RunError> {
+    if let Some(cli::Command::Login(args)) = &flags.command {
+        return login::run(&flags, args).await;
+    }
     let source = config_source(&flags);
     if flags.config_check {
         return Ok(once::check_config(&source));

@@ -131,14 +131,63 @@ pub const SUBJECTS: &[Subject] = &[
     Subject {
         driver: "http_json",
         config: |base, secret| {
-            super::http_json::config(base, secret, "  - {name: subject-line, account: subject, iccid: \"8935711001000000001\"}\n")
-                .replace("\n  tiny:\n", "\n  subject:\n")
+            super::http_json::config(
+                base,
+                secret,
+                "  - {name: subject-line, account: subject, iccid: \"8935711001000000001\"}\n",
+            )
+            .replace("\n  tiny:\n", "\n  subject:\n")
         },
         data_path: "/api/v2/lines/8935711001000000001",
         auth_path: "/oauth/token",
         expected: super::http_json::main_reading,
         private: &[],
         not_found: "config",
+        token: true,
+    },
+    Subject {
+        driver: "megafon",
+        config: |base, secret| {
+            // The "secret" is the device token a person's `esim-exporter login` stored (no PIN
+            // here, so a refused token needs a person at once).
+            let login = user_of("megafon");
+            let file = super::token_file(
+                &format!("megafon-{base}-{secret}"),
+                &format!(
+                    r#"{{"driver":"megafon","login":"{login}","device_id":"0f0e0d0c-0b0a-4909-8807-060504030201","token":"{secret}"}}"#
+                ),
+            );
+            format!(
+                "accounts:\n  subject:\n    driver: megafon\n    login: \"+7{login}\"\n    token_file: {}\n    base_url: {base}\nlines:\n  - {{name: subject-line, account: subject, msisdn: \"+7{login}\"}}\n",
+                file.display()
+            )
+        },
+        data_path: "/mlk/api/main/balance",
+        auth_path: "/mlk/auth/biometry",
+        expected: super::megafon::main_reading,
+        private: &["79260000001", "9260000001"],
+        not_found: "bad_response",
+        token: true,
+    },
+    Subject {
+        driver: "t2",
+        config: |base, secret| {
+            // The "secret" is the refresh token a person's `esim-exporter login` stored.
+            let login = user_of("t2");
+            let file = super::token_file(
+                &format!("t2-{base}-{secret}"),
+                &format!(r#"{{"driver":"t2","login":"{login}","refresh_token":"{secret}"}}"#),
+            );
+            format!(
+                "accounts:\n  subject:\n    driver: t2\n    login: \"+{login}\"\n    token_file: {}\n    base_url: {base}\nlines:\n  - {{name: subject-line, account: subject, msisdn: \"+{login}\"}}\n",
+                file.display()
+            )
+        },
+        data_path: "/api/subscribers/79520000001/balance",
+        auth_path: "/auth/realms/tele2-b2c/protocol/openid-connect/token",
+        expected: super::t2::main_reading,
+        private: &["79520000001", "9520000001"],
+        not_found: "bad_response",
         token: true,
     },
 ];

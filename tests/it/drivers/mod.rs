@@ -10,8 +10,10 @@ mod emnify;
 mod exporter;
 mod hologram;
 mod http_json;
+mod megafon;
 mod mts;
 mod onence;
+mod t2;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -173,6 +175,21 @@ impl Drop for LogCapture {
     fn drop(&mut self) {
         CAPTURE.with(|c| *c.borrow_mut() = None);
     }
+}
+
+/// Writes `contents` to a token file named after `key` (a hash of it) in the temporary
+/// directory, mode 0600, and returns its path: what `esim-exporter login` would have stored.
+pub fn token_file(key: &str, contents: &str) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let dir = std::env::temp_dir().join(format!("esim-it-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{:016x}.json", h.finish()));
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
 }
 
 /// Seconds since the epoch of an RFC 3339 time, for expected expiries.

@@ -28,8 +28,10 @@ pub mod beeline;
 pub mod emnify;
 pub mod hologram;
 mod iot;
+pub mod megafon;
 pub mod mts;
 pub mod onence;
+pub mod t2;
 pub mod tinyiot;
 
 use std::collections::{HashMap, VecDeque};
@@ -54,7 +56,9 @@ pub fn operators() -> Vec<Arc<dyn Operator>> {
         Arc::new(emnify::Emnify),
         Arc::new(hologram::Hologram),
         Arc::new(tinyiot::TinyIot),
+        Arc::new(megafon::Megafon::default()),
         Arc::new(mts::Mts),
+        Arc::new(t2::T2::default()),
     ]
 }
 
@@ -189,6 +193,8 @@ pub struct MockLine {
 pub const CREDENTIALS: &[(&str, &str, &str)] = &[
     ("mts", "mock-consumer-key", "mock-consumer-secret-3f9a1c"),
     ("beeline", "9060000000", "mock-beeline-password-77e2"),
+    ("megafon", "9260000001", "mock-megafon-device-token-4b1d9e"),
+    ("t2", "79520000001", "mock-t2-refresh-token-7a3c5e"),
     ("1nce", "mock-1nce-user", "mock-1nce-secret-5d21c8"),
     ("emnify", "", "mock-emnify-application-token-8c4e0b"),
     ("airalo", "mock-airalo-client", "mock-airalo-secret-19b7e3"),
