@@ -381,3 +381,60 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod pacing_tests {
+    use super::*;
+    use crate::config::{Account, AlertThresholds, DriverOptions};
+
+    fn gate(rate: Rate) -> AccountGate {
+        let account = Account {
+            name: "fleet".into(),
+            implicit: false,
+            driver: crate::drivers::lookup("demo").expect("demo"),
+            options: DriverOptions::none(),
+            labels: Vec::new(),
+            rate_limit: Some(rate),
+            max_concurrency: None,
+            alert: AlertThresholds::default(),
+            discover: None,
+        };
+        AccountGate::new(&account, None, Telemetry::disabled(), Instant::now())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_admission_takes_no_token_and_each_request_takes_one() {
+        let gate = gate(Rate { count: 2, period: Duration::from_secs(1) });
+        let global = Arc::new(Semaphore::new(8));
+        let start = Instant::now();
+        let _a = gate.admit_paced(&global).await.unwrap();
+        let _b = gate.admit_paced(&global).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "admission left the tokens in the bucket");
+        let deadline = start + Duration::from_secs(10);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            assert!(gate.pace_request(deadline).await);
+            times.push(start.elapsed());
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(times, [ms(0), ms(0), ms(500), ms(1000), ms(1500)], "burst of 2, then one per 500 ms");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_cannot_get_a_token_before_the_deadline_takes_none() {
+        let gate = gate(Rate { count: 1, period: Duration::from_secs(60) });
+        let now = Instant::now();
+        assert!(gate.pace_request(now + Duration::from_secs(1)).await);
+        assert!(!gate.pace_request(now + Duration::from_secs(1)).await, "the next token is a minute away");
+        assert!(gate.pace_request(now + Duration::from_secs(61)).await, "nothing was taken by the refusal");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pause_holds_paced_requests_too() {
+        let gate = gate(Rate { count: 10, period: Duration::from_secs(1) });
+        let start = Instant::now();
+        gate.pause(start, Duration::from_secs(30), std::time::SystemTime::now());
+        assert!(gate.pace_request(start + Duration::from_secs(60)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+}
