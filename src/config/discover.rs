@@ -136,12 +136,11 @@ pub struct Filter {
 impl Filter {
     pub fn new(field: &str, patterns: &[String]) -> Result<Filter, String> {
         let alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
-        let pattern = Regex::new(&format!("^(?:{})$", alternatives.join("|")))
-            .map_err(|e| {
-                let text = e.to_string();
-                let last = text.lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
-                format!("not a regular expression ({last})")
-            })?;
+        let pattern = Regex::new(&format!("^(?:{})$", alternatives.join("|"))).map_err(|e| {
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
+            format!("not a regular expression ({last})")
+        })?;
         Ok(Filter { field: field.to_string(), pattern })
     }
 

@@ -21,7 +21,8 @@ fn config(mock: &MockOperator, extra: &str, lines: &str) -> String {
     )
 }
 
-const LINES: &str = "  - {name: a, account: org, endpoint_id: 11379224}\n  - {name: b, account: org, iccid: \"8988303000000000002\"}\n";
+const LINES: &str =
+    "  - {name: a, account: org, endpoint_id: 11379224}\n  - {name: b, account: org, iccid: \"8988303000000000002\"}\n";
 
 pub fn main_reading() -> Reading {
     Reading {
