@@ -99,24 +99,21 @@ impl Discovery {
         let keep: HashMap<&str, &'static str> =
             base.discovering().iter().map(|d| (d.account.name.as_str(), d.account.driver.name)).collect();
         inner.listings.retain(|name, listing| keep.get(name.as_str()) == Some(&listing.driver));
-        let now = Instant::now();
-        let mut tasks = Vec::new();
-        for planned in base.discovering() {
-            let interval = planned.account.discover.as_ref().map_or(Duration::from_secs(3600), |d| d.interval);
-            let first = inner.listings.get(&planned.account.name).map_or(now, |l| (l.at + interval).max(now));
-            tasks.push(tokio::spawn(list_forever(
-                planned.clone(),
-                lister.clone(),
-                events.clone(),
-                inner.generation,
-                first,
-            )));
-        }
-        inner.tasks = tasks;
         inner.config = Some(config);
         inner.base = Some(base);
         inner.shard = shard;
+        // The plan goes to the scheduler before any listing does, so the scheduler knows the
+        // accounts the listings name.
         run(inner.compose());
+        let now = Instant::now();
+        let mut tasks = Vec::new();
+        let discovering = inner.base.as_ref().map(|b| b.discovering().to_vec()).unwrap_or_default();
+        for planned in discovering {
+            let interval = planned.account.discover.as_ref().map_or(Duration::from_secs(3600), |d| d.interval);
+            let first = inner.listings.get(&planned.account.name).map_or(now, |l| (l.at + interval).max(now));
+            tasks.push(tokio::spawn(list_forever(planned, lister.clone(), events.clone(), inner.generation, first)));
+        }
+        inner.tasks = tasks;
     }
 
     /// A listing ended. When it succeeded and belongs to the running config, hands `run` the
