@@ -201,3 +201,93 @@ accounts:
         times.len() as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// The real binary with every IoT driver discovering its account on the mock: every SIM is
+/// polled as a line, `/metrics` passes promtool, `--config.check` counts the accounts.
+#[test]
+fn the_binary_discovers_every_platform_and_its_exposition_passes_promtool() {
+    let mock = MockOperator::start_background();
+    let (once_user, once_secret) = credentials("1nce");
+    let (airalo_user, airalo_secret) = credentials("airalo");
+    let config = format!(
+        r#"global: {{poll_interval: 2s}}
+accounts:
+  t1nce:
+    driver: 1nce
+    client_id: "{once_user}"
+    client_secret: "{once_secret}"
+    base_url: {}
+    discover: {{labels: {{label: "{{label}}"}}}}
+  temnify:
+    driver: emnify
+    application_token: "{}"
+    base_url: {}
+    discover: {{name: "emnify-{{name}}", labels: {{tags: "{{tags}}"}}}}
+  tairalo:
+    driver: airalo
+    client_id: "{airalo_user}"
+    client_secret: "{airalo_secret}"
+    base_url: {}
+    discover: {{}}
+  tholo:
+    driver: hologram
+    api_key: "{}"
+    orgid: 98765
+    base_url: {}
+    discover: {{name: "holo-{{device_id}}", labels: {{state: "{{state}}"}}}}
+  ttiny:
+{}"#,
+        mock.base_url("1nce"),
+        credentials("emnify").1,
+        mock.base_url("emnify"),
+        mock.base_url("airalo"),
+        credentials("hologram").1,
+        mock.base_url("hologram"),
+        tiny_account(&mock),
+    );
+    let e = crate::binary::Exporter::start("fleet-discovery", &config);
+    let polled = |e: &crate::binary::Exporter| {
+        let m = e.metrics();
+        m.lines().filter(|l| l.starts_with("esim_poll_success{") && l.ends_with(" 1")).count() == 15
+    };
+    e.wait_until("15 discovered lines polled", polled);
+    let metrics = e.metrics();
+    crate::binary::promtool_check_metrics(&metrics);
+    for name in ["t1nce-8988228066600000001", "emnify-tracker-1", "tairalo-8944465400000000001", "holo-2000000"] {
+        assert!(metrics.contains(&format!("line=\"{name}\"")), "{name} in /metrics");
+    }
+    assert!(metrics.contains(r#"label="tracker-2""#), "a mapped label");
+    assert!(metrics.contains(r#"esim_lines{driver="hologram"} 3"#), "discovered lines are counted");
+    let (status, api) = e.get("/api/v1/lines");
+    assert_eq!(status, 200);
+    assert!(api.contains("holo-2000001"), "discovered lines are in the API");
+}
+
+/// A TinyIoT account (the JSON API of `tests/it/drivers/http_json.rs`) that discovers.
+fn tiny_account(mock: &MockOperator) -> String {
+    let (user, secret) = credentials("http_json");
+    format!(
+        r#"    driver: http_json
+    base_url: {}
+    auth:
+      oauth2: {{token_path: /oauth/token, client_id: "{user}", client_secret: "{secret}"}}
+    request: {{path: "/api/v2/lines/{{iccid}}"}}
+    fields:
+      data_remaining: {{path: "$.line.usage.left_kb", unit: KiB}}
+      data_quota: {{path: "$.line.usage.limit_kb", unit: KiB}}
+      unlimited: "$.line.usage.unlimited"
+      balance: "$.line.credit.value"
+      currency: "$.line.credit.cur"
+      quota_expiry: "$.line.valid_until"
+    list:
+      path: "/api/v2/lines?page={{page}}"
+      items: "$.lines[*]"
+      id: "$.iccid"
+      iccid: "$.iccid"
+      facts: {{name: "$.name"}}
+      total_pages: "$.meta.pages"
+    discover: {{name: "tiny-{{name}}"}}
+"#,
+        mock.base_url("http_json")
+    )
+}
