@@ -291,3 +291,32 @@ fn tiny_account(mock: &MockOperator) -> String {
         mock.base_url("http_json")
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_renames_discovered_lines_from_the_last_listing_without_listing_again() {
+    let mock = MockOperator::start().await;
+    mock.set_lines("hologram", 100);
+    let (_, key) = credentials("hologram");
+    let config = |template: &str| {
+        format!(
+            "global: {{poll_interval: 1h}}\naccounts:\n  sensors:\n    driver: hologram\n    api_key: \"{key}\"\n    base_url: {}\n    discover: {{interval: 1h, name: \"{template}\"}}\n",
+            mock.base_url("hologram")
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("esim-discovery-reload-{}", std::process::id()));
+    let path = write_config(&dir, &config("a-{device_id}"));
+    let app = App::start(ConfigSource::File(path.clone()), Arc::new(SystemClock), None, None).expect("app starts");
+    wait_for("the first listing", Duration::from_secs(20), || app.store.view().len() == 100).await;
+    assert!(app.store.view().get("a-2000000").is_some());
+    let listings = mock.count("hologram", "/devices");
+
+    std::fs::write(&path, config("b-{device_id}")).unwrap();
+    app.reload().await.expect("reload");
+    let view = app.store.view();
+    assert_eq!(view.len(), 100);
+    assert!(view.get("b-2000000").is_some() && view.get("a-2000000").is_none(), "renamed at once");
+    drop(view);
+    assert_eq!(mock.count("hologram", "/devices"), listings, "from the last listing, not a new one");
+    app.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
