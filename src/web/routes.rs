@@ -58,6 +58,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Query(query): Query<HashMa
             now,
             SortKey::parse(query.get("sort").map(String::as_str)),
             app.last_reload_ok(),
+            &app.logins.waiting(),
         )
     };
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()

@@ -1,10 +1,12 @@
 //! The `/` status page: one server-rendered HTML table of every line (no JS build), sortable
-//! by a `sort` query parameter, with lines at or under a threshold highlighted.
+//! by a `sort` query parameter, with lines at or under a threshold highlighted, and above it
+//! the accounts that wait for a person to log in again.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::config::{ByteSize, Global};
+use crate::drivers::onboarding::Waiting;
 use crate::store::StoreView;
 
 use super::api::LineView;
@@ -33,7 +35,14 @@ impl SortKey {
     }
 }
 
-pub fn render(view: &StoreView<'_>, global: &Global, now: SystemTime, sort: SortKey, reload_ok: bool) -> String {
+pub fn render(
+    view: &StoreView<'_>,
+    global: &Global,
+    now: SystemTime,
+    sort: SortKey,
+    reload_ok: bool,
+    waiting: &[Waiting],
+) -> String {
     let mut lines: Vec<LineView> = view.lines().map(|s| LineView::new(s, global, now)).collect();
     sort_lines(&mut lines, sort);
     let failing = lines.iter().filter(|l| l.last_poll_success == Some(false)).count();
@@ -47,7 +56,7 @@ pub fn render(view: &StoreView<'_>, global: &Global, now: SystemTime, sort: Sort
         "table{border-collapse:collapse;width:100%}th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left}",
         "th a{color:inherit}td.num{text-align:right;font-variant-numeric:tabular-nums}",
         "tr.low{background:#fde2e1}tr.failing td.status{color:#b00020;font-weight:600}",
-        ".muted{color:#777}</style></head><body>\n",
+        ".muted{color:#777}#needs-login{border:2px solid #b00020;padding:.2em 1em;margin-bottom:1em}</style></head><body>\n",
         "<h1>esim-exporter</h1>\n"
     ));
     let _ = writeln!(
@@ -56,6 +65,7 @@ pub fn render(view: &StoreView<'_>, global: &Global, now: SystemTime, sort: Sort
         lines.len(),
         if reload_ok { "ok" } else { "<strong>failed</strong>" },
     );
+    write_waiting(&mut html, waiting, now);
     html.push_str("<table id=\"lines\"><thead><tr>");
     for (label, key) in [
         ("Line", "name"),
@@ -79,6 +89,26 @@ pub fn render(view: &StoreView<'_>, global: &Global, now: SystemTime, sort: Sort
     }
     html.push_str("</tbody></table>\n</body></html>\n");
     html
+}
+
+/// Accounts that wait for a person: what happened and the one command that helps.
+fn write_waiting(html: &mut String, waiting: &[Waiting], now: SystemTime) {
+    if waiting.is_empty() {
+        return;
+    }
+    html.push_str("<section id=\"needs-login\"><h2>Accounts waiting for a person to log in</h2><ul>\n");
+    for w in waiting {
+        let since = crate::clock::unix_seconds(w.since);
+        let _ = writeln!(
+            html,
+            "<li data-account=\"{account}\"><strong>{account}</strong> ({driver}): {why}, {ago} ago. Not polled until then: run <code>esim-exporter login --account {account}</code>, then reload.</li>",
+            account = escape(&w.account),
+            driver = escape(w.driver),
+            why = escape(&w.why),
+            ago = age(now, since),
+        );
+    }
+    html.push_str("</ul></section>\n");
 }
 
 fn write_row(html: &mut String, line: &LineView, now: SystemTime) {
@@ -169,6 +199,23 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn accounts_waiting_for_a_person_are_listed_with_the_command_that_helps() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let mut html = String::new();
+        write_waiting(&mut html, &[], now);
+        assert!(html.is_empty(), "nothing shown while nobody waits");
+        let waiting = Waiting {
+            account: "corp<mf>".into(),
+            driver: "megafon",
+            why: "MegaFon asks for a captcha".into(),
+            since: now - std::time::Duration::from_secs(120),
+        };
+        write_waiting(&mut html, &[waiting], now);
+        assert!(html.contains("esim-exporter login --account corp&lt;mf&gt;"), "{html}");
+        assert!(html.contains("MegaFon asks for a captcha, 2m ago"), "{html}");
     }
 
     #[test]

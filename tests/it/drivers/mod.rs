@@ -10,6 +10,7 @@ mod emnify;
 mod exporter;
 mod hologram;
 mod http_json;
+mod login;
 mod megafon;
 mod mts;
 mod onence;
