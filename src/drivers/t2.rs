@@ -188,8 +188,17 @@ enum Grant {
 
 impl T2 {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let number = line.msisdn.as_deref().map_or_else(|| self.login.clone(), number11);
         self.pass_latch(cx).await?;
+        let result = self.read_line(line, cx).await;
+        if let Err(error @ PollError::Captcha(_)) = &result {
+            // A captcha wants a person: never asked again until one acted.
+            self.wait_for_person(error.clone(), "T2 asks for a captcha");
+        }
+        result
+    }
+
+    async fn read_line(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
+        let number = line.msisdn.as_deref().map_or_else(|| self.login.clone(), number11);
         let balance_path = format!("/api/subscribers/{number}/balance");
         let response = self.get(cx, &balance_path, "/api/subscribers/{msisdn}/balance").await?;
         let balance: Envelope<BalanceData> = response.json()?;
@@ -290,10 +299,14 @@ impl T2 {
                 Grant::SecurityCode => why = "T2 asks for an e-mail security code".to_string(),
             }
         }
-        let error = PollError::Auth(format!("{why}; waiting for a person"));
+        Err(self.wait_for_person(PollError::Auth(format!("{why}; waiting for a person")), &why))
+    }
+
+    /// Closes the latch: from now on polls answer `error` without a request.
+    fn wait_for_person(&self, error: PollError, why: &str) -> PollError {
         self.state.latch.close(error.clone(), self.tokens.as_ref());
-        self.logins.needs_person(&self.account, SPEC.name, &why, self.clock.now());
-        Err(error)
+        self.logins.needs_person(&self.account, SPEC.name, why, self.clock.now());
+        error
     }
 
     /// Keeps a new token pair: the refresh token in memory and in the token file (T2 may

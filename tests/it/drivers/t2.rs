@@ -201,6 +201,19 @@ async fn the_anti_bot_page_is_auth_and_points_to_the_docs() {
     assert!(!built.logins.is_waiting("t"), "the stored login may be fine: the lock-out spaces the retries");
 }
 
+#[tokio::test]
+async fn a_captcha_page_is_captcha_and_never_retried() {
+    let mock = MockOperator::start().await;
+    mock.fault("t2", "/api/subscribers/79520000001/balance", crate::mock_operator::Fault::Captcha);
+    let built = one(&mock, &stored("captcha"), "");
+    for _ in 0..3 {
+        let (result, _) = built.poll("a", Duration::from_secs(5)).await;
+        assert_eq!(result.unwrap_err().reason().as_str(), "captcha");
+    }
+    assert_eq!(mock.count("t2", "/api/subscribers/79520000001/balance"), 1, "one request, no loop");
+    assert!(built.logins.waiting()[0].why.contains("captcha"));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn onboarding_with_sms_and_e_mail_codes_stores_a_0600_token_the_daemon_uses() {
     let mock = MockOperator::start().await;
