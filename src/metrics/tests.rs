@@ -115,6 +115,8 @@ fn self_metrics() -> SelfMetrics {
     // Per-account families have series only once an account was locked out or rate limited.
     scheduler.set_locked_out("corp", "demo", false);
     scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
+    // So does the drivers' login board, for accounts whose login may need a person.
+    crate::drivers::onboarding::LoginBoard::register(m.registry()).expect("login board registers").track("corp");
     m.set_lines(&parse_config(FLEET));
     m.reload_succeeded(t(-3600));
     m.observe_request("corp", "demo", "200", Duration::from_millis(80));

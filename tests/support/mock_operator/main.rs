@@ -44,6 +44,10 @@ fn main() {
                 CREDENTIALS.iter().find(|(op, _, _)| *op == name).map(|(_, u, s)| (*u, *s)).unwrap_or(("", ""));
             println!("{name}: base_url {} (login or client_id `{user}`, secret `{secret}`)", mock.base_url(name));
         }
+        println!(
+            "megafon, t2: log in once with `esim-exporter login --account NAME`, SMS code {} (the secret above is a stored token)",
+            mock_operator::megafon::SMS_CODE
+        );
         println!("mock operator listening on {} with {lines} generated lines; Ctrl-C stops it", mock.url());
         let _ = tokio::signal::ctrl_c().await;
     });
