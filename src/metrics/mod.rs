@@ -14,7 +14,7 @@ pub mod render;
 pub use exporter_self::SelfMetrics;
 pub use mask::mask;
 pub use negotiate::{negotiate, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
-pub use render::{render_line_text, Exposition, Renderer, DEFAULT_GZIP_LEVEL};
+pub use render::{render_line_text, Exposition, Parts, PartsBody, Renderer, DEFAULT_GZIP_LEVEL};
 
 #[cfg(test)]
 mod tests;

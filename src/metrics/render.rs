@@ -1,19 +1,26 @@
-//! The `/metrics` body: a cache of pre-rendered fragments per line and per family (the
-//! kube-state-metrics layout), re-rendered only for lines that changed or went stale, then
-//! assembled family by family in catalogue order, followed by the registry's families, in
-//! both formats, streamed through gzip.
+//! The `/metrics` body, pre-rendered and pre-compressed in pieces (the kube-state-metrics
+//! layout). Lines are taken in blocks of [`BLOCK_LINES`] in store order; for every block and
+//! per-line family the renderer keeps a *chunk*: that family's sample text for those lines, and
+//! the same text deflated on its own (a raw deflate segment that starts with an empty window
+//! and ends byte-aligned, so segments concatenate into one valid stream: pigz's trick). A
+//! body is a list of shared `Bytes`: family headers, chunks, the registry's families. Identity
+//! hands out the text chunks as they are; gzip hands out the segments inside one gzip member
+//! whose CRC-32 is combined from the segments' CRCs. A render re-renders only lines that
+//! changed or went stale and recompresses only chunks whose text changed; scrapes never render,
+//! compress or copy. See docs/PERFORMANCE.md.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, Crc, FlushCompress};
+use hyper::body::{Body, Frame, SizeHint};
 use prometheus::proto::MetricFamily;
 
-use super::catalog;
+use super::catalog::{self, LINE_FAMILY_COUNT};
 use super::encode::{write_header, Header};
 use super::exporter_self::SelfMetrics;
 use super::line::{self, Fragments, Scratch, Settings};
@@ -23,52 +30,264 @@ use crate::config::{Global, Line};
 use crate::store::{LineState, Store, StoreView};
 
 /// Default gzip level. Exposition text is very repetitive; with the zlib-rs backend level 2
-/// compresses about 30x, as well as 3 to 6 within 3%, and is the fastest (level 1 switches to
-/// a quicker algorithm that only reaches 18x). Figures from `cargo bench --bench render`.
+/// compresses about as well as 3 to 6 and is the fastest (level 1 switches to a quicker
+/// algorithm that compresses much less). Figures from `cargo bench --bench render`.
 pub const DEFAULT_GZIP_LEVEL: u32 = 2;
 
-/// Uncompressed text is fed to the gzip encoder in chunks of this size.
-const CHUNK: usize = 256 * 1024;
+/// Lines per block. Smaller blocks recompress less text when a few lines change (a poll
+/// touches about 8 of the 17 per-line families of one line) but compress a little worse,
+/// since every segment starts with an empty window; 64 lines make chunks of 5–60 KiB.
+pub const BLOCK_LINES: usize = 256;
 
-/// One rendering of `/metrics`, cheap to clone. Bodies are held gzipped only: a fleet of
-/// 100,000 lines renders to about 280 MiB of text but 9 MiB of gzip, and Prometheus always
-/// accepts gzip. A client that does not gets the body decompressed once per rendering, on
-/// its first request.
+/// Blocks whose lines are rendered under one hold of the store's read lock, so that a full
+/// render neither holds the lock long nor keeps every line's fragments in memory at once.
+const WINDOW_BLOCKS: usize = 8;
+
+/// gzip member header: no name, no mtime, unknown OS (RFC 1952).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// A final, empty, fixed-Huffman deflate block: ends the stream of segments.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// Text and its deflate segment.
+#[derive(Debug, Default)]
+struct Segment {
+    text: Bytes,
+    deflated: Bytes,
+    crc: Crc,
+}
+
+impl Segment {
+    fn new(mut text: Vec<u8>, compress: &mut Compress) -> Segment {
+        // Kept for as long as the chunk lives: no spare capacity.
+        text.shrink_to_fit();
+        let deflated = deflate_segment(compress, &text);
+        let mut crc = Crc::new();
+        crc.update(&text);
+        Segment { text: text.into(), deflated: deflated.into(), crc }
+    }
+
+    fn share(&self) -> Segment {
+        Segment { text: self.text.clone(), deflated: self.deflated.clone(), crc: crc_copy(&self.crc) }
+    }
+}
+
+fn crc_copy(crc: &Crc) -> Crc {
+    let mut copy = Crc::new();
+    copy.combine(crc);
+    copy
+}
+
+/// `text` as a raw deflate segment: compressed from an empty window (the compressor is reset)
+/// and closed with a sync flush, so that it ends on a byte boundary without a final block.
+fn deflate_segment(compress: &mut Compress, text: &[u8]) -> Vec<u8> {
+    compress.reset();
+    let mut out = Vec::with_capacity(text.len() / 8 + 64);
+    loop {
+        let consumed = compress.total_in() as usize;
+        // Only our own buffers go in; zlib-rs fails only on misuse of the stream.
+        if compress.compress_vec(&text[consumed..], &mut out, FlushCompress::Sync).is_err() {
+            tracing::error!("deflate failed on the exposition text");
+            return Vec::new();
+        }
+        // Done once the input is in and the flush fitted (zlib's avail_out != 0 rule).
+        if compress.total_in() as usize == text.len() && out.len() < out.capacity() {
+            return out;
+        }
+        out.reserve(out.capacity().max(1024));
+    }
+}
+
+/// One family's samples for one block of lines.
+#[derive(Debug, Default)]
+struct Chunk {
+    segment: Segment,
+    /// Where each line's samples end in `segment.text`.
+    ends: Box<[u32]>,
+}
+
+impl Chunk {
+    fn line_text(&self, j: usize) -> &[u8] {
+        let start = if j == 0 { 0 } else { self.ends[j - 1] as usize };
+        &self.segment.text[start..self.ends[j] as usize]
+    }
+
+    fn share(&self) -> Chunk {
+        Chunk { segment: self.segment.share(), ends: self.ends.clone() }
+    }
+
+    fn size(&self) -> usize {
+        self.segment.text.len() + self.segment.deflated.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
+    }
+}
+
+/// One per-line family over every block, as the bodies use it.
+#[derive(Debug, Default)]
+struct FamilyParts {
+    /// Non-empty chunk texts, in block order.
+    texts: Vec<Bytes>,
+    /// Every block's segment, concatenated (chunks hold slices of it).
+    deflated: Bytes,
+    crc: Crc,
+    len: u64,
+}
+
+/// What a line's chunks were rendered from.
+struct Slot {
+    line: Arc<Line>,
+    version: u64,
+    fresh: bool,
+}
+
+/// One rendering of `/metrics` in both formats, cheap to clone and to serve.
 #[derive(Clone, Debug)]
 pub struct Exposition {
-    text_gzip: Bytes,
-    openmetrics_gzip: Bytes,
-    text: OnceLock<Bytes>,
-    openmetrics: OnceLock<Bytes>,
+    text: Bodies,
+    openmetrics: Bodies,
+}
+
+#[derive(Clone, Debug)]
+struct Bodies {
+    identity: Parts,
+    gzip: Parts,
+}
+
+/// A body as a list of shared pieces; [`Parts::flatten`] joins them (once) when a caller
+/// needs one slice.
+#[derive(Clone, Debug, Default)]
+pub struct Parts {
+    pieces: Arc<[Bytes]>,
+    len: u64,
+    flat: Arc<OnceLock<Bytes>>,
+}
+
+impl Parts {
+    fn new(pieces: Vec<Bytes>) -> Parts {
+        let pieces: Vec<Bytes> = pieces.into_iter().filter(|p| !p.is_empty()).collect();
+        let len = pieces.iter().map(|p| p.len() as u64).sum();
+        Parts { pieces: pieces.into(), len, flat: Arc::default() }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces in order.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.pieces
+    }
+
+    /// The body in one slice: a copy, made once per rendering and kept (tests, tools).
+    pub fn flatten(&self) -> Bytes {
+        self.flat
+            .get_or_init(|| match &*self.pieces {
+                [] => Bytes::new(),
+                [one] => one.clone(),
+                pieces => {
+                    let mut out = Vec::with_capacity(self.len as usize);
+                    for piece in pieces {
+                        out.extend_from_slice(piece);
+                    }
+                    out.into()
+                }
+            })
+            .clone()
+    }
+}
+
+/// An HTTP body that sends a [`Parts`] piece by piece: no copy, exact length.
+#[derive(Debug)]
+pub struct PartsBody {
+    parts: Parts,
+    next: usize,
+    remaining: u64,
+}
+
+impl From<Parts> for PartsBody {
+    fn from(parts: Parts) -> PartsBody {
+        let remaining = parts.len;
+        PartsBody { parts, next: 0, remaining }
+    }
+}
+
+impl Body for PartsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let piece = self.parts.pieces.get(self.next).cloned();
+        if let Some(piece) = &piece {
+            self.next += 1;
+            self.remaining -= piece.len() as u64;
+        }
+        Poll::Ready(piece.map(|p| Ok(Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.parts.pieces.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 impl Exposition {
-    fn from_gzip(text_gzip: Bytes, openmetrics_gzip: Bytes) -> Exposition {
-        Exposition { text_gzip, openmetrics_gzip, text: OnceLock::new(), openmetrics: OnceLock::new() }
+    fn bodies(&self, format: Format) -> &Bodies {
+        match format {
+            Format::Text => &self.text,
+            Format::OpenMetrics => &self.openmetrics,
+        }
     }
 
-    /// The body for a negotiated format, gzipped or not.
-    pub fn body(&self, format: Format, gzip: bool) -> Bytes {
-        let (compressed, plain) = match format {
-            Format::Text => (&self.text_gzip, &self.text),
-            Format::OpenMetrics => (&self.openmetrics_gzip, &self.openmetrics),
-        };
+    /// The body for a negotiated format, gzipped or not, as pieces to send one after another.
+    pub fn parts(&self, format: Format, gzip: bool) -> &Parts {
+        let bodies = self.bodies(format);
         if gzip {
-            compressed.clone()
+            &bodies.gzip
         } else {
-            plain.get_or_init(|| gunzip(compressed)).clone()
+            &bodies.identity
         }
+    }
+
+    /// The body for a negotiated format, gzipped or not, in one slice.
+    pub fn body(&self, format: Format, gzip: bool) -> Bytes {
+        self.parts(format, gzip).flatten()
     }
 }
 
 impl Default for Exposition {
     /// Valid empty bodies, for the time before the first render.
     fn default() -> Self {
-        let text = GzSink::new(DEFAULT_GZIP_LEVEL, 0);
-        let mut openmetrics = GzSink::new(DEFAULT_GZIP_LEVEL, 0);
-        openmetrics.buf.extend_from_slice(b"# EOF\n");
-        Exposition::from_gzip(text.finish(), openmetrics.finish())
+        let mut compress = Compress::new(Compression::new(DEFAULT_GZIP_LEVEL), false);
+        let eof = Segment::new(b"# EOF\n".to_vec(), &mut compress);
+        let empty = Crc::new();
+        Exposition {
+            text: Bodies { identity: Parts::default(), gzip: gzip_parts(Vec::new(), &empty, 0) },
+            openmetrics: Bodies {
+                identity: Parts::new(vec![eof.text.clone()]),
+                gzip: gzip_parts(vec![eof.deflated.clone()], &eof.crc, eof.text.len() as u64),
+            },
+        }
     }
+}
+
+/// The gzip member around deflate segments whose text has `crc` and `len`.
+fn gzip_parts(segments: Vec<Bytes>, crc: &Crc, len: u64) -> Parts {
+    let mut trailer = Vec::with_capacity(10);
+    trailer.extend_from_slice(&FINAL_BLOCK);
+    trailer.extend_from_slice(&crc.sum().to_le_bytes());
+    trailer.extend_from_slice(&(len as u32).to_le_bytes());
+    let mut pieces = Vec::with_capacity(segments.len() + 2);
+    pieces.push(Bytes::from_static(&GZIP_HEADER));
+    pieces.extend(segments);
+    pieces.push(trailer.into());
+    Parts::new(pieces)
 }
 
 /// One line's series in text format 0.0.4, with HELP and TYPE (the body of `/probe`).
@@ -85,91 +304,60 @@ pub fn render_line_text(state: &LineState, global: &Global, now: SystemTime) -> 
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Exposition text on its way into a gzip encoder: writers append to `buf`, which goes to
-/// the encoder whenever it fills, so no uncompressed body is ever held whole.
-struct GzSink {
-    buf: Vec<u8>,
-    encoder: GzEncoder<Vec<u8>>,
-}
-
-impl GzSink {
-    fn new(level: u32, expected_size: usize) -> GzSink {
-        GzSink {
-            buf: Vec::with_capacity(CHUNK + 64 * 1024),
-            encoder: GzEncoder::new(Vec::with_capacity(expected_size), Compression::new(level)),
-        }
-    }
-
-    fn flush_if_full(&mut self) {
-        if self.buf.len() >= CHUNK {
-            self.encoder.write_all(&self.buf).expect(INFALLIBLE);
-            self.buf.clear();
-        }
-    }
-
-    fn finish(mut self) -> Bytes {
-        self.encoder.write_all(&self.buf).expect(INFALLIBLE);
-        self.encoder.finish().expect(INFALLIBLE).into()
-    }
-}
-
-const INFALLIBLE: &str = "compressing into a Vec cannot fail";
-
-fn gunzip(data: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(data.len() * 16);
-    match flate2::read::GzDecoder::new(data).read_to_end(&mut out) {
-        Ok(_) => out.into(),
-        Err(e) => {
-            // Only our own encoder wrote `data`; this would be a bug, not bad input.
-            tracing::error!(error = %e, "cannot decompress the rendered body");
-            Bytes::new()
-        }
-    }
-}
-
-/// A line's cached fragments and what they were rendered from.
-struct Entry {
-    line: Arc<Line>,
-    version: u64,
-    fresh: bool,
-    fragments: Fragments,
-}
-
 /// Renders `/metrics` incrementally. Owned by one task (the background renderer).
 pub struct Renderer {
     gzip_level: u32,
-    /// Store order.
-    entries: Vec<Entry>,
     settings: Option<Settings>,
     /// Store generation and time of the last scan over the lines.
     generation: Option<u64>,
     scanned_at: Option<SystemTime>,
     /// The earliest instant after which a fresh reading turns stale.
     next_stale: Option<SystemTime>,
-    scratch: Scratch,
+    /// Store order: what each line's samples were rendered from.
+    slots: Vec<Slot>,
+    /// `blocks[b][family]`: lines `b * BLOCK_LINES ..` of the slots.
+    blocks: Vec<Vec<Chunk>>,
+    families: Vec<FamilyParts>,
+    /// Family headers, `[format][family]`, compressed once.
+    headers: [Vec<Segment>; 2],
+    /// Families whose chunks changed since they were last joined.
+    dirty: [bool; LINE_FAMILY_COUNT],
+    compress: Compress,
     rerendered: usize,
-    /// Size of the last gzipped body plus a margin, to size the next one's buffer.
-    expected_gzip_size: usize,
 }
 
 impl Renderer {
     /// `gzip_level` is flate2's 0 (store) to 9 (best); values above 9 are taken as 9.
     pub fn new(gzip_level: u32) -> Renderer {
+        let gzip_level = gzip_level.min(9);
+        let mut compress = Compress::new(Compression::new(gzip_level), false);
+        let headers = [Format::Text, Format::OpenMetrics].map(|format| {
+            catalog::line_families()
+                .iter()
+                .map(|family| {
+                    let mut text = Vec::new();
+                    write_header(&mut text, format, &Header::of(family));
+                    Segment::new(text, &mut compress)
+                })
+                .collect()
+        });
         Renderer {
-            gzip_level: gzip_level.min(9),
-            entries: Vec::new(),
+            gzip_level,
             settings: None,
             generation: None,
             scanned_at: None,
             next_stale: None,
-            scratch: Scratch::default(),
+            slots: Vec::new(),
+            blocks: Vec::new(),
+            families: (0..LINE_FAMILY_COUNT).map(|_| FamilyParts::default()).collect(),
+            headers,
+            dirty: [false; LINE_FAMILY_COUNT],
+            compress,
             rerendered: 0,
-            expected_gzip_size: 0,
         }
     }
 
-    /// Brings the cache up to date with `store` at `now` and assembles every body. The two
-    /// formats are assembled and compressed on two threads (most of the time is gzip).
+    /// Brings the chunks up to date with `store` at `now` and assembles both bodies.
     pub fn render(
         &mut self,
         store: &Store,
@@ -179,121 +367,310 @@ impl Renderer {
     ) -> Exposition {
         self.update(store, global, now);
         let families = self_metrics.registry().gather();
-        let (level, expected) = (self.gzip_level, self.expected_gzip_size);
-        let entries = &self.entries;
-        let (text, openmetrics) = std::thread::scope(|scope| {
-            let openmetrics = scope.spawn(|| assemble(Format::OpenMetrics, entries, &families, level, expected));
-            let text = assemble(Format::Text, entries, &families, level, expected);
-            // A panic in the other thread is re-raised here, as if it had happened on this one.
-            let openmetrics = openmetrics.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (text, openmetrics)
-        });
-        self.expected_gzip_size = text.len() + text.len() / 8;
-        Exposition::from_gzip(text, openmetrics)
+        Exposition {
+            text: self.assemble(Format::Text, &families),
+            openmetrics: self.assemble(Format::OpenMetrics, &families),
+        }
     }
 
-    /// How many lines the last `render` re-rendered (0 when it reused every fragment).
+    /// How many lines the last `render` re-rendered (0 when it reused every chunk).
     pub fn rerendered(&self) -> usize {
         self.rerendered
     }
 
-    /// Bytes held by the fragment cache.
+    /// Bytes held by the chunks (text and compressed).
     pub fn cache_size(&self) -> usize {
-        self.entries.iter().map(|e| e.fragments.size() + std::mem::size_of::<Entry>()).sum()
+        self.blocks.iter().flatten().map(Chunk::size).sum::<usize>() + self.slots.len() * std::mem::size_of::<Slot>()
+    }
+
+    /// gzip level in use.
+    pub fn gzip_level(&self) -> u32 {
+        self.gzip_level
     }
 
     fn update(&mut self, store: &Store, global: &Global, now: SystemTime) {
         self.rerendered = 0;
         let settings = Settings { stale_after: global.stale_after, expose_msisdn: global.expose_msisdn };
         if self.settings != Some(settings) {
-            self.entries.clear();
+            self.slots.clear();
+            self.blocks.clear();
+            self.families.iter_mut().for_each(|f| *f = FamilyParts::default());
+            self.dirty = [false; LINE_FAMILY_COUNT];
             self.settings = Some(settings);
             self.generation = None;
         }
-        // Read before the view: a write landing in between is seen now and scanned again next
-        // time, never missed.
-        let generation = store.generation();
-        let unchanged = self.generation == Some(generation)
-            && self.scanned_at.is_some_and(|at| now >= at)
-            && self.next_stale.is_none_or(|at| now <= at);
-        if unchanged {
-            return;
+        loop {
+            // Read before the lines: a write landing in between is seen now and scanned again
+            // next time, never missed.
+            let generation = store.generation();
+            let unchanged = self.generation == Some(generation)
+                && self.scanned_at.is_some_and(|at| now >= at)
+                && self.next_stale.is_none_or(|at| now <= at);
+            if unchanged {
+                return;
+            }
+            if self.scan(store, settings, now) {
+                self.generation = Some(generation);
+                self.scanned_at = Some(now);
+                return;
+            }
+            // A reload changed the set of lines mid-scan: scan again over the new one, so that
+            // no body ever mixes the two.
+            self.generation = None;
         }
-        self.scan(&store.view(), settings, now);
-        self.generation = Some(generation);
-        self.scanned_at = Some(now);
     }
 
-    /// Re-renders lines whose version or freshness changed, keeps the others' fragments,
-    /// drops lines that left the store, and follows the store's order.
-    fn scan(&mut self, view: &StoreView<'_>, settings: Settings, now: SystemTime) {
-        let mut old = std::mem::take(&mut self.entries).into_iter();
-        // Built only once the order differs from the cached one (a reload added or removed
-        // lines); until then entries are matched by position.
-        let mut by_name: Option<HashMap<String, Entry>> = None;
-        let mut entries = Vec::with_capacity(view.len());
+    /// Re-renders lines whose config, version or freshness changed, rebuilds the chunks
+    /// whose text changed, and follows the store's order. Works through the lines a window of
+    /// blocks at a time, taking the store's read lock once per window. False when the set of
+    /// lines changed while it worked.
+    fn scan(&mut self, store: &Store, settings: Settings, now: SystemTime) -> bool {
+        let (lines, layout) = {
+            let view = store.view();
+            (view.len(), view.layout())
+        };
         self.next_stale = None;
-        for state in view.lines() {
-            let name = &state.line.name;
-            let cached = match &mut by_name {
-                None if old.as_slice().first().is_some_and(|e| e.line.name == *name) => old.next(),
-                None => {
-                    let mut map: HashMap<String, Entry> = old.by_ref().map(|e| (e.line.name.clone(), e)).collect();
-                    let found = map.remove(name);
-                    by_name = Some(map);
-                    found
-                }
-                Some(map) => map.remove(name),
-            };
-            let fresh = state.fresh_reading(now, settings.stale_after).is_some();
-            if fresh {
-                let stale_at = state.last_success.and_then(|at| at.checked_add(settings.stale_after));
-                self.next_stale = match (self.next_stale, stale_at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+        let blocks = lines.div_ceil(BLOCK_LINES);
+        if self.blocks.len() > blocks {
+            for block in self.blocks.drain(blocks..) {
+                mark_nonempty(&block, &mut self.dirty);
             }
-            let entry = match cached {
-                Some(e) if e.version == state.version && e.fresh == fresh => e,
-                _ => {
-                    self.rerendered += 1;
-                    Entry {
-                        line: state.line.clone(),
-                        version: state.version,
-                        fresh,
-                        fragments: line::render(state, settings, now, &mut self.scratch),
+        }
+        self.slots.truncate(lines);
+        for window in (0..blocks).step_by(WINDOW_BLOCKS) {
+            let window = window..(window + WINDOW_BLOCKS).min(blocks);
+            // The window is read under one hold of the lock: which lines changed, then their
+            // rendering and the new chunks.
+            let view = store.view();
+            if view.layout() != layout {
+                return false;
+            }
+            let mut jobs: Vec<BlockJob> = Vec::new();
+            for b in window {
+                let first = b * BLOCK_LINES;
+                let count = BLOCK_LINES.min(lines - first);
+                let mut changed = Vec::new();
+                for j in 0..count {
+                    let p = first + j;
+                    let Some(state) = view.at(p) else { return false };
+                    let fresh = self.track_freshness(state, settings, now);
+                    let same = self.slots.get(p).is_some_and(|s| {
+                        Arc::ptr_eq(&s.line, &state.line) && s.version == state.version && s.fresh == fresh
+                    });
+                    if same {
+                        continue;
+                    }
+                    changed.push(j);
+                    let slot = Slot { line: state.line.clone(), version: state.version, fresh };
+                    if p < self.slots.len() {
+                        self.slots[p] = slot;
+                    } else {
+                        self.slots.push(slot);
                     }
                 }
-            };
-            entries.push(entry);
+                self.rerendered += changed.len();
+                let old_count = self.blocks.get(b).map_or(0, |chunks| chunks[0].ends.len());
+                if !changed.is_empty() || old_count != count {
+                    jobs.push(BlockJob { block: b, count, changed, built: None });
+                }
+            }
+            self.build(&mut jobs, &view, settings, now);
+            drop(view);
+            for job in jobs {
+                let Some(chunks) = job.built else { continue };
+                if job.block == self.blocks.len() {
+                    self.blocks.push(Vec::new());
+                }
+                let old = std::mem::replace(&mut self.blocks[job.block], Vec::with_capacity(LINE_FAMILY_COUNT));
+                for (family, chunk) in chunks.into_iter().enumerate() {
+                    match chunk {
+                        Some(chunk) => {
+                            self.dirty[family] = true;
+                            self.blocks[job.block].push(chunk);
+                        }
+                        None => self.blocks[job.block].push(old.get(family).map(Chunk::share).unwrap_or_default()),
+                    }
+                }
+            }
         }
-        self.entries = entries;
+        for family in 0..LINE_FAMILY_COUNT {
+            if std::mem::take(&mut self.dirty[family]) {
+                self.join_family(family);
+            }
+        }
+        true
+    }
+
+    /// Whether `state`'s reading is fresh at `now`, noting when it turns stale.
+    fn track_freshness(&mut self, state: &LineState, settings: Settings, now: SystemTime) -> bool {
+        let fresh = state.fresh_reading(now, settings.stale_after).is_some();
+        if fresh {
+            let stale_at = state.last_success.and_then(|at| at.checked_add(settings.stale_after));
+            self.next_stale = match (self.next_stale, stale_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        fresh
+    }
+
+    /// Builds the chunks of `jobs`, on several threads when there is much to do (a full
+    /// render).
+    fn build(&mut self, jobs: &mut [BlockJob], view: &StoreView<'_>, settings: Settings, now: SystemTime) {
+        let changed: usize = jobs.iter().map(|j| j.changed.len()).sum();
+        let cx = BuildContext { blocks: &self.blocks, view, settings, now };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        if threads < 2 || changed < 4 * BLOCK_LINES {
+            let mut scratch = Scratch::default();
+            for job in jobs.iter_mut() {
+                job.built = Some(cx.build_block(job, &mut self.compress, &mut scratch));
+            }
+            return;
+        }
+        let level = self.gzip_level;
+        let per_thread = jobs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            for part in jobs.chunks_mut(per_thread) {
+                let cx = &cx;
+                scope.spawn(move || {
+                    let mut compress = Compress::new(Compression::new(level), false);
+                    let mut scratch = Scratch::default();
+                    for job in part {
+                        job.built = Some(cx.build_block(job, &mut compress, &mut scratch));
+                    }
+                });
+            }
+        });
+    }
+
+    /// Rejoins family `index` over every block: its text pieces and one deflate run.
+    fn join_family(&mut self, index: usize) {
+        let chunks = || self.blocks.iter().map(move |block| &block[index]);
+        let deflated_len = chunks().map(|c| c.segment.deflated.len()).sum();
+        let mut deflated = Vec::with_capacity(deflated_len);
+        let mut crc = Crc::new();
+        let mut texts = Vec::new();
+        let mut len = 0;
+        for chunk in chunks() {
+            if chunk.segment.text.is_empty() {
+                continue;
+            }
+            deflated.extend_from_slice(&chunk.segment.deflated);
+            crc.combine(&chunk.segment.crc);
+            texts.push(chunk.segment.text.clone());
+            len += chunk.segment.text.len() as u64;
+        }
+        let deflated = Bytes::from(deflated);
+        // Chunks keep slices of the joined run rather than segments of their own.
+        let mut at = 0;
+        for block in &mut self.blocks {
+            let segment = &mut block[index].segment;
+            if segment.text.is_empty() {
+                continue;
+            }
+            let end = at + segment.deflated.len();
+            segment.deflated = deflated.slice(at..end);
+            at = end;
+        }
+        self.families[index] = FamilyParts { texts, deflated, crc, len };
+    }
+
+    /// Both bodies in `format`: per-line families, each contiguous (header, then every
+    /// block's chunk), then the registry's families, then `# EOF` in OpenMetrics.
+    fn assemble(&mut self, format: Format, registry: &[MetricFamily]) -> Bodies {
+        let headers = &self.headers[usize::from(format == Format::OpenMetrics)];
+        let mut identity = Vec::new();
+        let mut segments = Vec::new();
+        let mut crc = Crc::new();
+        let mut len = 0;
+        for (family, header) in self.families.iter().zip(headers) {
+            if family.len == 0 {
+                continue;
+            }
+            identity.push(header.text.clone());
+            identity.extend(family.texts.iter().cloned());
+            segments.push(header.deflated.clone());
+            segments.push(family.deflated.clone());
+            crc.combine(&header.crc);
+            crc.combine(&family.crc);
+            len += header.text.len() as u64 + family.len;
+        }
+        let mut tail = Vec::new();
+        proto::write_families(&mut tail, format, registry);
+        if format == Format::OpenMetrics {
+            tail.extend_from_slice(b"# EOF\n");
+        }
+        let tail = Segment::new(tail, &mut self.compress);
+        identity.push(tail.text.clone());
+        segments.push(tail.deflated.clone());
+        crc.combine(&tail.crc);
+        len += tail.text.len() as u64;
+        Bodies { identity: Parts::new(identity), gzip: gzip_parts(segments, &crc, len) }
     }
 }
 
-/// The gzipped body in `format`: per-line families, each contiguous (header, then every
-/// line's samples in store order), then the registry's families, then `# EOF` in OpenMetrics.
-fn assemble(format: Format, entries: &[Entry], families: &[MetricFamily], level: u32, expected_size: usize) -> Bytes {
-    let mut sink = GzSink::new(level, expected_size);
-    for (index, family) in catalog::line_families().iter().enumerate() {
-        if !entries.iter().any(|e| e.fragments.has(index)) {
-            continue;
+/// A block whose lines changed: which, then the new chunks (`None` for a family whose text
+/// stayed the same).
+struct BlockJob {
+    block: usize,
+    count: usize,
+    /// Lines of the block (0-based within it) to re-render; empty when it only shrank or grew.
+    changed: Vec<usize>,
+    built: Option<Vec<Option<Chunk>>>,
+}
+
+/// What building a block reads.
+struct BuildContext<'a> {
+    blocks: &'a [Vec<Chunk>],
+    view: &'a StoreView<'a>,
+    settings: Settings,
+    now: SystemTime,
+}
+
+impl BuildContext<'_> {
+    /// New chunks for `job`: a re-rendered line's samples come from its fragments, every other
+    /// line's are copied from the block's old chunk.
+    fn build_block(&self, job: &BlockJob, compress: &mut Compress, scratch: &mut Scratch) -> Vec<Option<Chunk>> {
+        let first = job.block * BLOCK_LINES;
+        let mut rendered: Vec<Option<Fragments>> = Vec::new();
+        rendered.resize_with(job.count, || None);
+        for &j in &job.changed {
+            if let Some(state) = self.view.at(first + j) {
+                rendered[j] = Some(line::render(state, self.settings, self.now, scratch));
+            }
         }
-        write_header(&mut sink.buf, format, &Header::of(family));
-        for entry in entries {
-            entry.fragments.write_family(index, family.name, &mut sink.buf);
-            sink.flush_if_full();
+        let old = self.blocks.get(job.block);
+        let mut out = Vec::with_capacity(LINE_FAMILY_COUNT);
+        for (index, family) in catalog::line_families().iter().enumerate() {
+            let previous = old.and_then(|chunks| chunks.get(index));
+            let mut text = Vec::with_capacity(previous.map_or(0, |c| c.segment.text.len()) + 256);
+            let mut ends = Vec::with_capacity(job.count);
+            for (j, fragments) in rendered.iter().enumerate() {
+                match (fragments, previous) {
+                    (Some(fragments), _) => fragments.write_family(index, family.name, &mut text),
+                    (None, Some(previous)) => text.extend_from_slice(previous.line_text(j)),
+                    (None, None) => {}
+                }
+                ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            }
+            let same = previous.is_some_and(|p| p.segment.text == text && *p.ends == *ends);
+            out.push((!same).then(|| Chunk { segment: Segment::new(text, compress), ends: ends.into() }));
+        }
+        out
+    }
+}
+
+/// Notes the families that `chunks` (a block being dropped) had samples in.
+fn mark_nonempty(chunks: &[Chunk], changed: &mut [bool; LINE_FAMILY_COUNT]) {
+    for (index, chunk) in chunks.iter().enumerate() {
+        if !chunk.segment.text.is_empty() {
+            changed[index] = true;
         }
     }
-    proto::write_families(&mut sink.buf, format, families);
-    if format == Format::OpenMetrics {
-        sink.buf.extend_from_slice(b"# EOF\n");
-    }
-    sink.finish()
 }
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renderer").field("gzip_level", &self.gzip_level).field("lines", &self.entries.len()).finish()
+        f.debug_struct("Renderer").field("gzip_level", &self.gzip_level).field("lines", &self.slots.len()).finish()
     }
 }

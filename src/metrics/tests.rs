@@ -680,8 +680,11 @@ fn gzip_bodies_round_trip() {
         let e = Renderer::new(level).render(&store, &config.global, t(0), &self_metrics());
         assert_eq!(gunzip(&e.body(Format::Text, true)), e.body(Format::Text, false).as_ref());
         assert_eq!(gunzip(&e.body(Format::OpenMetrics, true)), e.body(Format::OpenMetrics, false).as_ref());
-        // Decompressed once, then shared.
+        // Joined once, then shared.
         assert_eq!(e.body(Format::Text, false).as_ptr(), e.body(Format::Text, false).as_ptr());
+        // The pieces served are the joined body.
+        assert_eq!(e.parts(Format::Text, true).pieces().concat(), e.body(Format::Text, true).as_ref());
+        assert_eq!(e.parts(Format::Text, true).len(), e.body(Format::Text, true).len() as u64);
     }
 }
 
@@ -789,4 +792,75 @@ fn probe_text_holds_one_line_with_headers() {
     assert!(p.samples.keys().all(|(_, labels)| labels.contains(&("line".to_string(), "gate-01".to_string()))));
     assert_eq!(p.order.len(), catalog::LINE_FAMILY_COUNT);
     promtool_check(text.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// (j) Fleets of several blocks: the chunked body equals a full render and the reference through
+// polls, staleness and reloads that add, remove and reorder lines.
+
+fn big_fleet_yaml(names: impl Iterator<Item = usize>) -> String {
+    let mut yaml = String::from(
+        "global:\n  stale_after: 1h\naccounts:\n  corp:\n    driver: demo\n    labels: {fleet: f}\nlines:\n",
+    );
+    for i in names {
+        yaml +=
+            &format!("  - {{name: l{i:04}, account: corp, msisdn: \"+7926{i:07}\", labels: {{site: s{}}}}}\n", i % 7);
+    }
+    yaml
+}
+
+fn poll_some(store: &Store, config: &Config, every: usize, at: SystemTime, round: u64) {
+    for (i, line) in config.lines.iter().enumerate().step_by(every) {
+        if i % 11 == 3 {
+            fail(store, &line.name, at, PollError::Timeout(Duration::from_secs(30)));
+        } else {
+            ok(store, &line.name, at, full_reading(100.0 + i as f64 + round as f64, 1000 + round));
+        }
+    }
+}
+
+#[test]
+fn a_fleet_of_several_blocks_renders_like_a_full_render_and_the_reference() {
+    let lines = 3 * render::BLOCK_LINES + 17;
+    let config = parse_config(&big_fleet_yaml(0..lines));
+    let store = Store::new();
+    store.apply_plan(&config.lines);
+    let m = self_metrics();
+    let mut renderer = Renderer::new(DEFAULT_GZIP_LEVEL);
+    let check = |renderer: &mut Renderer, config: &Config, now: SystemTime| {
+        let incremental = renderer.render(&store, &config.global, now, &m);
+        let full = render(&store, &config.global, now, &m);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let body = incremental.body(format, false);
+            assert_eq!(stable(&body), stable(&full.body(format, false)), "{format:?} at {now:?}");
+            assert_eq!(gunzip(&incremental.body(format, true)), body.as_ref(), "gzip {format:?}");
+            assert_contiguous(&parsed(&body, format));
+        }
+        let reference = reference(&store, &config.global, now, &m);
+        assert_same(
+            parsed(&incremental.body(Format::Text, false), Format::Text),
+            parsed(reference.as_bytes(), Format::Text),
+        );
+    };
+    check(&mut renderer, &config, t(0));
+    poll_some(&store, &config, 1, t(1), 0);
+    check(&mut renderer, &config, t(1));
+    assert_eq!(renderer.rerendered(), lines);
+    // A few polls: only those lines are re-rendered.
+    poll_some(&store, &config, 97, t(2), 1);
+    check(&mut renderer, &config, t(2));
+    assert_eq!(renderer.rerendered(), lines.div_ceil(97));
+    // Everything turns stale.
+    check(&mut renderer, &config, t(3602));
+    // A reload drops lines in the middle and adds some at the end.
+    let kept = (0..lines).filter(|i| !(300..340).contains(i)).chain(lines..lines + 300);
+    let reloaded = parse_config(&big_fleet_yaml(kept));
+    store.apply_plan(&reloaded.lines);
+    poll_some(&store, &reloaded, 5, t(3603), 2);
+    check(&mut renderer, &reloaded, t(3603));
+    // A reload that shrinks the fleet to part of one block.
+    let small = parse_config(&big_fleet_yaml((0..lines).step_by(50)));
+    store.apply_plan(&small.lines);
+    check(&mut renderer, &small, t(3604));
+    promtool_check(&renderer.render(&store, &small.global, t(3604), &m).body(Format::Text, false));
 }

@@ -156,8 +156,18 @@ impl LineState {
 #[derive(Default)]
 struct Inner {
     /// Lines in config order, the order of /metrics and the status page.
-    order: Vec<String>,
-    states: HashMap<String, LineState>,
+    states: Vec<LineState>,
+    /// Position of each line in `states`.
+    index: HashMap<Arc<str>, usize>,
+    /// Changes whenever the set or order of lines does (`apply_plan`).
+    layout: u64,
+}
+
+impl Inner {
+    fn get_mut(&mut self, name: &str) -> Option<&mut LineState> {
+        let i = *self.index.get(name)?;
+        self.states.get_mut(i)
+    }
 }
 
 /// The latest state of every configured line.
@@ -174,19 +184,29 @@ pub struct StoreView<'a> {
 
 impl StoreView<'_> {
     pub fn lines(&self) -> impl Iterator<Item = &LineState> {
-        self.guard.order.iter().filter_map(|name| self.guard.states.get(name))
+        self.guard.states.iter()
     }
 
     pub fn get(&self, name: &str) -> Option<&LineState> {
-        self.guard.states.get(name)
+        self.guard.index.get(name).and_then(|&i| self.guard.states.get(i))
+    }
+
+    /// The line at `position` in config order.
+    pub fn at(&self, position: usize) -> Option<&LineState> {
+        self.guard.states.get(position)
+    }
+
+    /// Changes whenever the set or the order of lines does; equal values mean equal positions.
+    pub fn layout(&self) -> u64 {
+        self.guard.layout
     }
 
     pub fn len(&self) -> usize {
-        self.guard.order.len()
+        self.guard.states.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.guard.order.is_empty()
+        self.guard.states.is_empty()
     }
 }
 
@@ -199,18 +219,21 @@ impl Store {
     /// (with the new config attached), new lines start empty, removed lines are dropped.
     pub fn apply_plan(&self, lines: &[Arc<Line>]) {
         let mut inner = self.write();
-        let mut old = std::mem::take(&mut inner.states);
-        let mut states = HashMap::with_capacity(lines.len());
-        let mut order = Vec::with_capacity(lines.len());
+        let old_index = std::mem::take(&mut inner.index);
+        let mut old: Vec<Option<LineState>> = std::mem::take(&mut inner.states).into_iter().map(Some).collect();
+        let mut states = Vec::with_capacity(lines.len());
+        let mut index = HashMap::with_capacity(lines.len());
         for line in lines {
-            let mut state = old.remove(&line.name).unwrap_or_else(|| LineState::new(line.clone()));
+            let kept = old_index.get(line.name.as_str()).and_then(|&i| old[i].take());
+            let mut state = kept.unwrap_or_else(|| LineState::new(line.clone()));
             state.line = line.clone();
             state.version += 1;
-            order.push(line.name.clone());
-            states.insert(line.name.clone(), state);
+            index.insert(Arc::from(line.name.as_str()), states.len());
+            states.push(state);
         }
         inner.states = states;
-        inner.order = order;
+        inner.index = index;
+        inner.layout += 1;
         drop(inner);
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -219,7 +242,7 @@ impl Store {
     /// poll was in flight) is ignored, which `false` reports.
     pub fn record(&self, line: &str, outcome: PollOutcome) -> bool {
         let mut inner = self.write();
-        let Some(state) = inner.states.get_mut(line) else {
+        let Some(state) = inner.get_mut(line) else {
             return false;
         };
         state.apply(outcome);
@@ -238,7 +261,7 @@ impl Store {
         let mut inner = self.write();
         let mut updated = 0;
         for (name, item) in items {
-            if let Some(state) = inner.states.get_mut(&name) {
+            if let Some(state) = inner.get_mut(&name) {
                 update(item, state);
                 updated += 1;
             }

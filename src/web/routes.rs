@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
-use crate::metrics::{negotiate, Format};
+use crate::metrics::{negotiate, Format, PartsBody};
 
 use super::api::{LineView, LinesResponse};
 use super::status_page::{self, SortKey};
@@ -23,7 +23,9 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
     let exposition = app.exposition();
-    let mut response = Response::new(Body::from(exposition.body(format, gzip)));
+    // The pre-built pieces go out as they are: no render, compression or copy per scrape.
+    let body = PartsBody::from(exposition.parts(format, gzip).clone());
+    let mut response = Response::new(Body::new(body));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
