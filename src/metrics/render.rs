@@ -541,6 +541,13 @@ impl Renderer {
                 });
             }
         });
+        // Chunks live long and are freed by this thread: copied here, they come from this
+        // thread's malloc arena, and the helpers' arenas keep no long-lived memory that this
+        // thread could not reuse (glibc gives each thread an arena; freed memory returns to
+        // the arena it came from). Costs a copy of the text on full renders only.
+        for chunk in jobs.iter_mut().filter_map(|j| j.built.as_mut()).flatten().flatten() {
+            chunk.segment.text = Bytes::copy_from_slice(&chunk.segment.text);
+        }
     }
 
     /// Rejoins family `index` over every block: its text pieces and one deflate run.
