@@ -67,12 +67,110 @@ pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
     if text.trim().is_empty() {
         return Ok(Node { value: Value::Null, pos: Pos { line: 1, column: 1 } });
     }
-    match serde_saphyr::from_str_with_options::<Spanned<NodeValue>>(text, options()) {
-        Ok(spanned) => Ok(node(spanned)),
+    if let Some(tree) = parse_in_halves(text) {
+        return Ok(tree);
+    }
+    match parse_whole(text) {
+        Ok(tree) => Ok(tree),
         Err(err) => {
             let pos = err.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 });
             Err(Diagnostic::error(file, pos, "", format!("invalid YAML: {}", first_line(&err.to_string()))))
         }
+    }
+}
+
+fn parse_whole(text: &str) -> Result<Node, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options::<Spanned<NodeValue>>(text, options()).map(node)
+}
+
+/// Files at least this large are worth two threads (a 100,000-line fleet is about 14 MB and
+/// takes over a second to parse on one).
+const SPLIT_MIN_BYTES: usize = 1 << 20;
+/// Files larger than this parse whole, so that the node budget applies to the file as a whole
+/// (two halves could each pass where the whole would not).
+const SPLIT_MAX_BYTES: usize = 32 << 20;
+
+/// Parses a large file on two threads when its shape allows a split that cannot change the
+/// result: the last top-level key holds a block sequence (`lines:`), and the second half starts
+/// at one of its items. The second half then parses alone as that sequence and its items are
+/// appended, their lines shifted. Anything unusual (anchors or aliases, several documents,
+/// directives, tabs, another key after the sequence) or any error in either half returns
+/// `None`, and the whole file is parsed as usual, so errors and their positions are always the
+/// one-thread parse's.
+fn parse_in_halves(text: &str) -> Option<Node> {
+    if !(SPLIT_MIN_BYTES..=SPLIT_MAX_BYTES).contains(&text.len())
+        || std::thread::available_parallelism().map_or(true, |n| n.get() < 2)
+        || text.bytes().any(|b| matches!(b, b'&' | b'*' | b'\t' | b'\r'))
+    {
+        return None;
+    }
+    let split = split_point(text)?;
+    let (first, second) = text.split_at(split);
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| parse_whole(second).ok());
+        (parse_whole(first).ok(), second.join().ok().flatten())
+    });
+    let (mut first, mut second) = (first?, second?);
+    let Value::Map(root) = &mut first.value else { return None };
+    let (_, last) = root.last_mut()?;
+    let (Value::Seq(items), Value::Seq(more)) = (&mut last.value, &mut second.value) else { return None };
+    let shift = u32::try_from(first_lines(text, split)).ok()?;
+    for item in more.iter_mut() {
+        shift_lines(item, shift);
+    }
+    items.append(more);
+    Some(first)
+}
+
+/// Where the second half starts: the first item of the last top-level key's block sequence
+/// at or after the middle of `text`; `None` when the file does not have that shape.
+fn split_point(text: &str) -> Option<usize> {
+    let mut last_key = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let first = line.bytes().next();
+        match first {
+            Some(b' ' | b'#' | b'\n') | None => {}
+            Some(b'-' | b'.') if line.starts_with("---") || line.starts_with("...") => return None,
+            Some(b'%' | b'-' | b'[' | b'{' | b'?' | b'!' | b'|' | b'>' | b'"' | b'\'') => return None,
+            Some(_) => last_key = Some(offset + line.len()),
+        }
+        offset += line.len();
+    }
+    // The items of the last key: every line after it is blank, a comment, or indented.
+    let start = last_key?;
+    let mut lines = text[start..].split_inclusive('\n').scan(start, |at, line| {
+        let here = *at;
+        *at += line.len();
+        Some((here, line))
+    });
+    let item = |line: &str| {
+        let body = line.trim_start_matches(' ');
+        let indent = line.len() - body.len();
+        (indent > 0 && (body.starts_with("- ") || body.starts_with("-\n"))).then_some(indent)
+    };
+    let (_, first_item) = lines.find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let indent = item(first_item)?;
+    let middle = text.len() / 2;
+    lines.find(|(at, line)| *at >= middle && item(line) == Some(indent)).map(|(at, _)| at)
+}
+
+/// How many lines `text[..split]` holds (`split` is at a line start).
+fn first_lines(text: &str, split: usize) -> usize {
+    text.as_bytes()[..split].iter().filter(|&&b| b == b'\n').count()
+}
+
+fn shift_lines(node: &mut Node, lines: u32) {
+    node.pos.line += lines;
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| shift_lines(n, lines)),
+        Value::Map(entries) => {
+            for (key, value) in entries {
+                key.pos.line += lines;
+                shift_lines(value, lines);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -234,6 +332,41 @@ mod tests {
         let Value::Map(root) = tree.value else { panic!("root is a map") };
         let Value::Seq(items) = &root[0].1.value else { panic!() };
         assert_eq!(items.len(), 60_000);
+    }
+
+    fn fleet(lines: usize) -> String {
+        let mut text =
+            String::from("# a fleet\nglobal:\n  poll_interval: 1m\naccounts:\n  a: {driver: demo}\nlines:\n");
+        for i in 0..lines {
+            if i % 3 == 0 {
+                text += &format!("  - name: line-{i}\n    account: a\n    labels: {{site: \"s{i}\"}}\n  # note {i}\n");
+            } else {
+                text += &format!("  - {{name: line-{i}, driver: demo, profile: steady}}\n");
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn a_file_parsed_in_halves_equals_the_file_parsed_whole() {
+        let text = fleet(30_000);
+        assert!(text.len() >= SPLIT_MIN_BYTES);
+        let halves = parse_in_halves(&text).expect("this shape splits");
+        assert_eq!(halves, parse_whole(&text).expect("parses"));
+    }
+
+    #[test]
+    fn files_of_other_shapes_are_parsed_whole() {
+        let text = fleet(30_000);
+        // A key after the sequence, an anchor, a second document: no split.
+        assert!(parse_in_halves(&format!("{text}extra: 1\n")).is_none());
+        assert!(parse_in_halves(&text.replace("accounts:\n  a:", "accounts:\n  a: &x")).is_none());
+        assert!(parse_in_halves(&format!("{text}---\nlines: []\n")).is_none());
+        // A broken item in the second half: the whole parse reports it, at its real line.
+        let broken = format!("{text}  - {{name: [oops\n");
+        assert!(parse_in_halves(&broken).is_none());
+        let err = parse_tree("t.yaml", &broken).unwrap_err();
+        assert!(err.pos.is_some_and(|p| p.line as usize >= text.lines().count()), "{err}");
     }
 
     #[test]
