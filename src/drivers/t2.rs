@@ -324,20 +324,24 @@ impl T2 {
         Fresh { value: Secret::new(tokens.access_token.trim()), expires_in }
     }
 
-    fn store(&self, cx: &PollContext, refresh: &Secret, expires_in: Option<Num>) {
-        let Some(tokens) = &self.tokens else { return };
+    /// The token file's contents for `refresh`, which T2 says lives `expires_in` seconds.
+    fn stored(&self, refresh: &str, expires_in: Option<Num>) -> Stored {
         let now = self.clock.now();
         let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
-        let stored = Stored {
+        Stored {
             driver: SPEC.name.to_string(),
             login: self.login.clone(),
-            refresh_token: refresh.expose().to_string(),
+            refresh_token: refresh.trim().to_string(),
             refresh_expires_at: expires_in
                 .filter(|n| n.0 > 0.0)
                 .and_then(|n| unix(now + Duration::from_secs_f64(n.0.min(1e9)))),
             saved_at: unix(now),
-        };
-        match tokens.save(&stored) {
+        }
+    }
+
+    fn store(&self, cx: &PollContext, refresh: &Secret, expires_in: Option<Num>) {
+        let Some(tokens) = &self.tokens else { return };
+        match tokens.save(&self.stored(refresh.expose(), expires_in)) {
             Ok(()) => cx.note("new refresh token stored"),
             Err(e) => {
                 tracing::error!(account = %self.account, error = %e, "cannot store the new T2 refresh token; a restart will need `esim-exporter login`")
@@ -442,18 +446,7 @@ impl T2 {
         let Some(refresh) = tokens_body.refresh_token.as_deref().filter(|r| !r.trim().is_empty()) else {
             return Err(PollError::BadResponse(format!("POST {TOKEN}: no refresh_token in the answer")));
         };
-        let now = self.clock.now();
-        let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
-        let stored = Stored {
-            driver: SPEC.name.to_string(),
-            login: self.login.clone(),
-            refresh_token: refresh.trim().to_string(),
-            refresh_expires_at: tokens_body
-                .refresh_expires_in
-                .filter(|n| n.0 > 0.0)
-                .and_then(|n| unix(now + Duration::from_secs_f64(n.0.min(1e9)))),
-            saved_at: unix(now),
-        };
+        let stored = self.stored(refresh, tokens_body.refresh_expires_in);
         tokens.save(&stored).map_err(|e| PollError::Config(e.to_string()))?;
         Ok(tokens.path().to_path_buf())
     }
