@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""The fleet benchmark behind scripts/bench-fleet (issue 8, docs/PERFORMANCE.md).
+
+Runs the release exporter on generated demo fleets of 1k, 10k and 100k lines while polls land,
+serves the very bytes it produced from nginx (static, gzip_static) and node_exporter's textfile
+collector, drives the HTTP poll path against the mock operator and wrk against the same
+endpoint, and prints one table of medians and ratios. Loopback only; every figure comes from
+this run. Usage: bench.py EXPORTER MOCK_OPERATOR [--sizes 1000,10000,100000] [--out DIR]
+"""
+
+import argparse
+import base64
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RENDER_INTERVAL = 1.0
+READINGS_PER_SECOND = 200  # demo fleets poll every line once per N / 200 seconds
+T_START = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T_START:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Proc:
+    def __init__(self, name, cmd, workdir):
+        self.name = name
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.log = open(self.log_path, "ab")
+        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, timeout=60):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+
+def http_get(url, headers=None, timeout=600):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_until_ready(url, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not proc.alive():
+            raise SystemExit(f"{proc.name} exited early; see {proc.log_path}")
+        try:
+            status, _ = http_get(url, timeout=2)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise SystemExit(f"{proc.name} not ready after {timeout}s; see {proc.log_path}")
+
+
+def curl_times(url, runs, gzip_accepted, timeout=900):
+    """Seconds per request, as curl sees it (connect to last byte, body thrown away)."""
+    times = []
+    for _ in range(runs):
+        cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{http_code} %{size_download}",
+               "--max-time", str(timeout), url]
+        if gzip_accepted:
+            cmd[1:1] = ["-H", "Accept-Encoding: gzip"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.split()
+        if len(out) != 3 or out[1] != "200":
+            raise SystemExit(f"scrape of {url} failed: {out}")
+        times.append(float(out[0]))
+    return times
+
+
+WRK_LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format('WRK {"p50_us":%d,"requests":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"bytes":%d}\\n',
+    latency:percentile(50), summary.requests, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout, summary.bytes))
+end
+"""
+
+
+def wrk(workdir, url, seconds, threads=1, connections=1, headers=()):
+    script = os.path.join(workdir, "report.lua")
+    with open(script, "w") as f:
+        f.write(WRK_LUA)
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s", "-s", script]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("WRK "))
+    result = json.loads(line[4:])
+    result["rps"] = result["requests"] / seconds
+    result["failed"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def gen_config(path, n, interval, concurrency):
+    with open(path, "w") as f:
+        subprocess.run([sys.executable, os.path.join(HERE, "gen-config.py"), str(n), str(interval), str(concurrency)],
+                       stdout=f, check=True)
+
+
+def family_values(body, name):
+    """Values of every sample named `name` in a text body."""
+    pattern = re.compile(rb"^" + re.escape(name.encode()) + rb"(?:\{[^}\n]*\})? (\S+)$", re.M)
+    return [float(v) for v in pattern.findall(body)]
+
+
+def scrape_text(url):
+    _, body = http_get(url, {"Accept-Encoding": "gzip"})
+    return gzip.decompress(body)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def bench_size(args, workdir, n, results):
+    r = results.setdefault(n, {})
+    interval = max(1, n // READINGS_PER_SECOND)
+    cfg = os.path.join(workdir, f"fleet-{n}.yaml")
+    warm_cfg = os.path.join(workdir, f"fleet-{n}-warm.yaml")
+    gen_config(cfg, n, interval, 256)
+    warm_interval = max(2, n // 10_000)
+    gen_config(warm_cfg, n, warm_interval, 3000)
+    r["config_bytes"] = os.path.getsize(cfg)
+
+    # Config load and check: the whole command, median of 3.
+    checks = []
+    for _ in range(3):
+        t = time.time()
+        subprocess.run([args.exporter, "--config.file", cfg, "--config.check"], capture_output=True, check=True)
+        checks.append(time.time() - t)
+    r["config_check_s"] = median(checks)
+    log(f"{n}: --config.check {r['config_check_s']:.2f}s")
+
+    # Warm-up: every line polled at least once, state saved at shutdown, so that the
+    # measured run starts with a full fleet as a restarted production exporter does.
+    state = os.path.join(workdir, f"state-{n}.json")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    warm = Proc(f"exporter-{n}-warm", [args.exporter, "--config.file", warm_cfg, "--web.listen-address",
+                                       f"127.0.0.1:{port}", "--log.level", "error", "--storage.path", state], workdir)
+    wait_until_ready(base + "/-/ready", warm)
+    time.sleep(warm_interval + 2)
+    warm.stop()
+    log(f"{n}: warm-up done, state {os.path.getsize(state) >> 20} MiB")
+
+    # The measured run: start to ready (config load, restore, first render).
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    metrics = base + "/metrics"
+    t = time.time()
+    ex = Proc(f"exporter-{n}", [args.exporter, "--config.file", cfg, "--web.listen-address", f"127.0.0.1:{port}",
+                                "--log.level", "error", "--storage.path", state,
+                                "--web.render-interval", f"{RENDER_INTERVAL:g}s"], workdir)
+    wait_until_ready(base + "/-/ready", ex)
+    r["ready_s"] = time.time() - t
+    log(f"{n}: ready in {r['ready_s']:.2f}s")
+    time.sleep(2)
+    window_start = time.time()
+
+    # Background cost: polls landing and renders, nobody scraping.
+    c0, t0 = proc_cpu_seconds(ex.pid), time.time()
+    polls0 = family_values(scrape_text(metrics), "esim_scheduler_queue_wait_seconds_count")[0]
+    time.sleep(10)
+    body = scrape_text(metrics)
+    c1, t1 = proc_cpu_seconds(ex.pid), time.time()
+    polls1 = family_values(body, "esim_scheduler_queue_wait_seconds_count")[0]
+    r["readings_per_s"] = (polls1 - polls0) / (t1 - t0)
+    r["cpu_pct"] = 100 * (c1 - c0) / (t1 - t0)
+    r["cpu_us_per_poll"] = 1e6 * (c1 - c0) / max(1, polls1 - polls0)
+
+    # Scrapes while polls keep landing.
+    runs_gzip, runs_identity = (15, 9) if n >= 100_000 else (25, 15)
+    r["gzip_s"] = median(curl_times(metrics, runs_gzip, True))
+    r["identity_s"] = median(curl_times(metrics, runs_identity, False))
+    _, identity = http_get(metrics)
+    _, gz = http_get(metrics, {"Accept-Encoding": "gzip"})
+    r["body_bytes"], r["gzip_bytes"] = len(identity), len(gz)
+    log(f"{n}: scrape gzip {r['gzip_s'] * 1e3:.1f} ms, identity {r['identity_s'] * 1e3:.1f} ms")
+
+    # Freshness: how old the newest reading in a body is when the body is fetched.
+    lags = []
+    for i in range(5):
+        time.sleep(0.37 * (i + 1))
+        at = time.time()
+        body = scrape_text(metrics)
+        lags.append(at - max(family_values(body, "esim_last_poll_success_timestamp_seconds")))
+    r["lag_median_s"], r["lag_max_s"] = median(lags), max(lags)
+    # Spread: polls per second, from each line's last success time. A line polls once per
+    # interval, so the last interval before the scrape (or the whole measured window, if
+    # shorter) holds every poll made in it.
+    first = max(window_start, at - interval) + 1
+    bins = {}
+    for s in family_values(body, "esim_last_poll_success_timestamp_seconds"):
+        if first <= s < at - 1:
+            bins[int(s)] = bins.get(int(s), 0) + 1
+    full = [bins.get(sec, 0) for sec in range(int(first) + 1, int(at - 1))]
+    r["spread_max_min"] = (max(full) / min(full)) if full and min(full) > 0 else float("nan")
+    r["spread_window_s"] = len(full)
+
+    # A reload of the same file under wrk load: no request may fail.
+    result = {}
+
+    def run_wrk():
+        result.update(wrk(workdir, metrics, 8, 1, 2, ["Accept-Encoding: gzip"]))
+
+    th = threading.Thread(target=run_wrk)
+    th.start()
+    time.sleep(2.5)
+    t = time.time()
+    req = urllib.request.Request(base + "/-/reload", method="POST")
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        reload_status = resp.status
+    r["reload_s"] = time.time() - t
+    th.join()
+    r["reload_failed"] = result["failed"] + (0 if reload_status == 200 else 1)
+    r["reload_requests"] = result["requests"]
+    r["rss_peak_mib"] = proc_status_kib(ex.pid, "VmHWM") / 1024
+    r["rss_mib"] = proc_status_kib(ex.pid, "VmRSS") / 1024
+    log(f"{n}: reload {r['reload_s']:.2f}s under load, {result['requests']} scrapes, {r['reload_failed']} failed; "
+        f"peak RSS {r['rss_peak_mib']:.0f} MiB")
+    ex.stop()
+
+    # The same bytes from nginx and node_exporter.
+    www = os.path.join(workdir, f"www-{n}")
+    os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "metrics"), "wb") as f:
+        f.write(identity)
+    with open(os.path.join(www, "metrics.gz"), "wb") as f:
+        f.write(gz)
+    del body
+    nginx_port = free_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(os.path.join(HERE, "nginx.conf")) as f:
+        text = f.read().replace("@WORKDIR@", workdir).replace("@ROOT@", www).replace("@PORT@", str(nginx_port))
+    with open(conf, "w") as f:
+        f.write(text)
+    os.makedirs(os.path.join(workdir, "nginx-tmp"), exist_ok=True)
+    ngx = Proc(f"nginx-{n}", ["nginx", "-c", conf, "-p", workdir, "-e", os.path.join(workdir, "nginx-error.log")],
+               workdir)
+    url = f"http://127.0.0.1:{nginx_port}/metrics"
+    wait_until_ready(url, ngx)
+    r["nginx_gzip_s"] = median(curl_times(url, runs_gzip, True))
+    r["nginx_identity_s"] = median(curl_times(url, runs_identity, False))
+    ngx.stop()
+    log(f"{n}: nginx gzip_static {r['nginx_gzip_s'] * 1e3:.1f} ms, static {r['nginx_identity_s'] * 1e3:.1f} ms")
+
+    textfile = os.path.join(workdir, f"textfile-{n}")
+    os.makedirs(textfile, exist_ok=True)
+    shutil.copy(os.path.join(www, "metrics"), os.path.join(textfile, "esim.prom"))
+    node_port = free_port()
+    node = Proc(f"node-exporter-{n}", [args.node_exporter, "--collector.disable-defaults", "--collector.textfile",
+                                       f"--collector.textfile.directory={textfile}", "--web.disable-exporter-metrics",
+                                       f"--web.listen-address=127.0.0.1:{node_port}"], workdir)
+    url = f"http://127.0.0.1:{node_port}/metrics"
+    wait_until_ready(url.replace("/metrics", "/"), node)
+    node_runs = 1 if n >= 100_000 else 3
+    r["node_gzip_s"] = median(curl_times(url, node_runs, True))
+    r["node_identity_s"] = median(curl_times(url, node_runs, False))
+    r["node_rss_peak_mib"] = proc_status_kib(node.pid, "VmHWM") / 1024
+    node.stop()
+    log(f"{n}: node_exporter gzip {r['node_gzip_s']:.2f}s, identity {r['node_identity_s']:.2f}s, "
+        f"peak RSS {r['node_rss_peak_mib']:.0f} MiB")
+
+    # Correctness of what was measured: promtool on the exporter's own text body.
+    t = time.time()
+    check = subprocess.run(["promtool", "check", "metrics"], stdin=open(os.path.join(www, "metrics"), "rb"),
+                           capture_output=True, text=True, check=False)
+    r["promtool"] = "pass" if check.returncode == 0 else "FAIL"
+    if check.returncode != 0:
+        print(check.stdout[-2000:], check.stderr[-2000:], file=sys.stderr)
+    log(f"{n}: promtool check metrics: {r['promtool']} ({time.time() - t:.0f}s)")
+    shutil.rmtree(www)
+    shutil.rmtree(textfile)
+
+
+def bench_poll_path(args, workdir, results, lines=4000):
+    """The HTTP poll path: mts lines against the mock operator vs wrk on the same endpoint."""
+    r = results.setdefault("poll", {})
+    port = free_port()
+    mock = Proc("mock-operator", [args.mock, "--listen", f"127.0.0.1:{port}", "--lines", str(lines)], workdir)
+    base_url = None
+    deadline = time.time() + 30
+    while time.time() < deadline and base_url is None:
+        with open(mock.log_path) as f:
+            for line in f:
+                if line.startswith("mts: base_url "):
+                    base_url = line.split()[2]
+        time.sleep(0.05)
+    if base_url is None:
+        raise SystemExit(f"mock operator did not start; see {mock.log_path}")
+    cfg = os.path.join(workdir, "poll-path.yaml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  poll_interval: 1s\n  timeout: 10s\n  max_concurrency: 256\n  stale_after: 6h\n")
+        f.write(f"accounts:\n  bench-mts:\n    driver: mts\n    client_id: mock-consumer-key\n"
+                f"    client_secret: mock-consumer-secret-3f9a1c\n    base_url: {base_url}\n"
+                f"    rate_limit: 1000000/s\n    max_concurrency: 256\nlines:\n")
+        for i in range(lines):
+            f.write(f"  - {{name: mts-{i:05d}, account: bench-mts, msisdn: \"+7916{i + 1:07d}\"}}\n")
+    eport = free_port()
+    ebase = f"http://127.0.0.1:{eport}"
+    ex = Proc("exporter-poll-path", [args.exporter, "--config.file", cfg, "--web.listen-address",
+                                     f"127.0.0.1:{eport}", "--log.level", "error"], workdir)
+    wait_until_ready(ebase + "/-/ready", ex)
+    time.sleep(4)
+    c0, t0 = proc_cpu_seconds(ex.pid), time.time()
+    p0 = family_values(scrape_text(ebase + "/metrics"), "esim_scheduler_queue_wait_seconds_count")[0]
+    time.sleep(10)
+    body = scrape_text(ebase + "/metrics")
+    c1, t1 = proc_cpu_seconds(ex.pid), time.time()
+    p1 = family_values(body, "esim_scheduler_queue_wait_seconds_count")[0]
+    ok = sum(family_values(body, "esim_poll_success"))
+    ex.stop()
+    r["lines"] = lines
+    r["polls_per_s"] = (p1 - p0) / (t1 - t0)
+    r["cpu_us_per_poll"] = 1e6 * (c1 - c0) / max(1, p1 - p0)
+    r["ok_lines"] = ok
+    # wrk against the endpoint a poll starts with, with a token from the mock.
+    token_req = urllib.request.Request(
+        base_url + "/token", data=b"grant_type=client_credentials", method="POST",
+        headers={"Authorization": "Basic " + base64.b64encode(b"mock-consumer-key:mock-consumer-secret-3f9a1c").decode(),
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(token_req, timeout=10) as resp:
+        token = json.loads(resp.read())["access_token"]
+    url = base_url + "/b2b/v1/Bills/CheckBalanceByMSISDN?characteristic.value=79160000001"
+    w = wrk(workdir, url, 10, 2, 64, [f"Authorization: Bearer {token}"])
+    mock.stop()
+    r["wrk_rps"] = w["rps"]
+    r["wrk_failed"] = w["failed"]
+    log(f"poll path: {r['polls_per_s']:.0f} polls/s ({r['cpu_us_per_poll']:.0f} µs CPU each, {ok:.0f}/{lines} lines ok); "
+        f"wrk {w['rps']:.0f} req/s on the same mock endpoint")
+
+
+def table(results, load):
+    sizes = [k for k in results if isinstance(k, int)]
+    rows = []
+
+    def row(label, fmt, key, target=""):
+        cells = []
+        for n in sizes:
+            v = key(results[n]) if callable(key) else results[n].get(key)
+            cells.append(fmt(v) if v is not None else "-")
+        rows.append((label, cells, target))
+
+    ms = lambda v: f"{v * 1e3:.1f} ms"
+    sec = lambda v: f"{v:.2f} s"
+    ratio = lambda v: f"{v:.2f}x"
+    mib = lambda v: f"{v / 2**20:.1f} MiB"
+    row("body (text 0.0.4) / gzip", lambda v: v, lambda x: f"{x['body_bytes'] / 2**20:.0f} / {x['gzip_bytes'] / 2**20:.1f} MiB")
+    row("readings landing during scrapes", lambda v: f"{v:.0f}/s", "readings_per_s", ">= 100/s")
+    row("scrape gzip: exporter", ms, "gzip_s")
+    row("scrape gzip: nginx gzip_static", ms, "nginx_gzip_s")
+    row("  ratio exporter / nginx", ratio, lambda x: x["gzip_s"] / x["nginx_gzip_s"], "<= 2x")
+    row("scrape identity: exporter", ms, "identity_s")
+    row("scrape identity: nginx static", ms, "nginx_identity_s")
+    row("  ratio exporter / nginx", ratio, lambda x: x["identity_s"] / x["nginx_identity_s"], "<= 2x")
+    row("node_exporter textfile: gzip", sec, "node_gzip_s")
+    row("node_exporter textfile: identity", sec, "node_identity_s")
+    row("  ratio node_exporter / exporter (gzip)", lambda v: f"{v:.0f}x", lambda x: x["node_gzip_s"] / x["gzip_s"])
+    row("newest reading age at scrape (median/max)", lambda v: v,
+        lambda x: f"{x['lag_median_s']:.2f} / {x['lag_max_s']:.2f} s", "<= 2 s")
+    row("peak RSS exporter (incl. reload)", lambda v: f"{v:.0f} MiB", "rss_peak_mib", "<= 350 MB at 100k")
+    row("peak RSS node_exporter", lambda v: f"{v:.0f} MiB", "node_rss_peak_mib")
+    row("--config.check (whole command)", sec, "config_check_s", "<= 2 s at 100k")
+    row("start to ready (load, restore, render)", sec, "ready_s", "<= 3 s at 100k")
+    row("reload under wrk: time / failed requests", lambda v: v,
+        lambda x: f"{x['reload_s']:.2f} s / {x['reload_failed']} of {x['reload_requests']}", "0 failed")
+    row("background CPU (polls + renders)", lambda v: f"{v:.0f}% of a core", "cpu_pct")
+    row("CPU per demo poll (incl. renders)", lambda v: f"{v:.0f} us", "cpu_us_per_poll")
+    row("polls/s max/min over 1 s bins", lambda v: v,
+        lambda x: f"{x['spread_max_min']:.2f} ({x['spread_window_s']} s)", "report")
+    row("promtool check metrics", lambda v: v, "promtool", "pass")
+
+    width = max(len(r[0]) for r in rows)
+    tw = max(len(r[2]) for r in rows)
+    cw = [max(len(str(n)) + 6, *(len(r[1][i]) for r in rows)) for i, n in enumerate(sizes)]
+    head = f"| {'lines':<{width}} | " + " | ".join(f"{n:>{cw[i]},}" for i, n in enumerate(sizes)) + f" | {'target':<{tw}} |"
+    out = [head, "|" + "-" * (width + 2) + "|" + "|".join("-" * (c + 2) for c in cw) + "|" + "-" * (tw + 2) + "|"]
+    for label, cells, target in rows:
+        out.append(f"| {label:<{width}} | " + " | ".join(f"{c:>{cw[i]}}" for i, c in enumerate(cells))
+                   + f" | {target:<{tw}} |")
+    p = results.get("poll")
+    if p:
+        out.append("")
+        out.append(f"poll path ({p['lines']} mts lines, 1 s interval, mock operator on loopback): "
+                   f"{p['polls_per_s']:.0f} polls/s ({2 * p['polls_per_s']:.0f} requests/s), "
+                   f"{p['cpu_us_per_poll']:.0f} us CPU per poll; wrk on the same endpoint {p['wrk_rps']:.0f} req/s "
+                   f"({p['wrk_failed']} failed): polls/s = {100 * p['polls_per_s'] / p['wrk_rps']:.0f}% of wrk "
+                   f"(target >= 25%)")
+    out.append(f"load average before / after: {load[0]} / {load[1]}; {os.cpu_count()} CPUs; "
+               f"{time.time() - T_START:.0f} s")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("exporter")
+    ap.add_argument("mock")
+    ap.add_argument("--node-exporter", default=shutil.which("prometheus-node-exporter") or "node_exporter")
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--poll-lines", type=int, default=4000)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    load_before = open("/proc/loadavg").read().split()[0]
+    workdir = tempfile.mkdtemp(prefix="bench-fleet-")
+    os.chmod(workdir, 0o755)  # nginx workers read the bodies
+    results = {}
+    try:
+        for n in [int(s) for s in args.sizes.split(",") if s]:
+            bench_size(args, workdir, n, results)
+        if args.poll_lines > 0:
+            bench_poll_path(args, workdir, results, args.poll_lines)
+    finally:
+        keep = os.environ.get("BENCH_KEEP")
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"kept {workdir}")
+    load_after = open("/proc/loadavg").read().split()[0]
+    text = table(results, (load_before, load_after))
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+        with open(args.out + ".json", "w") as f:
+            json.dump({str(k): v for k, v in results.items()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
