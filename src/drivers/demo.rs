@@ -152,8 +152,8 @@ pub fn simulate(key: u64, o: &LineOptions, now: SystemTime, interval: Duration) 
     let slot = (t / interval.as_secs_f64().max(1.0)) as u64;
     match o.profile {
         Profile::Failing => return Err(PollError::Unavailable("simulated operator outage (HTTP 503)".into())),
-        Profile::Flaky if mix(key ^ slot) % 5 == 0 => {
-            return Err(if slot % 2 == 0 {
+        Profile::Flaky if mix(key ^ slot).is_multiple_of(5) => {
+            return Err(if slot.is_multiple_of(2) {
                 PollError::Timeout(Duration::from_secs(30))
             } else {
                 PollError::RateLimited { retry_after: Some(Duration::from_secs(60)) }

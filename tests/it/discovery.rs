@@ -36,7 +36,7 @@ fn busiest_window(times: &[Instant], window: Duration) -> usize {
 
 /// What the mock generates for SIM number `n` (from 1): label and status.
 fn sim(n: usize) -> (String, bool) {
-    (format!("tracker-{n}"), n % 10 != 0)
+    (format!("tracker-{n}"), !n.is_multiple_of(10))
 }
 
 fn write_config(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {

@@ -196,7 +196,11 @@ fn say(out: &mut Vec<(Duration, String)>, line: &str) {
 
 /// A code the driver sent in the modem's charset (UCS2 hex) back to plain text.
 fn decode_code(code: &str, charset: &str) -> String {
-    if charset == "UCS2" && code.len() % 4 == 0 && !code.is_empty() && code.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if charset == "UCS2"
+        && code.len().is_multiple_of(4)
+        && !code.is_empty()
+        && code.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         let units: Vec<u16> =
             (0..code.len() / 4).map(|i| u16::from_str_radix(&code[i * 4..i * 4 + 4], 16).unwrap()).collect();
         return String::from_utf16_lossy(&units);

@@ -144,7 +144,7 @@ pub fn plausible(text: &str) -> bool {
 /// Hex digits to bytes; `None` unless the text is non-empty, of even length and all hex.
 pub fn hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.is_empty() || text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.is_empty() || !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let digit = |b: u8| match b {
@@ -203,7 +203,7 @@ pub fn unpack_septets(bytes: &[u8]) -> Vec<u8> {
         let high = bytes.get(byte + 1).map_or(0, |b| u16::from(*b) << (8 - shift));
         out.push(((low | high) & 0x7F) as u8);
     }
-    if bytes.len() * 8 % 7 == 0 && matches!(out.last(), Some(0x00 | 0x0D)) {
+    if (bytes.len() * 8).is_multiple_of(7) && matches!(out.last(), Some(0x00 | 0x0D)) {
         out.pop();
     }
     out

@@ -113,7 +113,7 @@ fn short(text: &str) -> String {
 /// `+CSCS`, ignoring `<dcs>`, so a UCS2 reply on a modem in another charset arrives as hex.
 pub fn reply_text(reply: &str) -> String {
     let trimmed = reply.trim();
-    if trimmed.len() >= 4 && trimmed.len() % 4 == 0 {
+    if trimmed.len() >= 4 && trimmed.len().is_multiple_of(4) {
         if let Some(text) = codec::ucs2_hex(trimmed).filter(|t| codec::plausible(t)) {
             return text;
         }

@@ -23,7 +23,7 @@ impl Sim {
 
     /// Every tenth SIM is switched off.
     pub fn enabled(&self) -> bool {
-        (self.index + 1) % 10 != 0
+        !(self.index + 1).is_multiple_of(10)
     }
 }
 
