@@ -293,6 +293,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         while let Some(item) = seq.next_element::<Spanned<NodeValue>>()? {
             items.push(node(item));
         }
+        items.shrink_to_fit();
         Ok(Value::Seq(items))
     }
 
@@ -303,6 +304,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
             let value = node(map.next_value::<Spanned<NodeValue>>()?);
             entries.push((Key { name: key.value.0, pos }, value));
         }
+        entries.shrink_to_fit();
         Ok(Value::Map(entries))
     }
 }
