@@ -108,11 +108,7 @@ struct Airalo {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "airalo",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the airalo driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "airalo")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("airalo", &account.name, fingerprint, State::default);

@@ -150,11 +150,7 @@ struct Beeline {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "beeline",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the beeline driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "beeline")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.login, o.password.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("beeline", &account.name, fingerprint, State::default);

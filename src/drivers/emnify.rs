@@ -125,11 +125,7 @@ struct Emnify {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "emnify",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the emnify driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "emnify")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[o.application_token.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("emnify", &account.name, fingerprint, State::default);

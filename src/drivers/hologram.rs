@@ -118,11 +118,7 @@ struct Hologram {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "hologram",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the hologram driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "hologram")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let orgid = o.orgid.clone().unwrap_or_default();
     let fingerprint = cx.sessions.fingerprint(&[o.api_key.expose(), &orgid, o.http.base_url.as_str()]);

@@ -404,11 +404,7 @@ struct HttpJson {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "http_json",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the http_json driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "http_json")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let secret = match &o.auth {
         Auth::OAuth2 { client_id, client_secret, token_path, .. } => {

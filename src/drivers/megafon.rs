@@ -162,11 +162,7 @@ struct Megafon {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "megafon",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the megafon driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "megafon")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let tokens = TokenFile::locate(&account.name, o.token_file.as_deref(), cx.token_dir.as_deref());
     // Read once here; a file that cannot be used is the first poll's problem, not the config's.

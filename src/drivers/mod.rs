@@ -242,6 +242,16 @@ pub struct BuildError {
 /// Builds a driver for an account from its parsed options.
 pub type BuildFn = fn(&Account, &BuildContext) -> Result<Arc<dyn Driver>, BuildError>;
 
+/// The account's options as driver `driver` parsed them. Only a registry mix-up could hand
+/// a driver another driver's options; that is reported as a build error, not a panic.
+pub fn account_options<'a, T: std::any::Any>(account: &'a Account, driver: &'static str) -> Result<&'a T, BuildError> {
+    account.options.get::<T>().ok_or_else(|| BuildError {
+        driver,
+        account: account.name.clone(),
+        reason: format!("account options were not parsed by the {driver} driver"),
+    })
+}
+
 /// How a driver declares itself to the registry.
 pub struct DriverSpec {
     /// The `driver:` key in YAML.

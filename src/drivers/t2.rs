@@ -126,11 +126,7 @@ struct T2 {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = account.options.get::<AccountOptions>().ok_or_else(|| BuildError {
-        driver: "t2",
-        account: account.name.clone(),
-        reason: "account options were not parsed by the t2 driver".into(),
-    })?;
+    let o = super::account_options::<AccountOptions>(account, "t2")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let tokens = TokenFile::locate(&account.name, o.token_file.as_deref(), cx.token_dir.as_deref());
     let loaded = tokens.as_ref().map(|t| t.load::<Stored>());
