@@ -202,7 +202,7 @@ enum MetaFailure {
 
 impl Beeline {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let Some(ctn) = line.msisdn.as_deref().map(ctn10) else {
+        let Some(ctn) = line.msisdn.as_deref().map(http::national_number) else {
             return Err(PollError::Config("a beeline line needs `msisdn`".into()));
         };
         let ban = line.options.get::<LineOptions>().and_then(|o| o.ban.clone());
@@ -369,7 +369,7 @@ impl Beeline {
         let body: SubscribersBody = decode(&response, &self.secrets()).map_err(MetaFailure::into_error)?;
         let mut lines: Vec<DiscoveredLine> = Vec::new();
         for subscriber in body.subscribers {
-            let ctn = ctn10(&subscriber.ctn.0);
+            let ctn = http::national_number(&subscriber.ctn.0);
             if ctn.len() != 10 || lines.iter().any(|l| l.id == format!("7{ctn}")) {
                 continue;
             }
@@ -754,15 +754,6 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
     sums.into_reading()
 }
 
-/// The 10-digit CTN Beeline wants (from `+7…`, `8…` or 10 digits).
-fn ctn10(msisdn: &str) -> String {
-    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        11 if digits.starts_with('7') || digits.starts_with('8') => digits[1..].to_string(),
-        _ => digits,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -829,12 +820,5 @@ mod tests {
         assert!(!e.to_string().contains("9060000000"), "{e}");
         assert_eq!(meta_error(&meta("LOGIN_TRY_NUMBER_EXCEED"), "x", &secrets).reason().as_str(), "auth");
         assert_eq!(meta_error(&meta("SOMETHING_ELSE"), "x", &secrets).reason().as_str(), "bad_response");
-    }
-
-    #[test]
-    fn ctn_is_ten_digits() {
-        assert_eq!(ctn10("+79061234567"), "9061234567");
-        assert_eq!(ctn10("89061234567"), "9061234567");
-        assert_eq!(ctn10("9061234567"), "9061234567");
     }
 }

@@ -898,6 +898,16 @@ pub fn parse_data_size(text: &str) -> Option<ByteSize> {
     (bytes >= 0.0 && bytes < u64::MAX as f64).then(|| ByteSize(bytes.round() as u64))
 }
 
+/// A Russian MSISDN as the ten national digits operators' APIs want (`+79261234567`,
+/// `89261234567` and `9261234567` all give `9261234567`); other numbers keep their digits.
+pub fn national_number(msisdn: &str) -> String {
+    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        11 if digits.starts_with('7') || digits.starts_with('8') => digits[1..].to_string(),
+        _ => digits,
+    }
+}
+
 /// An RFC 3339 / ISO 8601 timestamp (`2026-07-31T20:59:59Z`, `2026-08-01T00:00:00.000+03:00`,
 /// `2026-08-01T00:00:00+0300`, or a bare date taken as UTC midnight).
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
@@ -957,6 +967,14 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn russian_numbers_become_ten_national_digits() {
+        assert_eq!(national_number("+79261234567"), "9261234567");
+        assert_eq!(national_number("89061234567"), "9061234567");
+        assert_eq!(national_number("9261234567"), "9261234567");
+        assert_eq!(national_number("+4915112345678"), "4915112345678");
+    }
     use reqwest::header::RETRY_AFTER;
 
     #[test]

@@ -86,7 +86,7 @@ struct AccountOptions {
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
     let pos = f.node("login").map(|n| n.pos);
-    let login = f.required_string("login").map(|l| number10(&l)).unwrap_or_default();
+    let login = f.required_string("login").map(|l| http::national_number(&l)).unwrap_or_default();
     if let (Some(pos), false) = (pos, login.len() == 10 && login.bytes().all(|b| b.is_ascii_digit())) {
         f.error("login", pos, "expected the MegaFon number, e.g. +79260000000");
     }
@@ -226,7 +226,7 @@ enum Login {
 
 impl Megafon {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        if let Some(number) = line.msisdn.as_deref().map(number10) {
+        if let Some(number) = line.msisdn.as_deref().map(http::national_number) {
             if number != self.login {
                 return Err(PollError::Config(
                     "the line's msisdn is not the account's login: the MegaFon API reads only the number it is logged in as"
@@ -716,15 +716,6 @@ fn end_of(r: &Remainder) -> Option<SystemTime> {
     (r.monthly == Some(true)).then(|| from + Duration::from_secs(30 * 86_400))
 }
 
-/// The ten digits MegaFon wants (from `+7…`, `8…` or ten digits).
-fn number10(msisdn: &str) -> String {
-    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        11 if digits.starts_with('7') || digits.starts_with('8') => digits[1..].to_string(),
-        _ => digits,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,13 +775,6 @@ mod tests {
         assert_eq!(r.data_remaining, Some(ByteSize((1.5 * GIB) as u64)));
         assert_eq!(r.data_quota, None, "no total: absent");
         assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-31T00:00:00Z"));
-    }
-
-    #[test]
-    fn numbers_are_ten_digits() {
-        assert_eq!(number10("+79261234567"), "9261234567");
-        assert_eq!(number10("89261234567"), "9261234567");
-        assert_eq!(number10("9261234567"), "9261234567");
     }
 
     #[test]
