@@ -11,11 +11,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Response, Text};
+use super::remainders::{Kind, Remainders};
 use super::session::{Fresh, Session, Shared};
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::{Account, DriverOptions, Line, Rate};
 use crate::error::PollError;
 use crate::reading::{Money, Reading};
 
@@ -578,44 +579,17 @@ struct Subscriber {
     ctn: Text,
 }
 
-/// What a remainder counts, with the factor to the reading's unit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    /// Seconds per unit.
-    Voice(f64),
-    Sms,
-    /// Bytes per unit.
-    Data(f64),
-}
-
-/// Sums of one poll's remainders.
+/// Sums of one poll's remainders, with a note per skipped package.
 #[derive(Default)]
 struct Sums {
-    voice: Option<f64>,
-    sms: Option<f64>,
-    data: Option<f64>,
-    /// Some while every data package so far gave its size.
-    quota: Option<f64>,
-    any_data: bool,
+    remainders: Remainders,
     notes: Vec<String>,
 }
 
 impl Sums {
     /// Adds one package. `current` and `total` are already in the kind's base unit.
     fn add(&mut self, kind: Kind, current: f64, total: Option<f64>) {
-        let current = current.max(0.0);
-        match kind {
-            Kind::Voice(_) => *self.voice.get_or_insert(0.0) += current,
-            Kind::Sms => *self.sms.get_or_insert(0.0) += current,
-            Kind::Data(_) => {
-                *self.data.get_or_insert(0.0) += current;
-                self.quota = match (if self.any_data { self.quota } else { Some(0.0) }, total) {
-                    (Some(q), Some(t)) => Some(q + t),
-                    _ => None,
-                };
-                self.any_data = true;
-            }
-        }
+        self.remainders.add(kind, current, total);
     }
 
     fn skip(&mut self, name: &str, why: &str) {
@@ -623,14 +597,7 @@ impl Sums {
     }
 
     fn into_reading(self) -> (Reading, Vec<String>) {
-        let reading = Reading {
-            voice_remaining: self.voice.map(|s| Duration::from_secs(s.round() as u64)),
-            sms_remaining: self.sms.map(|n| n.round() as u64),
-            data_remaining: self.data.map(|b| ByteSize(b.round() as u64)),
-            data_quota: self.data.and(self.quota).map(|b| ByteSize(b.round() as u64)),
-            ..Reading::default()
-        };
-        (reading, self.notes)
+        (self.remainders.into_reading(), self.notes)
     }
 }
 
@@ -757,6 +724,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ByteSize;
 
     #[test]
     fn accumulators_map_units_and_skip_roaming_tethering_and_unlimited() {

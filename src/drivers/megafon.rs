@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Request, Response, Text};
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
+use super::remainders::{Kind, Remainders};
 use super::session::{Fresh, Session};
 use super::token_file::TokenFile;
 use super::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::{Account, DriverOptions, Line, Rate};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -581,15 +582,6 @@ struct ValueWithUnit {
     unit: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    /// Seconds per unit.
-    Voice(f64),
-    Sms,
-    /// Bytes per unit.
-    Data(f64),
-}
-
 /// The kind a Russian (or English) unit string counts: `ГБ`/`МБ`/`КБ`, `мин`, `сек`, `шт`/`SMS`.
 fn kind_of(unit: &str, name: &str) -> Option<Kind> {
     let u = unit.trim().trim_end_matches('.').to_lowercase();
@@ -634,9 +626,7 @@ fn all_nines(value: f64) -> bool {
 fn map_remainders(models: &[Model]) -> (Reading, Vec<String>) {
     let mut notes = Vec::new();
     let mut seen = HashSet::new();
-    let (mut voice, mut sms, mut data) = (None::<f64>, None::<f64>, None::<f64>);
-    let mut quota = Some(0.0);
-    let mut expiry: Option<SystemTime> = None;
+    let mut sums = Remainders::default();
     for model in models.iter().rev() {
         for r in &model.remainders {
             let name = r.name.clone().or_else(|| model.name.clone()).unwrap_or_default();
@@ -683,28 +673,13 @@ fn map_remainders(models: &[Model]) -> (Reading, Vec<String>) {
                 notes.push(format!("remainder `{name}` skipped (negative)"));
                 continue;
             }
-            match kind {
-                Kind::Voice(_) => *voice.get_or_insert(0.0) += current,
-                Kind::Sms => *sms.get_or_insert(0.0) += current,
-                Kind::Data(_) => {
-                    *data.get_or_insert(0.0) += current;
-                    quota = quota.zip(total).map(|(q, t)| q + t);
-                }
-            }
+            sums.add(kind, current, total);
             if let Some(end) = end_of(r) {
-                expiry = Some(expiry.map_or(end, |e| e.min(end)));
+                sums.ends_at(end);
             }
         }
     }
-    let reading = Reading {
-        voice_remaining: voice.map(|s| Duration::from_secs(s.round() as u64)),
-        sms_remaining: sms.map(|n| n.round() as u64),
-        data_remaining: data.map(|b| ByteSize(b.round() as u64)),
-        data_quota: data.and(quota).map(|b| ByteSize(b.round() as u64)),
-        quota_expiry: expiry,
-        ..Reading::default()
-    };
-    (reading, notes)
+    (sums.into_reading(), notes)
 }
 
 /// `dateTo`, or a month after `dateFrom` for a monthly package.
@@ -719,6 +694,7 @@ fn end_of(r: &Remainder) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ByteSize;
 
     fn remainders(json: &str) -> (Reading, Vec<String>) {
         let body: RemaindersBody = serde_json::from_str(json).unwrap();

@@ -18,6 +18,7 @@ pub mod megafon;
 pub mod mts;
 pub mod onboarding;
 pub mod onence;
+pub mod remainders;
 pub mod session;
 pub mod t2;
 pub mod token_file;

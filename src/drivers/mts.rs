@@ -5,16 +5,17 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::remainders::{self, Kind, Remainders};
 use super::session::{Fresh, Session, Shared};
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::{Account, DriverOptions, Line, Rate};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -28,8 +29,6 @@ const HIERARCHY: &str = "/b2b/v1/Service/HierarchyStructure";
 const PAGE_SIZE: u32 = 1000;
 /// A contract of 10 million numbers: past this, the paging is taken to be broken.
 const MAX_PAGES: u32 = 10_000;
-/// Dates from this year on mean "no end" (`2037-12-31...`).
-const UNBOUNDED_YEAR_SECS: u64 = 2_114_380_800; // 2037-01-01T00:00:00Z
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "mts",
@@ -504,16 +503,6 @@ struct CharacteristicValue {
     value: Option<Text>,
 }
 
-/// What a counter counts, with the factor to the reading's unit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    /// Seconds per unit.
-    Voice(f64),
-    Sms,
-    /// Bytes per unit.
-    Data(f64),
-}
-
 fn kind_of(unit: &str, name: &str) -> Option<Kind> {
     let u = unit.trim().to_ascii_uppercase();
     match u.as_str() {
@@ -541,9 +530,7 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
     }
     let mut notes = Vec::new();
     let mut seen = HashSet::new();
-    let (mut voice, mut sms, mut data) = (None::<f64>, None::<f64>, None::<f64>);
-    let mut quota = Some(0.0);
-    let mut expiry: Option<SystemTime> = None;
+    let mut sums = Remainders::default();
     for product in products {
         let spec = product.spec.as_ref();
         let name = product.name.as_deref().or(spec.and_then(|s| s.name.as_deref())).unwrap_or("").to_lowercase();
@@ -589,32 +576,18 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
             notes.push(format!("counter `{name}` skipped (unlimited)"));
             continue;
         }
-        let current = current.max(0.0);
-        match kind {
-            Kind::Voice(factor) => *voice.get_or_insert(0.0) += current * factor,
-            Kind::Sms => *sms.get_or_insert(0.0) += current,
-            Kind::Data(factor) => {
-                *data.get_or_insert(0.0) += current * factor;
-                quota = match (quota, initial) {
-                    (Some(q), Some(i)) => Some(q + i * factor),
-                    _ => None,
-                };
-            }
-        }
+        // Only a data package's size makes the quota; voice and SMS sizes are not reported.
+        let total = match kind {
+            Kind::Data(factor) => initial.map(|i| i * factor),
+            Kind::Voice(_) | Kind::Sms => None,
+        };
+        sums.add(kind, current * kind.factor(), total);
         let end = product.valid_for.as_ref().and_then(|v| v.end.as_deref()).and_then(http::parse_rfc3339);
-        if let Some(end) = end.filter(|e| *e < UNIX_EPOCH + Duration::from_secs(UNBOUNDED_YEAR_SECS)) {
-            expiry = Some(expiry.map_or(end, |e| e.min(end)));
+        if let Some(end) = end.filter(|e| remainders::is_bounded(*e)) {
+            sums.ends_at(end);
         }
     }
-    let reading = Reading {
-        voice_remaining: voice.map(|s| Duration::from_secs(s.round() as u64)),
-        sms_remaining: sms.map(|n| n.round() as u64),
-        data_remaining: data.map(|b| ByteSize(b.round() as u64)),
-        data_quota: data.and(quota).map(|b| ByteSize(b.round() as u64)),
-        quota_expiry: expiry,
-        ..Reading::default()
-    };
-    (reading, notes)
+    (sums.into_reading(), notes)
 }
 
 /// A number found in the contract hierarchy.
@@ -704,6 +677,7 @@ fn number11(msisdn: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ByteSize;
 
     fn blocks(json: &str) -> Vec<Block> {
         serde_json::from_str::<Blocks>(json).unwrap().0

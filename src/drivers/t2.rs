@@ -14,13 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response};
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
+use super::remainders::{self, Kind, Remainders};
 use super::session::{Fresh, Session};
 use super::token_file::TokenFile;
 use super::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::{Account, DriverOptions, Line, Rate};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -30,8 +31,6 @@ const SECURITY_CODES: &str = "/auth/realms/tele2-b2c/credential-management/secur
 const DEFAULT_CLIENT_ID: &str = "digital-suite-web-app";
 /// Each step of `esim-exporter login` (the person's typing is not counted).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Dates from this year on mean "no end".
-const UNBOUNDED_YEAR_SECS: u64 = 2_114_380_800; // 2037-01-01T00:00:00Z
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "t2",
@@ -573,15 +572,6 @@ struct Service {
     name: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    /// Seconds per unit.
-    Voice(f64),
-    Sms,
-    /// Bytes per unit.
-    Data(f64),
-}
-
 fn kind_of(uom: &str, traffic_type: Option<&str>, name: &str) -> Option<Kind> {
     let u = uom.trim().to_lowercase();
     match u.as_str() {
@@ -600,9 +590,7 @@ fn kind_of(uom: &str, traffic_type: Option<&str>, name: &str) -> Option<Kind> {
 /// marks an empty placeholder; the expiry is the earliest `endDay`.
 fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
     let mut notes = Vec::new();
-    let (mut voice, mut sms, mut data) = (None::<f64>, None::<f64>, None::<f64>);
-    let mut quota = Some(0.0);
-    let mut expiry: Option<SystemTime> = None;
+    let mut sums = Remainders::default();
     for rest in rests {
         let name = rest.service.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
         let uom = rest.uom.as_deref().unwrap_or("");
@@ -635,10 +623,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
             notes.push(format!("rest `{name}` skipped (empty package)"));
             continue;
         }
-        let factor = match kind {
-            Kind::Voice(f) | Kind::Data(f) => f,
-            Kind::Sms => 1.0,
-        };
+        let factor = kind.factor();
         let unlimited = rest.unlimited == Some(true)
             || http::is_unlimited_sentinel(remain.0)
             || size.is_some_and(|s| http::is_unlimited_sentinel(s.0))
@@ -647,29 +632,13 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
             notes.push(format!("rest `{name}` skipped (unlimited)"));
             continue;
         }
-        let current = remain.0.max(0.0) * factor;
-        match kind {
-            Kind::Voice(_) => *voice.get_or_insert(0.0) += current,
-            Kind::Sms => *sms.get_or_insert(0.0) += current,
-            Kind::Data(_) => {
-                *data.get_or_insert(0.0) += current;
-                quota = quota.zip(size).map(|(q, s)| q + s.0 * factor);
-            }
-        }
+        sums.add(kind, remain.0 * factor, size.map(|s| s.0 * factor));
         let end = rest.end_day.as_deref().and_then(http::parse_rfc3339);
-        if let Some(end) = end.filter(|e| *e < UNIX_EPOCH + Duration::from_secs(UNBOUNDED_YEAR_SECS)) {
-            expiry = Some(expiry.map_or(end, |e| e.min(end)));
+        if let Some(end) = end.filter(|e| remainders::is_bounded(*e)) {
+            sums.ends_at(end);
         }
     }
-    let reading = Reading {
-        voice_remaining: voice.map(|s| Duration::from_secs(s.round() as u64)),
-        sms_remaining: sms.map(|n| n.round() as u64),
-        data_remaining: data.map(|b| ByteSize(b.round() as u64)),
-        data_quota: data.and(quota).map(|b| ByteSize(b.round() as u64)),
-        quota_expiry: expiry,
-        ..Reading::default()
-    };
-    (reading, notes)
+    (sums.into_reading(), notes)
 }
 
 /// `7XXXXXXXXXX`, the form T2 wants (from `+7…`, `8…` or ten digits).
@@ -685,6 +654,7 @@ fn number11(msisdn: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ByteSize;
 
     fn rests(json: &str) -> (Reading, Vec<String>) {
         let body: Envelope<RestsData> = serde_json::from_str(json).unwrap();
