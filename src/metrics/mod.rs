@@ -2,6 +2,7 @@
 //! store into `/metrics` bodies ([`Renderer`] → [`Exposition`], text 0.0.4 and OpenMetrics,
 //! plain and gzipped), the exporter's own metrics ([`SelfMetrics`]) and format negotiation.
 
+mod body;
 pub mod catalog;
 mod encode;
 pub mod exporter_self;
@@ -11,10 +12,11 @@ mod negotiate;
 mod proto;
 pub mod render;
 
+pub use body::{InflateError, Parts, PartsBody};
 pub use exporter_self::SelfMetrics;
 pub use mask::mask;
 pub use negotiate::{negotiate, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
-pub use render::{render_line_text, Exposition, Parts, PartsBody, Renderer, DEFAULT_GZIP_LEVEL};
+pub use render::{render_line_text, Exposition, Renderer, DEFAULT_GZIP_LEVEL};
 
 #[cfg(test)]
 mod tests;

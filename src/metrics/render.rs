@@ -1,25 +1,22 @@
 //! The `/metrics` body, pre-rendered and pre-compressed in pieces (the kube-state-metrics
 //! layout). Lines are taken in blocks of [`BLOCK_LINES`] in store order; for every block and
-//! per-line family the renderer keeps a *chunk*: that family's sample text for those lines, and
-//! the same text deflated on its own (a raw deflate segment that starts with an empty window
-//! and ends byte-aligned, so segments concatenate into one valid stream: pigz's trick). A
-//! body is a list of shared `Bytes`: family headers, chunks, the registry's families. Identity
-//! hands out the text chunks as they are; gzip hands out the segments inside one gzip member
-//! whose CRC-32 is combined from the segments' CRCs. A render re-renders only lines that
-//! changed or went stale and recompresses only chunks whose text changed; scrapes never render,
-//! compress or copy. See docs/PERFORMANCE.md.
+//! per-line family the renderer keeps a *chunk*: that family's sample text for those lines,
+//! deflated on its own (a raw deflate segment that starts with an empty window and ends
+//! byte-aligned, so segments concatenate into one valid stream: pigz's trick). The text itself
+//! is not kept: it is ≈ 20× the segments. A body is a list of pieces (`body.rs`): family
+//! headers, chunks, the registry's families. Gzip hands out the segments inside one gzip member
+//! whose CRC-32 is combined from the segments' CRCs; identity inflates them while it sends. A
+//! render re-renders only lines that changed or went stale and recompresses only chunks whose
+//! text changed; scrapes never render or compress. See docs/PERFORMANCE.md.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Crc, FlushCompress};
-use hyper::body::{Body, Frame, SizeHint};
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress};
 use prometheus::proto::MetricFamily;
 
+use super::body::{inflate_into, InflateError, Parts, Piece};
 use super::catalog::{self, LINE_FAMILY_COUNT};
 use super::encode::{write_header, Header};
 use super::exporter_self::SelfMetrics;
@@ -49,26 +46,43 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// A final, empty, fixed-Huffman deflate block: ends the stream of segments.
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// Text and its deflate segment.
+/// A text kept only as its deflate segment, with the text's length and CRC-32.
 #[derive(Debug, Default)]
 struct Segment {
-    text: Bytes,
     deflated: Bytes,
+    len: u32,
     crc: Crc,
 }
 
 impl Segment {
-    fn new(mut text: Vec<u8>, compress: &mut Compress) -> Segment {
-        // Kept for as long as the chunk lives: no spare capacity.
-        text.shrink_to_fit();
-        let deflated = deflate_segment(compress, &text);
+    fn new(text: &[u8], compress: &mut Compress) -> Segment {
+        let deflated = deflate_segment(compress, text);
         let mut crc = Crc::new();
-        crc.update(&text);
-        Segment { text: text.into(), deflated: deflated.into(), crc }
+        crc.update(text);
+        Segment { deflated: deflated.into(), len: u32::try_from(text.len()).unwrap_or(u32::MAX), crc }
     }
 
     fn share(&self) -> Segment {
-        Segment { text: self.text.clone(), deflated: self.deflated.clone(), crc: crc_copy(&self.crc) }
+        Segment { deflated: self.deflated.clone(), len: self.len, crc: crc_copy(&self.crc) }
+    }
+
+    /// The piece that sends this segment's text.
+    fn piece(&self) -> Piece {
+        Piece::Deflated { segment: self.deflated.clone(), len: self.len }
+    }
+}
+
+/// A small text kept both ways: family headers and the tail of a body.
+#[derive(Debug)]
+struct Labelled {
+    text: Bytes,
+    segment: Segment,
+}
+
+impl Labelled {
+    fn new(text: Vec<u8>, compress: &mut Compress) -> Labelled {
+        let segment = Segment::new(&text, compress);
+        Labelled { text: text.into(), segment }
     }
 }
 
@@ -92,6 +106,7 @@ fn deflate_segment(compress: &mut Compress, text: &[u8]) -> Vec<u8> {
         }
         // Done once the input is in and the flush fitted (zlib's avail_out != 0 rule).
         if compress.total_in() as usize == text.len() && out.len() < out.capacity() {
+            out.shrink_to_fit();
             return out;
         }
         out.reserve(out.capacity().max(1024));
@@ -102,30 +117,29 @@ fn deflate_segment(compress: &mut Compress, text: &[u8]) -> Vec<u8> {
 #[derive(Debug, Default)]
 struct Chunk {
     segment: Segment,
-    /// Where each line's samples end in `segment.text`.
+    /// Where each line's samples end in the segment's text.
     ends: Box<[u32]>,
 }
 
 impl Chunk {
-    fn line_text(&self, j: usize) -> &[u8] {
-        let start = if j == 0 { 0 } else { self.ends[j - 1] as usize };
-        &self.segment.text[start..self.ends[j] as usize]
-    }
-
     fn share(&self) -> Chunk {
         Chunk { segment: self.segment.share(), ends: self.ends.clone() }
     }
 
+    fn is_empty(&self) -> bool {
+        self.segment.len == 0
+    }
+
     fn size(&self) -> usize {
-        self.segment.text.len() + self.segment.deflated.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
+        self.segment.deflated.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
     }
 }
 
 /// One per-line family over every block, as the bodies use it.
 #[derive(Debug, Default)]
 struct FamilyParts {
-    /// Non-empty chunk texts, in block order.
-    texts: Vec<Bytes>,
+    /// Non-empty chunks' segments, in block order, as identity pieces.
+    pieces: Vec<Piece>,
     /// Every block's segment, concatenated (chunks hold slices of it).
     deflated: Bytes,
     crc: Crc,
@@ -152,91 +166,6 @@ struct Bodies {
     gzip: Parts,
 }
 
-/// A body as a list of shared pieces; [`Parts::flatten`] joins them (once) when a caller
-/// needs one slice.
-#[derive(Clone, Debug, Default)]
-pub struct Parts {
-    pieces: Arc<[Bytes]>,
-    len: u64,
-    flat: Arc<OnceLock<Bytes>>,
-}
-
-impl Parts {
-    fn new(pieces: Vec<Bytes>) -> Parts {
-        let pieces: Vec<Bytes> = pieces.into_iter().filter(|p| !p.is_empty()).collect();
-        let len = pieces.iter().map(|p| p.len() as u64).sum();
-        Parts { pieces: pieces.into(), len, flat: Arc::default() }
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The pieces in order.
-    pub fn pieces(&self) -> &[Bytes] {
-        &self.pieces
-    }
-
-    /// The body in one slice: a copy, made once per rendering and kept (tests, tools).
-    pub fn flatten(&self) -> Bytes {
-        self.flat
-            .get_or_init(|| match &*self.pieces {
-                [] => Bytes::new(),
-                [one] => one.clone(),
-                pieces => {
-                    let mut out = Vec::with_capacity(self.len as usize);
-                    for piece in pieces {
-                        out.extend_from_slice(piece);
-                    }
-                    out.into()
-                }
-            })
-            .clone()
-    }
-}
-
-/// An HTTP body that sends a [`Parts`] piece by piece: no copy, exact length.
-#[derive(Debug)]
-pub struct PartsBody {
-    parts: Parts,
-    next: usize,
-    remaining: u64,
-}
-
-impl From<Parts> for PartsBody {
-    fn from(parts: Parts) -> PartsBody {
-        let remaining = parts.len;
-        PartsBody { parts, next: 0, remaining }
-    }
-}
-
-impl Body for PartsBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let piece = self.parts.pieces.get(self.next).cloned();
-        if let Some(piece) = &piece {
-            self.next += 1;
-            self.remaining -= piece.len() as u64;
-        }
-        Poll::Ready(piece.map(|p| Ok(Frame::data(p))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.next >= self.parts.pieces.len()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
-
 impl Exposition {
     fn bodies(&self, format: Format) -> &Bodies {
         match format {
@@ -255,8 +184,9 @@ impl Exposition {
         }
     }
 
-    /// The body for a negotiated format, gzipped or not, in one slice.
-    pub fn body(&self, format: Format, gzip: bool) -> Bytes {
+    /// The body for a negotiated format, gzipped or not, in one slice (a copy; tests and
+    /// tools). An error means the renderer's own segments are corrupt.
+    pub fn body(&self, format: Format, gzip: bool) -> Result<Bytes, InflateError> {
         self.parts(format, gzip).flatten()
     }
 }
@@ -265,13 +195,13 @@ impl Default for Exposition {
     /// Valid empty bodies, for the time before the first render.
     fn default() -> Self {
         let mut compress = Compress::new(Compression::new(DEFAULT_GZIP_LEVEL), false);
-        let eof = Segment::new(b"# EOF\n".to_vec(), &mut compress);
+        let eof = Labelled::new(b"# EOF\n".to_vec(), &mut compress);
         let empty = Crc::new();
         Exposition {
             text: Bodies { identity: Parts::default(), gzip: gzip_parts(Vec::new(), &empty, 0) },
             openmetrics: Bodies {
-                identity: Parts::new(vec![eof.text.clone()]),
-                gzip: gzip_parts(vec![eof.deflated.clone()], &eof.crc, eof.text.len() as u64),
+                identity: Parts::new(vec![Piece::Raw(eof.text.clone())]),
+                gzip: gzip_parts(vec![eof.segment.deflated.clone()], &eof.segment.crc, eof.text.len() as u64),
             },
         }
     }
@@ -284,9 +214,9 @@ fn gzip_parts(segments: Vec<Bytes>, crc: &Crc, len: u64) -> Parts {
     trailer.extend_from_slice(&crc.sum().to_le_bytes());
     trailer.extend_from_slice(&(len as u32).to_le_bytes());
     let mut pieces = Vec::with_capacity(segments.len() + 2);
-    pieces.push(Bytes::from_static(&GZIP_HEADER));
-    pieces.extend(segments);
-    pieces.push(trailer.into());
+    pieces.push(Piece::Raw(Bytes::from_static(&GZIP_HEADER)));
+    pieces.extend(segments.into_iter().map(Piece::Raw));
+    pieces.push(Piece::Raw(trailer.into()));
     Parts::new(pieces)
 }
 
@@ -319,10 +249,10 @@ pub struct Renderer {
     blocks: Vec<Vec<Chunk>>,
     families: Vec<FamilyParts>,
     /// Family headers, `[format][family]`, compressed once.
-    headers: [Vec<Segment>; 2],
+    headers: [Vec<Labelled>; 2],
     /// Families whose chunks changed since they were last joined.
     dirty: [bool; LINE_FAMILY_COUNT],
-    compress: Compress,
+    tools: BlockTools,
     rerendered: usize,
 }
 
@@ -337,7 +267,7 @@ impl Renderer {
                 .map(|family| {
                     let mut text = Vec::new();
                     write_header(&mut text, format, &Header::of(family));
-                    Segment::new(text, &mut compress)
+                    Labelled::new(text, &mut compress)
                 })
                 .collect()
         });
@@ -352,7 +282,7 @@ impl Renderer {
             families: (0..LINE_FAMILY_COUNT).map(|_| FamilyParts::default()).collect(),
             headers,
             dirty: [false; LINE_FAMILY_COUNT],
-            compress,
+            tools: BlockTools::new(gzip_level),
             rerendered: 0,
         }
     }
@@ -521,9 +451,8 @@ impl Renderer {
         let cx = BuildContext { blocks: &self.blocks, view, settings, now };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         if threads < 2 || changed < 4 * BLOCK_LINES {
-            let mut scratch = Scratch::default();
             for job in jobs.iter_mut() {
-                job.built = Some(cx.build_block(job, &mut self.compress, &mut scratch));
+                job.built = Some(cx.build_block(job, &mut self.tools));
             }
             return;
         }
@@ -533,21 +462,13 @@ impl Renderer {
             for part in jobs.chunks_mut(per_thread) {
                 let cx = &cx;
                 scope.spawn(move || {
-                    let mut compress = Compress::new(Compression::new(level), false);
-                    let mut scratch = Scratch::default();
+                    let mut tools = BlockTools::new(level);
                     for job in part {
-                        job.built = Some(cx.build_block(job, &mut compress, &mut scratch));
+                        job.built = Some(cx.build_block(job, &mut tools));
                     }
                 });
             }
         });
-        // Chunks live long and are freed by this thread: copied here, they come from this
-        // thread's malloc arena, and the helpers' arenas keep no long-lived memory that this
-        // thread could not reuse (glibc gives each thread an arena; freed memory returns to
-        // the arena it came from). Costs a copy of the text on full renders only.
-        for chunk in jobs.iter_mut().filter_map(|j| j.built.as_mut()).flatten().flatten() {
-            chunk.segment.text = Bytes::copy_from_slice(&chunk.segment.text);
-        }
     }
 
     /// Rejoins family `index` over every block: its text pieces and one deflate run.
@@ -556,30 +477,32 @@ impl Renderer {
         let deflated_len = chunks().map(|c| c.segment.deflated.len()).sum();
         let mut deflated = Vec::with_capacity(deflated_len);
         let mut crc = Crc::new();
-        let mut texts = Vec::new();
         let mut len = 0;
         for chunk in chunks() {
-            if chunk.segment.text.is_empty() {
+            if chunk.is_empty() {
                 continue;
             }
             deflated.extend_from_slice(&chunk.segment.deflated);
             crc.combine(&chunk.segment.crc);
-            texts.push(chunk.segment.text.clone());
-            len += chunk.segment.text.len() as u64;
+            len += u64::from(chunk.segment.len);
         }
         let deflated = Bytes::from(deflated);
-        // Chunks keep slices of the joined run rather than segments of their own.
+        // Chunks keep slices of the joined run rather than segments of their own: the
+        // segments built by a full render's helper threads are freed here, and everything
+        // long-lived comes from this thread's malloc arena.
+        let mut pieces = Vec::new();
         let mut at = 0;
         for block in &mut self.blocks {
-            let segment = &mut block[index].segment;
-            if segment.text.is_empty() {
+            let chunk = &mut block[index];
+            if chunk.is_empty() {
                 continue;
             }
-            let end = at + segment.deflated.len();
-            segment.deflated = deflated.slice(at..end);
+            let end = at + chunk.segment.deflated.len();
+            chunk.segment.deflated = deflated.slice(at..end);
+            pieces.push(chunk.segment.piece());
             at = end;
         }
-        self.families[index] = FamilyParts { texts, deflated, crc, len };
+        self.families[index] = FamilyParts { pieces, deflated, crc, len };
     }
 
     /// Both bodies in `format`: per-line families, each contiguous (header, then every
@@ -594,11 +517,11 @@ impl Renderer {
             if family.len == 0 {
                 continue;
             }
-            identity.push(header.text.clone());
-            identity.extend(family.texts.iter().cloned());
-            segments.push(header.deflated.clone());
+            identity.push(Piece::Raw(header.text.clone()));
+            identity.extend(family.pieces.iter().cloned());
+            segments.push(header.segment.deflated.clone());
             segments.push(family.deflated.clone());
-            crc.combine(&header.crc);
+            crc.combine(&header.segment.crc);
             crc.combine(&family.crc);
             len += header.text.len() as u64 + family.len;
         }
@@ -607,10 +530,10 @@ impl Renderer {
         if format == Format::OpenMetrics {
             tail.extend_from_slice(b"# EOF\n");
         }
-        let tail = Segment::new(tail, &mut self.compress);
-        identity.push(tail.text.clone());
-        segments.push(tail.deflated.clone());
-        crc.combine(&tail.crc);
+        let tail = Labelled::new(tail, &mut self.tools.compress);
+        identity.push(Piece::Raw(tail.text.clone()));
+        segments.push(tail.segment.deflated.clone());
+        crc.combine(&tail.segment.crc);
         len += tail.text.len() as u64;
         Bodies { identity: Parts::new(identity), gzip: gzip_parts(segments, &crc, len) }
     }
@@ -634,43 +557,92 @@ struct BuildContext<'a> {
     now: SystemTime,
 }
 
+/// What building blocks works with: one set per thread.
+struct BlockTools {
+    compress: Compress,
+    inflater: Decompress,
+    scratch: Scratch,
+    /// The old chunk's text, inflated while a block is rebuilt.
+    old_text: Vec<u8>,
+}
+
+impl BlockTools {
+    fn new(gzip_level: u32) -> BlockTools {
+        BlockTools {
+            compress: Compress::new(Compression::new(gzip_level), false),
+            inflater: Decompress::new(false),
+            scratch: Scratch::default(),
+            old_text: Vec::new(),
+        }
+    }
+}
+
 impl BuildContext<'_> {
-    /// New chunks for `job`: a re-rendered line's samples come from its fragments, every other
-    /// line's are copied from the block's old chunk.
-    fn build_block(&self, job: &BlockJob, compress: &mut Compress, scratch: &mut Scratch) -> Vec<Option<Chunk>> {
+    /// New chunks for `job` (`None` for a family whose text stayed the same).
+    fn build_block(&self, job: &BlockJob, tools: &mut BlockTools) -> Vec<Option<Chunk>> {
+        match self.try_build_block(job, &job.changed, true, tools) {
+            Ok(chunks) => chunks,
+            Err(err) => {
+                // Cannot happen short of memory corruption; rendering every line of the
+                // block again needs nothing of the old chunks.
+                tracing::error!(error = %err, block = job.block, "re-rendering a block whose samples are unreadable");
+                let every: Vec<usize> = (0..job.count).collect();
+                self.try_build_block(job, &every, false, tools).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Re-rendered lines' samples come from their fragments; every other line's are copied
+    /// from the block's old chunk, inflated (only when `use_old`).
+    fn try_build_block(
+        &self,
+        job: &BlockJob,
+        changed: &[usize],
+        use_old: bool,
+        tools: &mut BlockTools,
+    ) -> Result<Vec<Option<Chunk>>, InflateError> {
         let first = job.block * BLOCK_LINES;
         let mut rendered: Vec<Option<Fragments>> = Vec::new();
         rendered.resize_with(job.count, || None);
-        for &j in &job.changed {
+        for &j in changed {
             if let Some(state) = self.view.at(first + j) {
-                rendered[j] = Some(line::render(state, self.settings, self.now, scratch));
+                rendered[j] = Some(line::render(state, self.settings, self.now, &mut tools.scratch));
             }
         }
-        let old = self.blocks.get(job.block);
+        let old = self.blocks.get(job.block).filter(|_| use_old);
         let mut out = Vec::with_capacity(LINE_FAMILY_COUNT);
         for (index, family) in catalog::line_families().iter().enumerate() {
             let previous = old.and_then(|chunks| chunks.get(index));
-            let mut text = Vec::with_capacity(previous.map_or(0, |c| c.segment.text.len()) + 256);
+            tools.old_text.clear();
+            if let Some(previous) = previous {
+                let segment = &previous.segment;
+                inflate_into(&mut tools.inflater, &segment.deflated, segment.len as usize, &mut tools.old_text)?;
+            }
+            let mut text = Vec::with_capacity(tools.old_text.len() + 256);
             let mut ends = Vec::with_capacity(job.count);
             for (j, fragments) in rendered.iter().enumerate() {
                 match (fragments, previous) {
                     (Some(fragments), _) => fragments.write_family(index, family.name, &mut text),
-                    (None, Some(previous)) => text.extend_from_slice(previous.line_text(j)),
+                    (None, Some(previous)) => {
+                        let start = j.checked_sub(1).and_then(|i| previous.ends.get(i)).map_or(0, |&e| e as usize);
+                        let end = previous.ends.get(j).map_or(start, |&e| e as usize);
+                        text.extend_from_slice(tools.old_text.get(start..end).unwrap_or_default());
+                    }
                     (None, None) => {}
                 }
                 ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             }
-            let same = previous.is_some_and(|p| p.segment.text == text && *p.ends == *ends);
-            out.push((!same).then(|| Chunk { segment: Segment::new(text, compress), ends: ends.into() }));
+            let same = previous.is_some_and(|p| tools.old_text == text && *p.ends == *ends);
+            out.push((!same).then(|| Chunk { segment: Segment::new(&text, &mut tools.compress), ends: ends.into() }));
         }
-        out
+        Ok(out)
     }
 }
 
 /// Notes the families that `chunks` (a block being dropped) had samples in.
 fn mark_nonempty(chunks: &[Chunk], changed: &mut [bool; LINE_FAMILY_COUNT]) {
     for (index, chunk) in chunks.iter().enumerate() {
-        if !chunk.segment.text.is_empty() {
+        if !chunk.is_empty() {
             changed[index] = true;
         }
     }
