@@ -150,6 +150,8 @@ impl App {
         app.apply(config)?;
         app.self_metrics.reload_succeeded(app.now());
         app.restore_state();
+        // The config's parse tree and the restore's buffers are gone: give their pages back.
+        crate::heap::release_free_memory();
         Ok(app)
     }
 
@@ -237,6 +239,8 @@ impl App {
             Ok(config) => self.apply(config).map_err(ApplyError::from),
             Err(e) => Err(ApplyError::from(e)),
         };
+        // Whatever happened, a parse of the whole file was allocated and freed.
+        crate::heap::release_free_memory();
         match &result {
             Ok(()) => {
                 self.self_metrics.reload_succeeded(self.now());
@@ -334,6 +338,10 @@ impl App {
     }
 }
 
+/// Renders that re-rendered at least this many lines (and a quarter of the fleet) are full
+/// renders (startup, reload, a settings change), after which freed memory goes back to the OS.
+const FULL_RENDER_LINES: usize = 4096;
+
 /// The thread that owns the [`Renderer`] and runs every render (see `App::spawn_renderer`).
 /// Each request carries what to call with the outcome once the render is done.
 struct RenderThread {
@@ -357,6 +365,10 @@ impl RenderThread {
                 if rendered.is_err() {
                     tracing::error!("metrics renderer panicked; restarting it");
                     renderer = Renderer::new(gzip_level);
+                }
+                if renderer.rerendered() >= FULL_RENDER_LINES.max(renderer.lines() / 4) {
+                    // A startup or reload render: its helper threads' transients are freed.
+                    crate::heap::release_free_memory();
                 }
                 drop(app);
                 done(true);

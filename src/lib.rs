@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod drivers;
 pub mod error;
+mod heap;
 pub mod logging;
 mod login;
 pub mod metrics;

@@ -308,7 +308,12 @@ impl Renderer {
         self.rerendered
     }
 
-    /// Bytes held by the chunks (text and compressed).
+    /// Lines in the last render.
+    pub fn lines(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes held by the chunks (their deflate segments and line offsets).
     pub fn cache_size(&self) -> usize {
         self.blocks.iter().flatten().map(Chunk::size).sum::<usize>() + self.slots.len() * std::mem::size_of::<Slot>()
     }
