@@ -28,6 +28,9 @@ pub enum PersistError {
     Version { path: PathBuf, found: u32 },
 }
 
+/// The file's shape as one serde type. `save` and `restore` stream it a batch of lines at a
+/// time instead; tests check that they agree with it.
+#[cfg(test)]
 #[derive(Serialize, Deserialize)]
 struct File {
     version: u32,
@@ -180,36 +183,194 @@ impl SavedLine {
     }
 }
 
-/// Saves every line of `store` to `path` atomically.
+/// Lines serialised under one hold of the store's read lock, and restored under one hold of
+/// its write lock: polls wait for at most one batch, and neither a save nor a restore ever
+/// holds every line's saved form at once (at 100,000 lines the file is ≈ 70 MB and its lines
+/// decoded ≈ 90 MB: holding both was the largest memory peak of a start).
+const BATCH_LINES: usize = 1024;
+
+/// How many times a save starts over when a reload changes the set of lines under it.
+const SAVE_ATTEMPTS: usize = 3;
+
+/// Saves every line of `store` to `path` atomically, a batch of lines at a time.
 pub fn save(store: &Store, path: &Path) -> Result<(), PersistError> {
-    let lines: Vec<SavedLine> = store.view().lines().map(SavedLine::from_state).collect();
-    let json = serde_json::to_vec(&File { version: FORMAT_VERSION, lines })
-        .map_err(|e| PersistError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
+        for attempt in 1..=SAVE_ATTEMPTS {
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+            // The last attempt takes what it gets: lines that moved mid-save are saved again
+            // a minute later.
+            if write_lines(store, &mut out)? || attempt == SAVE_ATTEMPTS {
+                let file = out.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                break;
+            }
+        }
         std::fs::rename(&tmp, path)
     };
     write().map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
 }
 
+/// Writes the file's JSON (`{"version":1,"lines":[...]}`, as `File` would serialise) a batch
+/// at a time; false when a reload changed the set of lines meanwhile.
+fn write_lines(store: &Store, out: &mut impl Write) -> std::io::Result<bool> {
+    write!(out, r#"{{"version":{FORMAT_VERSION},"lines":["#)?;
+    let layout = store.view().layout();
+    let mut batch = Vec::new();
+    let mut at = 0;
+    loop {
+        batch.clear();
+        {
+            let view = store.view();
+            if view.layout() != layout {
+                return Ok(false);
+            }
+            for state in (at..view.len().min(at + BATCH_LINES)).filter_map(|p| view.at(p)) {
+                if at > 0 || !batch.is_empty() {
+                    batch.push(b',');
+                }
+                serde_json::to_writer(&mut batch, &SavedLine::from_state(state)).map_err(std::io::Error::other)?;
+            }
+            at = (at + BATCH_LINES).min(view.len().max(at));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        out.write_all(&batch)?;
+    }
+    out.write_all(b"]}")?;
+    Ok(true)
+}
+
 /// Restores the saved state of lines that are configured now; returns how many were restored.
-/// A missing file is not an error (first start).
+/// A missing file is not an error (first start). The file is read as a stream and applied a
+/// batch at a time, so a file that turns out broken part-way leaves the lines before the
+/// break restored (each line's state is whole: it comes from one complete record) and
+/// reports the error with its position.
 pub fn restore(store: &Store, path: &Path) -> Result<usize, PersistError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(source) => return Err(PersistError::Read { path: path.to_path_buf(), source }),
     };
-    let file: File =
-        serde_json::from_slice(&bytes).map_err(|source| PersistError::Decode { path: path.to_path_buf(), source })?;
-    if file.version != FORMAT_VERSION {
-        return Err(PersistError::Version { path: path.to_path_buf(), found: file.version });
+    let mut json = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 * 1024, file));
+    let restorer = Restorer { store, version: std::cell::Cell::new(None), restored: std::cell::Cell::new(0) };
+    let decoded = serde::de::DeserializeSeed::deserialize(&restorer, &mut json).and_then(|()| json.end());
+    match (decoded, restorer.version.get()) {
+        (Ok(()), _) => Ok(restorer.restored.get()),
+        (Err(_), Some(found)) if found != FORMAT_VERSION => {
+            Err(PersistError::Version { path: path.to_path_buf(), found })
+        }
+        (Err(source), _) => Err(PersistError::Decode { path: path.to_path_buf(), source }),
     }
-    Ok(store.update_each(file.lines.into_iter().map(|l| (l.name.clone(), l)), |saved, state| saved.restore_into(state)))
+}
+
+/// Reads the top-level object: `version` first (as `save` writes it), then `lines` restored
+/// batch by batch.
+struct Restorer<'a> {
+    store: &'a Store,
+    version: std::cell::Cell<Option<u32>>,
+    restored: std::cell::Cell<usize>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &Restorer<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &Restorer<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a readings file: {\"version\": 1, \"lines\": [...]}")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let mut lines_seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => {
+                    let version = map.next_value::<u32>()?;
+                    self.version.set(Some(version));
+                    if version != FORMAT_VERSION {
+                        return Err(A::Error::custom(format!("format version {version}")));
+                    }
+                }
+                "lines" if self.version.get().is_none() => {
+                    return Err(A::Error::custom("`version` must come before `lines`"));
+                }
+                "lines" => {
+                    map.next_value_seed(self.lines())?;
+                    lines_seen = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        match (self.version.get(), lines_seen) {
+            (None, _) => Err(A::Error::missing_field("version")),
+            (_, false) => Err(A::Error::missing_field("lines")),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Restorer<'_> {
+    fn lines(&self) -> LinesRestorer<'_, '_> {
+        LinesRestorer(self)
+    }
+
+    /// Applies a batch of saved lines to the store.
+    fn apply(&self, batch: &mut Vec<SavedLine>) {
+        let items = batch.drain(..).map(|l| (l.name.clone(), l));
+        let restored = self.store.update_each(items, |saved, state| saved.restore_into(state));
+        self.restored.set(self.restored.get() + restored);
+    }
+}
+
+/// The `lines` array, applied [`BATCH_LINES`] at a time as it is read.
+struct LinesRestorer<'r, 'a>(&'r Restorer<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for LinesRestorer<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LinesRestorer<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of saved lines")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut batch = Vec::with_capacity(BATCH_LINES);
+        let result = loop {
+            match seq.next_element::<SavedLine>() {
+                Ok(Some(line)) => {
+                    batch.push(line);
+                    if batch.len() == BATCH_LINES {
+                        self.0.apply(&mut batch);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // Complete records before an error are restored too.
+        self.0.apply(&mut batch);
+        result
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +431,75 @@ mod tests {
         assert_eq!(after.get("a").unwrap().money[0].spent, 25.0);
         assert!(after.get("b").is_none());
         assert_eq!(after.get("c").unwrap().polls_total, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("line-{i:05}")).collect()
+    }
+
+    fn polled_store(names: &[String]) -> Store {
+        let store = store_with(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        for (i, name) in names.iter().enumerate() {
+            record(&store, name, i as u64, Ok(rub(i as f64)));
+        }
+        store
+    }
+
+    #[test]
+    fn a_save_over_several_batches_is_the_documented_file_and_restores_every_line() {
+        let dir = std::env::temp_dir().join(format!("esim-persist-batches-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let names = names(2 * BATCH_LINES + 7);
+        let before = polled_store(&names);
+        save(&before, &path).unwrap();
+        let file: File = serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("the file is one JSON document");
+        assert_eq!(file.version, FORMAT_VERSION);
+        assert_eq!(file.lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>(), names);
+        let after = store_with(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(restore(&after, &path).unwrap(), names.len());
+        for name in &names {
+            assert_eq!(after.get(name).unwrap().reading, before.get(name).unwrap().reading, "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_broken_part_way_restores_the_whole_records_before_the_break_and_says_where() {
+        let dir = std::env::temp_dir().join(format!("esim-persist-broken-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let names = names(BATCH_LINES + 10);
+        save(&polled_store(&names), &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Cut inside the record of the last line.
+        let cut = text.rfind(&format!("\"{}\"", names[names.len() - 1])).unwrap() + 5;
+        std::fs::write(&path, &text[..cut]).unwrap();
+        let after = store_with(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = restore(&after, &path).unwrap_err().to_string();
+        assert!(err.contains("state.json is not a readings file") && err.contains("line 1 column"), "{err}");
+        let restored = names.iter().filter(|n| after.get(n).unwrap().reading.is_some()).count();
+        assert_eq!(restored, names.len() - 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lines_before_the_version_or_a_missing_part_are_refused() {
+        let dir = std::env::temp_dir().join(format!("esim-persist-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = store_with(&["a"]);
+        for (file, expected) in [
+            (r#"{"lines": [], "version": 1}"#, "`version` must come before `lines`"),
+            (r#"{"version": 1}"#, "missing field `lines`"),
+            (r#"{"lines_": []}"#, "missing field `version`"),
+            (r#"[1, 2]"#, "expected a readings file"),
+            (r#"{"version": 1, "lines": []} trailing"#, "trailing characters"),
+        ] {
+            std::fs::write(dir.join("s.json"), file).unwrap();
+            let err = restore(&store, &dir.join("s.json")).unwrap_err().to_string();
+            assert!(err.contains(expected), "{file}: {err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
