@@ -1,5 +1,7 @@
 //! Config load of fleet-size files (issue 8: 100,000 lines load and resolve in ≤ 2 s): the
-//! YAML tree alone, then the whole `config::parse` (tree, resolve, driver options).
+//! whole YAML tree on one thread (`yaml_tree`, the path of files that cannot be streamed), then
+//! `config::parse` as a load runs it (`parse_and_resolve`: a fleet file streamed in slices,
+//! parsed on two threads while resolved, driver options included).
 //!
 //! `cargo bench --bench config`; CI runs `cargo test --bench config -- --smoke`.
 

@@ -132,6 +132,11 @@ impl<'a> Fields<'a> {
                 return None;
             }
         };
+        // Most strings (every name, MSISDN, ICCID of a fleet) have nothing to expand: keep them
+        // rather than copy them once more.
+        if !text.contains('$') {
+            return Some(text);
+        }
         match secret::expand_env(&text, self.sink.env) {
             Ok(expanded) => Some(expanded),
             Err(e) => {

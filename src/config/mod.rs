@@ -22,6 +22,8 @@ use std::time::Duration;
 pub use diagnostics::{Diagnostic, Severity};
 pub use units::{ByteSize, Rate};
 
+use resolve::Items;
+
 use crate::drivers::DriverSpec;
 
 /// The resolved configuration.
@@ -209,6 +211,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and resolves config text; `file` names it in messages. No file IO except
 /// `*_file` secrets.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    // A fleet file is resolved a slice of lines at a time while the next slice is parsed, so
+    // that its whole tree (about 1.1 KB a line) never exists, not even during a reload while
+    // the old config is alive. Any other shape, or any YAML error, takes the whole parse.
+    let streamed = raw::parse_streamed(text, |head, slices| resolve::resolve(file, head, Items::Streamed(slices)));
+    if let Some(config) = streamed {
+        return config;
+    }
     let tree = raw::parse_tree(file, text).map_err(|d| ConfigError { diagnostics: vec![d] })?;
-    resolve::resolve(file, &tree)
+    resolve::resolve(file, &tree, Items::InTree)
 }

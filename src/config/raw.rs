@@ -1,8 +1,11 @@
-//! YAML → a position-aware tree ([`Node`]). The YAML crate (`serde-saphyr`: maintained, reports
-//! positions, budgets aliases against YAML bombs) is used only here, so swapping it touches
-//! this file alone. No IO, no lookups: `resolve` gives the tree its meaning.
+//! YAML → a position-aware tree ([`Node`]): whole (`parse_tree`), or for fleet files the head and
+//! then the items of `lines:` in slices (`parse_streamed`), so that the whole tree never
+//! exists. The YAML crate (`serde-saphyr`: maintained, reports positions, budgets aliases
+//! against YAML bombs) is used only here, so swapping it touches this file alone. No IO, no
+//! lookups: `resolve` gives the tree its meaning.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -62,13 +65,12 @@ impl Value {
     }
 }
 
-/// Parses YAML text into a tree. The one error it can return is a YAML syntax or budget error.
+/// Parses YAML text into a tree, on this thread. The one error it can return is a YAML syntax
+/// or budget error. This is the reference parse: `parse_streamed` gives way to it whenever the
+/// two could differ.
 pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
     if text.trim().is_empty() {
         return Ok(Node { value: Value::Null, pos: Pos { line: 1, column: 1 } });
-    }
-    if let Some(tree) = parse_in_halves(text) {
-        return Ok(tree);
     }
     match parse_whole(text) {
         Ok(tree) => Ok(tree),
@@ -83,91 +85,278 @@ fn parse_whole(text: &str) -> Result<Node, serde_saphyr::Error> {
     serde_saphyr::from_str_with_options::<Spanned<NodeValue>>(text, options()).map(node)
 }
 
-/// Files at least this large are worth two threads (a 100,000-line fleet is about 14 MB and
-/// takes over a second to parse on one).
-const SPLIT_MIN_BYTES: usize = 1 << 20;
-/// Files larger than this parse whole, so that the node budget applies to the file as a whole
-/// (two halves could each pass where the whole would not).
-const SPLIT_MAX_BYTES: usize = 32 << 20;
+/// Files at least this large are streamed: below it the whole tree is a few MB at most, and
+/// the second thread would cost more than it saves.
+const STREAM_MIN_BYTES: usize = 1 << 20;
+/// Files larger than this parse whole, so that the budgets the parts cannot add up
+/// (`Limits`) never matter: at most 32 MB of text cannot hold 512 MB of scalars or input, or
+/// 64 MB of comments.
+const STREAM_MAX_BYTES: usize = 32 << 20;
+/// Items per slice: about 70 KB of fleet YAML and 550 KB of tree. The trees alive at once (per
+/// parsing thread one being parsed and one queued, plus the one being resolved) stay under
+/// 3 MB, and 200 hand-offs for 100,000 lines cost nothing measurable (2,000 items a slice
+/// measured the same speed and 8 MB more peak RSS).
+const SLICE_ITEMS: usize = 500;
 
-/// Parses a large file on two threads when its shape allows a split that cannot change the
-/// result: the last top-level key holds a block sequence (`lines:`), and the second half starts
-/// at one of its items. The second half then parses alone as that sequence and its items are
-/// appended, their lines shifted. Anything unusual (anchors or aliases, several documents,
-/// directives, tabs, another key after the sequence) or any error in either half returns
-/// `None`, and the whole file is parsed as usual, so errors and their positions are always the
+/// Parses a fleet-shaped file in parts and hands them to `consume`, so that the file's whole
+/// tree never exists (a 100,000-line fleet's is about 113 MiB): first the head (everything
+/// before the first item of `lines:`, one tree in which `lines` is null), then the items of
+/// `lines:`, a slice of `SLICE_ITEMS` at a time, each slice parsed alone on one of `PARSERS`
+/// threads while `consume` works on the ones before, its line numbers shifted to the file's.
+///
+/// The shape must make the parts' result the whole parse's: the last top-level key is
+/// `lines:` with nothing on its line, holding a block sequence whose items are cut where they
+/// start; no anchors, aliases or merge keys (an item could refer to another slice), no tabs,
+/// carriage returns, directives or second documents. `None` when the file has another shape,
+/// when any part fails to parse or comes out as something else, or when the parts together
+/// exceed a budget the whole would exceed (`Limits`): then `consume`'s result is dropped and
+/// the caller parses the whole file, so that errors and their positions are always the
 /// one-thread parse's.
-fn parse_in_halves(text: &str) -> Option<Node> {
-    if !(SPLIT_MIN_BYTES..=SPLIT_MAX_BYTES).contains(&text.len())
-        || std::thread::available_parallelism().map_or(true, |n| n.get() < 2)
-        || text.bytes().any(|b| matches!(b, b'&' | b'*' | b'\t' | b'\r'))
-    {
+pub fn parse_streamed<R>(
+    text: &str,
+    consume: impl FnOnce(&Node, &mut dyn Iterator<Item = Vec<Node>>) -> R,
+) -> Option<R> {
+    if !(STREAM_MIN_BYTES..=STREAM_MAX_BYTES).contains(&text.len()) {
         return None;
     }
-    let split = split_point(text)?;
-    let (first, second) = text.split_at(split);
-    let (first, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| parse_whole(second).ok());
-        (parse_whole(first).ok(), second.join().ok().flatten())
-    });
-    let (mut first, mut second) = (first?, second?);
-    let Value::Map(root) = &mut first.value else { return None };
-    let (_, last) = root.last_mut()?;
-    let (Value::Seq(items), Value::Seq(more)) = (&mut last.value, &mut second.value) else { return None };
-    let shift = u32::try_from(first_lines(text, split)).ok()?;
-    for item in more.iter_mut() {
-        shift_lines(item, shift);
-    }
-    items.append(more);
-    Some(first)
+    stream(text, SLICE_ITEMS, Limits::of(&options()), consume)
 }
 
-/// Where the second half starts: the first item of the last top-level key's block sequence
-/// at or after the middle of `text`; `None` when the file does not have that shape.
-fn split_point(text: &str) -> Option<usize> {
-    let mut last_key = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let first = line.bytes().next();
-        match first {
-            Some(b' ' | b'#' | b'\n') | None => {}
-            Some(b'-' | b'.') if line.starts_with("---") || line.starts_with("...") => return None,
-            Some(b'%' | b'-' | b'[' | b'{' | b'?' | b'!' | b'|' | b'>' | b'"' | b'\'') => return None,
-            Some(_) => last_key = Some(offset + line.len()),
+/// `parse_streamed` with its slice size and budget as parameters, for tests.
+pub(super) fn stream<R>(
+    text: &str,
+    slice_items: usize,
+    limits: Limits,
+    consume: impl FnOnce(&Node, &mut dyn Iterator<Item = Vec<Node>>) -> R,
+) -> Option<R> {
+    if text.bytes().any(|b| matches!(b, b'&' | b'*' | b'\t' | b'\r')) || text.contains("<<") {
+        return None;
+    }
+    let cuts = cuts(text, slice_items)?;
+    let head_text = &text[..cuts.starts[0].0];
+    let mut head = parse_whole(head_text).ok()?;
+    let Value::Map(root) = &head.value else { return None };
+    match root.split_last() {
+        Some(((key, value), rest)) if key.name == "lines" && value.value == Value::Null => {
+            // A second `lines:` earlier would make the whole parse read another value.
+            if rest.iter().any(|(k, _)| k.name == "lines") {
+                return None;
+            }
         }
-        offset += line.len();
+        _ => return None,
     }
-    // The items of the last key: every line after it is blank, a comment, or indented.
-    let start = last_key?;
-    let mut lines = text[start..].split_inclusive('\n').scan(start, |at, line| {
-        let here = *at;
-        *at += line.len();
-        Some((here, line))
-    });
-    let item = |line: &str| {
-        let body = line.trim_start_matches(' ');
-        let indent = line.len() - body.len();
-        (indent > 0 && (body.starts_with("- ") || body.starts_with("-\n"))).then_some(indent)
+    // The stream's and the document's events.
+    let mut total = Tally { events: 4, ..Tally::default() };
+    total.comments(head_text);
+    tally(&mut head, 0, 0, &mut total);
+
+    let spent =
+        Spent { nodes: AtomicUsize::new(total.nodes), events: AtomicUsize::new(total.events), ..Spent::default() };
+    let parsers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PARSERS);
+    std::thread::scope(|scope| {
+        // Parser `p` parses slices `p`, `p + parsers`, … and hands them over in that order
+        // through a channel of its own, so that reading the channels in turn yields every
+        // slice in file order, and at most two slices per parser wait.
+        let mut receivers = Vec::with_capacity(parsers);
+        let mut handles = Vec::with_capacity(parsers);
+        for first in 0..parsers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Node>>(1);
+            let (cuts, spent) = (&cuts, &spent);
+            // The main thread's stack size: a deep item must not overflow a parsing thread
+            // where the whole parse, on the caller's thread, would not.
+            let handle = std::thread::Builder::new().stack_size(8 << 20).spawn_scoped(scope, move || {
+                for i in (first..cuts.starts.len()).step_by(parsers) {
+                    let parsed = (!spent.failed.load(Ordering::Relaxed))
+                        .then(|| parse_slice(cuts.slice(text, i), cuts.starts[i].1, spent, &limits))
+                        .flatten();
+                    if parsed.is_none_or(|items| tx.send(items).is_err()) {
+                        spent.failed.store(true, Ordering::Relaxed);
+                        return false;
+                    }
+                }
+                true
+            });
+            match handle {
+                Ok(handle) => handles.push(handle),
+                // No thread to parse with: parse whole (dropping the receivers stops the others).
+                Err(_) => return None,
+            }
+            receivers.push(rx);
+        }
+        let mut in_order = (0..).map_while(|i| receivers[i % parsers].recv().ok());
+        let result = consume(&head, &mut in_order);
+        // Slices the consumer left unread must parse as well, and no parser may be left
+        // blocked on a full channel.
+        receivers.iter().for_each(|rx| rx.iter().for_each(drop));
+        let complete = handles.into_iter().all(|h| h.join().unwrap_or(false));
+        complete.then_some(result)
+    })
+}
+
+/// At most this many parsing threads. Parsing is about four fifths of a load's work, so with one
+/// the resolving thread would mostly wait; two keep a 100,000-line load as fast as the whole
+/// tree parsed in two halves was, the resolving thread taking what the cores have left.
+const PARSERS: usize = 2;
+
+/// What the parsing threads have counted so far against the budget, and whether one failed.
+#[derive(Default)]
+struct Spent {
+    nodes: AtomicUsize,
+    events: AtomicUsize,
+    failed: AtomicBool,
+}
+
+/// Parses one slice of items alone; `lines_before` is how many lines of the file precede it.
+/// `None` when it does not parse as a sequence, or the parts so far exceed `limits`.
+fn parse_slice(text: &str, lines_before: usize, spent: &Spent, limits: &Limits) -> Option<Vec<Node>> {
+    let tree = parse_whole(text).ok()?;
+    let Value::Seq(mut items) = tree.value else { return None };
+    let shift = u32::try_from(lines_before).ok()?;
+    // Each part is a stream, a document and (here) a sequence of its own: a few events the
+    // whole parse does not have, so that the sum stays an upper bound.
+    let mut part = Tally { events: 6, ..Tally::default() };
+    part.comments(text);
+    for item in &mut items {
+        // Depth as in the whole file: the root mapping and `lines:` hold every item.
+        tally(item, shift, 2, &mut part);
+    }
+    let spent = Tally {
+        nodes: spent.nodes.fetch_add(part.nodes, Ordering::Relaxed) + part.nodes,
+        events: spent.events.fetch_add(part.events, Ordering::Relaxed) + part.events,
+        depth: part.depth,
     };
-    let (_, first_item) = lines.find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
-    let indent = item(first_item)?;
-    let middle = text.len() / 2;
-    lines.find(|(at, line)| *at >= middle && item(line) == Some(indent)).map(|(at, _)| at)
+    (!spent.exceeds(limits)).then_some(items)
 }
 
-/// How many lines `text[..split]` holds (`split` is at a line start).
-fn first_lines(text: &str, split: usize) -> usize {
-    text.as_bytes()[..split].iter().filter(|&&b| b == b'\n').count()
+/// Where a fleet-shaped file is cut: `starts[0]` is the first item of `lines:` (the head ends
+/// there), each start is an item at the sequence's indentation, with the number of lines before
+/// it; a slice runs from its start to the next.
+struct Cuts {
+    starts: Vec<(usize, usize)>,
 }
 
-fn shift_lines(node: &mut Node, lines: u32) {
+impl Cuts {
+    fn slice<'t>(&self, text: &'t str, i: usize) -> &'t str {
+        let end = self.starts.get(i + 1).map_or(text.len(), |&(next, _)| next);
+        &text[self.starts[i].0..end]
+    }
+}
+
+/// Finds the cuts, or `None` when the file does not have the shape `parse_streamed` needs.
+fn cuts(text: &str, slice_items: usize) -> Option<Cuts> {
+    // The last top-level key's line, and what the lines after it read as so far.
+    let mut key: Option<&str> = None;
+    let mut items: Option<Cuts> = None;
+    let mut qualifies = false;
+    let (mut indent, mut count) = (0, 0);
+    let mut offset = 0;
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let at = offset;
+        offset += line.len();
+        let body = line.trim_start_matches(' ');
+        let depth = line.len() - body.len();
+        let is_item = body.starts_with("- ") || body.trim_end() == "-";
+        match line.as_bytes()[0] {
+            b'-' | b'.' if line.starts_with("---") || line.starts_with("...") => return None,
+            b'%' | b'-' | b'[' | b'{' | b'?' | b'!' | b'|' | b'>' | b'"' | b'\'' => return None,
+            // Blank lines and comments, at any indentation, belong to no item.
+            _ if body.trim_end().is_empty() || body.starts_with('#') => {}
+            b' ' => match &mut items {
+                // The first line after the key must open the sequence.
+                None if qualifies && is_item => {
+                    items = Some(Cuts { starts: vec![(at, line_no)] });
+                    (indent, count) = (depth, 1);
+                }
+                None => qualifies = false,
+                Some(_) if depth > indent => {}
+                Some(cuts) if depth == indent && is_item => {
+                    if count % slice_items == 0 {
+                        cuts.starts.push((at, line_no));
+                    }
+                    count += 1;
+                }
+                // Less indented than the items, or not an item at their indentation: leave it
+                // to the whole parse.
+                Some(_) => {
+                    items = None;
+                    qualifies = false;
+                }
+            },
+            _ => {
+                key = Some(line);
+                items = None;
+                qualifies = true;
+                count = 0;
+            }
+        }
+    }
+    // `lines:` with nothing after it but a comment: the head reads it as null, and the items
+    // that follow are its whole value.
+    let rest = key?.strip_prefix("lines:")?;
+    let rest = rest.trim_end();
+    if !(rest.is_empty() || (rest.starts_with(' ') && rest.trim_start().starts_with('#'))) {
+        return None;
+    }
+    items
+}
+
+/// Nodes, events and depth of the parts so far, counted as the crate's budget counts them, so
+/// that parts which pass one by one but would not pass together fall back to the whole parse
+/// (which then refuses the file with its own message).
+#[derive(Default)]
+struct Tally {
+    nodes: usize,
+    events: usize,
+    depth: usize,
+}
+
+impl Tally {
+    /// Every comment is an event of its own; each has a `#`.
+    fn comments(&mut self, text: &str) {
+        self.events += text.bytes().filter(|&b| b == b'#').count();
+    }
+
+    fn exceeds(&self, limits: &Limits) -> bool {
+        self.nodes > limits.nodes || self.events > limits.events || self.depth > limits.depth
+    }
+}
+
+/// The budgets that parsing in parts could otherwise evade.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub nodes: usize,
+    pub events: usize,
+    pub depth: usize,
+}
+
+impl Limits {
+    fn of(options: &serde_saphyr::Options) -> Limits {
+        let budget = options.budget.clone().unwrap_or_default();
+        Limits { nodes: budget.max_nodes, events: budget.max_events, depth: budget.max_depth }
+    }
+}
+
+/// Shifts `node`'s lines by `lines` and counts it into `total`; `depth` is how many
+/// collections hold it.
+fn tally(node: &mut Node, lines: u32, depth: usize, total: &mut Tally) {
     node.pos.line += lines;
+    // A scalar or a collection's start, plus a collection's end.
+    total.nodes += 1;
+    total.events += 1;
     match &mut node.value {
-        Value::Seq(items) => items.iter_mut().for_each(|n| shift_lines(n, lines)),
+        Value::Seq(items) => {
+            total.events += 1;
+            total.depth = total.depth.max(depth + 1);
+            items.iter_mut().for_each(|n| tally(n, lines, depth + 1, total));
+        }
         Value::Map(entries) => {
+            total.events += 1;
+            total.depth = total.depth.max(depth + 1);
             for (key, value) in entries {
                 key.pos.line += lines;
-                shift_lines(value, lines);
+                total.nodes += 1;
+                total.events += 1;
+                tally(value, lines, depth + 1, total);
             }
         }
         _ => {}
@@ -349,26 +538,120 @@ mod tests {
         text
     }
 
+    const NO_LIMITS: Limits = Limits { nodes: usize::MAX, events: usize::MAX, depth: usize::MAX };
+
+    /// The streamed parts put back together as one tree, and how many slices there were.
+    fn streamed(text: &str, slice_items: usize, limits: Limits) -> Option<(Node, usize)> {
+        let (mut head, slices) =
+            stream(text, slice_items, limits, |head, slices| (head.clone(), slices.collect::<Vec<_>>()))?;
+        let count = slices.len();
+        let Value::Map(root) = &mut head.value else { panic!("the head is a mapping") };
+        let lines = &mut root.last_mut().expect("lines").1;
+        lines.value = Value::Seq(slices.into_iter().flatten().collect());
+        Some((head, count))
+    }
+
+    /// `lines:`'s own position is the one thing the parts cannot know (nothing reads it when
+    /// `lines:` is a list); take it from `whole`.
+    fn with_lines_pos_of(mut tree: Node, whole: &Node) -> Node {
+        let (Value::Map(root), Value::Map(whole_root)) = (&mut tree.value, &whole.value) else { panic!() };
+        root.last_mut().unwrap().1.pos = whole_root.last().unwrap().1.pos;
+        tree
+    }
+
     #[test]
-    fn a_file_parsed_in_halves_equals_the_file_parsed_whole() {
-        let text = fleet(30_000);
-        assert!(text.len() >= SPLIT_MIN_BYTES);
-        let halves = parse_in_halves(&text).expect("this shape splits");
-        assert_eq!(halves, parse_whole(&text).expect("parses"));
+    fn a_streamed_file_equals_the_file_parsed_whole() {
+        let text = fleet(3_000);
+        let whole = parse_whole(&text).expect("parses");
+        for (slice_items, slices) in [(1, 3_000), (7, 429), (1_000, 3), (2_999, 2), (3_000, 1), (5_000, 1)] {
+            let (tree, count) = streamed(&text, slice_items, NO_LIMITS).expect("this shape streams");
+            assert_eq!(count, slices, "slices of {slice_items}");
+            assert_eq!(with_lines_pos_of(tree, &whole), whole, "slices of {slice_items}");
+        }
+        // Comments and blank lines before the first item, a comment on the key's line, nested
+        // lists and block scalars inside items, an item with nothing in it.
+        let text = "global: {timeout: 1s}\nlines: # the fleet\n\n# first\n  - name: a\n    tags:\n      - x\n  \
+            - name: b\n    note: |\n      - not an item\n\n  -\n  - {name: c,\n     driver: demo}\n";
+        let whole = parse_whole(text).expect("parses");
+        let (tree, count) = streamed(text, 1, NO_LIMITS).expect("this shape streams");
+        assert_eq!(count, 4);
+        assert_eq!(with_lines_pos_of(tree, &whole), whole);
     }
 
     #[test]
     fn files_of_other_shapes_are_parsed_whole() {
-        let text = fleet(30_000);
-        // A key after the sequence, an anchor, a second document: no split.
-        assert!(parse_in_halves(&format!("{text}extra: 1\n")).is_none());
-        assert!(parse_in_halves(&text.replace("accounts:\n  a:", "accounts:\n  a: &x")).is_none());
-        assert!(parse_in_halves(&format!("{text}---\nlines: []\n")).is_none());
-        // A broken item in the second half: the whole parse reports it, at its real line.
+        let text = fleet(300);
+        let streams = |text: &str| streamed(text, 7, NO_LIMITS).is_some();
+        assert!(streams(&text));
+        // A key after the sequence, an anchor, a merge key, a second document, a directive, a
+        // tab, a value on the key's line, items at column 0 or less indented than the first,
+        // a last key other than `lines`, a second `lines:`: all parse whole.
+        assert!(!streams(&format!("{text}extra: 1\n")));
+        assert!(!streams(&text.replace("accounts:\n  a:", "accounts:\n  a: &x")));
+        assert!(!streams(&text.replace("  a: {driver: demo}", "  a: {<<: {driver: demo}}")));
+        assert!(!streams(&format!("{text}---\nlines: []\n")));
+        assert!(!streams(&format!("%YAML 1.2\n---\n{text}")));
+        assert!(!streams(&text.replace("poll_interval: 1m", "poll_interval:\t1m")));
+        assert!(!streams(&text.replace("lines:\n", "lines: !!seq\n")));
+        assert!(!streams(&text.replace("\n  - ", "\n- ")));
+        assert!(!streams(&format!("{text} - {{name: x, driver: demo}}\n")));
+        assert!(!streams(&text.replace("lines:\n", "items:\n")));
+        assert!(!streams(&text.replace("global:", "lines: []\nglobal:")));
+        // A broken item in a later slice: the whole parse reports it, at its real line.
         let broken = format!("{text}  - {{name: [oops\n");
-        assert!(parse_in_halves(&broken).is_none());
+        assert!(!streams(&broken));
         let err = parse_tree("t.yaml", &broken).unwrap_err();
         assert!(err.pos.is_some_and(|p| p.line as usize >= text.lines().count()), "{err}");
+    }
+
+    /// The smallest `max_nodes` or `max_events` (per `set`) with which the whole file parses.
+    fn crate_count(text: &str, set: fn(&mut serde_saphyr::Budget, usize)) -> usize {
+        let parses = |limit: usize| {
+            let mut options = options();
+            set(options.budget.as_mut().unwrap(), limit);
+            serde_saphyr::from_str_with_options::<Spanned<NodeValue>>(text, options).is_ok()
+        };
+        let (mut low, mut high) = (0, 1_000_000);
+        while low < high {
+            let mid = (low + high) / 2;
+            if parses(mid) {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        low
+    }
+
+    #[test]
+    fn parts_that_pass_alone_but_not_together_fall_back() {
+        let text = fleet(300);
+        // Nodes are counted exactly as the crate counts them, events never below it.
+        let nodes = crate_count(&text, |b, n| b.max_nodes = n);
+        let mut counted = Tally::default();
+        tally(&mut parse_whole(&text).unwrap(), 0, 0, &mut counted);
+        assert_eq!(counted.nodes, nodes);
+        let events = crate_count(&text, |b, n| b.max_events = n);
+        let limits = |nodes, events| Limits { nodes, events, depth: 64 };
+        assert!(streamed(&text, 7, limits(nodes, usize::MAX)).is_some());
+        assert!(streamed(&text, 7, limits(nodes - 1, usize::MAX)).is_none());
+        assert!(streamed(&text, 7, limits(usize::MAX, events - 1)).is_none());
+        // An item 63 lists deep is 64 deep in a slice of its own but 65 in the file, one more
+        // than the crate allows: the whole parse refuses it.
+        // (A debug build recurses deeper than a test thread's stack allows.)
+        let deep = format!("{text}  - {}{}\n", "[".repeat(63), "]".repeat(63));
+        let big_stack = std::thread::Builder::new().stack_size(64 << 20);
+        big_stack
+            .spawn(move || {
+                assert!(parse_tree("t.yaml", &deep).is_err());
+                assert!(parse_whole(&format!("{}{}\n", "[".repeat(64), "]".repeat(64))).is_ok());
+                assert!(streamed(&deep, 1, Limits::of(&options())).is_none());
+                // Alone, its slice would have passed.
+                assert!(streamed(&deep, 1, Limits { depth: usize::MAX, ..Limits::of(&options()) }).is_some());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Raw tree → resolved [`Config`]: defaults, account inheritance, driver options through the
 //! registry, name and label rules. Collects every problem instead of stopping at the first.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::diagnostics::{self, hint, Severity};
@@ -21,11 +23,21 @@ const TARGET_LABELS: &[&str] = &["env", "region", "cluster", "job", "instance"];
 
 const LINE_NAME_MAX: usize = 128;
 
-pub fn resolve(file: &str, tree: &Node) -> Result<Config, ConfigError> {
-    resolve_with(Sink::new(file), tree)
+/// Where the items of `lines:` come from.
+pub(super) enum Items<'a> {
+    /// From the tree itself, under `lines:`.
+    InTree,
+    /// Slice by slice from [`raw::parse_streamed`](super::raw::parse_streamed); the tree is the
+    /// file's head, in which `lines` is null. Each slice is dropped as soon as it is resolved,
+    /// so that the file's whole tree never exists.
+    Streamed(&'a mut dyn Iterator<Item = Vec<Node>>),
 }
 
-pub(super) fn resolve_with(sink: Sink, tree: &Node) -> Result<Config, ConfigError> {
+pub(super) fn resolve(file: &str, tree: &Node, items: Items<'_>) -> Result<Config, ConfigError> {
+    resolve_with(Sink::new(file), tree, items)
+}
+
+pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<Config, ConfigError> {
     let mut root = Fields::new(&sink, "", tree);
     let global = root.map("global").map(resolve_global).unwrap_or_default();
     let mut broken = HashSet::new();
@@ -36,10 +48,26 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node) -> Result<Config, ConfigErro
     let mut declared: Vec<Arc<Account>> = accounts.values().map(|(a, _)| a.clone()).collect();
     declared.sort_by(|a, b| a.name.cmp(&b.name));
     let mut implicit = Vec::new();
-    let lines = match lines_node {
-        Some(node) => resolve_lines(&sink, node, &global, (&accounts, &broken), &mut implicit),
-        None => Vec::new(),
-    };
+    let mut resolver = LineResolver::new(&sink, &global, (&accounts, &broken), &mut implicit);
+    match items {
+        Items::InTree => match lines_node {
+            Some(Node { value: Value::Seq(items), .. }) => {
+                resolver.reserve(items.len());
+                items.iter().for_each(|item| resolver.line(item));
+            }
+            Some(node) => {
+                sink.error(Some(node.pos), "lines", format!("expected a list of lines, found {}", node.value.kind()))
+            }
+            None => {}
+        },
+        Items::Streamed(slices) => {
+            for slice in slices {
+                slice.iter().for_each(|item| resolver.line(item));
+                // `slice` is dropped here, before the next one is taken.
+            }
+        }
+    }
+    let lines = resolver.finish();
     let discovering = accounts.values().any(|(a, _)| a.discover.is_some());
     if lines.is_empty() && !discovering && sink.error_count() == 0 {
         sink.error(Some(tree.pos), "lines", "the config has no lines to poll");
@@ -202,42 +230,91 @@ fn driver_of(f: &mut Fields<'_>) -> Option<&'static DriverSpec> {
     }
 }
 
-fn resolve_lines(
-    sink: &Sink,
-    node: &Node,
-    global: &Global,
-    accounts: (&AccountTable, &HashSet<String>),
-    implicit: &mut Vec<Arc<Account>>,
-) -> Vec<Arc<Line>> {
-    let Value::Seq(items) = &node.value else {
-        sink.error(Some(node.pos), "lines", format!("expected a list of lines, found {}", node.value.kind()));
-        return Vec::new();
-    };
-    let mut lines = Vec::with_capacity(items.len());
-    let mut seen: HashMap<String, Pos> = HashMap::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let name_hint = line_name_hint(item);
-        let path = match &name_hint {
+/// Resolves the items of `lines:` one at a time, in file order, whatever holds them: the
+/// index in key paths, duplicate names and implicit accounts span all of them.
+struct LineResolver<'a> {
+    sink: &'a Sink,
+    global: &'a Global,
+    accounts: (&'a AccountTable, &'a HashSet<String>),
+    implicit: &'a mut Vec<Arc<Account>>,
+    lines: Vec<Arc<Line>>,
+    /// Where each name was first used; keyed by the line itself, so that 100,000 names are not
+    /// copied once more.
+    seen: HashMap<ByName, Pos>,
+    index: usize,
+}
+
+impl<'a> LineResolver<'a> {
+    fn new(
+        sink: &'a Sink,
+        global: &'a Global,
+        accounts: (&'a AccountTable, &'a HashSet<String>),
+        implicit: &'a mut Vec<Arc<Account>>,
+    ) -> Self {
+        LineResolver { sink, global, accounts, implicit, lines: Vec::new(), seen: HashMap::new(), index: 0 }
+    }
+
+    fn reserve(&mut self, items: usize) {
+        self.lines.reserve_exact(items);
+        self.seen.reserve(items);
+    }
+
+    fn line(&mut self, item: &Node) {
+        let index = self.index;
+        self.index += 1;
+        let path = match line_name_hint(item) {
             Some(name) => format!("lines[{index}] ({name})"),
             None => format!("lines[{index}]"),
         };
-        let mut f = Fields::new(sink, path, item);
-        if let Some(line) = resolve_line(&mut f, global, accounts, implicit) {
-            match seen.get(&line.name) {
-                Some(first) => f.error(
-                    "name",
-                    item.pos,
-                    format!("duplicate line name `{}` (first used at line {})", line.name, first.line),
-                ),
-                None => {
-                    seen.insert(line.name.clone(), item.pos);
-                    lines.push(Arc::new(line));
-                }
+        let mut f = Fields::new(self.sink, path, item);
+        let Some(line) = resolve_line(&mut f, self.global, self.accounts, self.implicit) else {
+            return;
+        };
+        match self.seen.get(line.name.as_str()) {
+            Some(first) => f.error(
+                "name",
+                item.pos,
+                format!("duplicate line name `{}` (first used at line {})", line.name, first.line),
+            ),
+            None => {
+                let line = Arc::new(line);
+                self.seen.insert(ByName(line.clone()), item.pos);
+                self.lines.push(line);
             }
         }
     }
-    lines
+
+    fn finish(self) -> Vec<Arc<Line>> {
+        let mut lines = self.lines;
+        // Streamed items come without a count, so the vector grew by doubling.
+        lines.shrink_to_fit();
+        lines
+    }
 }
+
+/// A line that hashes and compares as its name.
+struct ByName(Arc<Line>);
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl Hash for ByName {
+    // As `str` hashes, which `Borrow<str>` requires.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for ByName {}
 
 fn line_name_hint(item: &Node) -> Option<String> {
     let Value::Map(entries) = &item.value else {
@@ -419,9 +496,102 @@ fn merge_labels(account: &Labels, line: Labels) -> Labels {
 }
 
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {
+    // One pass over the lines, not one per account: fleets have many of both.
+    let used: HashSet<*const Account> = lines.iter().map(|l| Arc::as_ptr(&l.account)).collect();
     for (name, (account, defaults)) in accounts {
-        if account.discover.is_none() && !lines.iter().any(|l| Arc::ptr_eq(&l.account, account)) {
+        if account.discover.is_none() && !used.contains(&Arc::as_ptr(account)) {
             sink.warning(Some(defaults.pos), &format!("accounts.{name}"), "account is not used by any line");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::{self, Limits};
+
+    const NO_LIMITS: Limits = Limits { nodes: usize::MAX, events: usize::MAX, depth: usize::MAX };
+
+    /// A fleet whose items include, when `broken`, errors and warnings every few items, so that
+    /// slices of 7 put them in many slices (and a duplicate name in a later slice than its
+    /// first use).
+    fn fleet(items: usize, broken: bool) -> String {
+        let mut text = String::from(
+            "global:\n  poll_interval: 10m\n  alert: {balance_below: 50}\naccounts:\n  \
+             a: {driver: demo, operator: op-a, labels: {fleet: a, site: hq}}\n  \
+             spare: {driver: demo}\nlines:\n",
+        );
+        for i in 0..items {
+            let line = match i % 10 {
+                0 => format!("  - name: line-{i}\n    account: a\n    labels: {{site: s{i}, env: x}}\n"),
+                1 => format!("  # note {i}\n  - {{name: line-{i}, driver: demo, profile: heavy}}\n"),
+                2 if broken => format!("  - {{name: line-{i}, account: a, msisdn: \"12\"}}\n"),
+                3 if broken => format!("  - {{name: line-{i}, account: nobody}}\n"),
+                4 if broken => format!("  - {{name: line-{}, account: a}}\n", i.saturating_sub(13)),
+                5 if broken => format!("  - {{name: line-{i}, account: a, profle: steady}}\n"),
+                6 if broken => "  - {name: 12345, driver: demo, timeout: soon}\n".to_string(),
+                7 if broken => "  - {account: a}\n".to_string(),
+                8 if broken => format!("  - [line-{i}]\n"),
+                _ => format!("  - {{name: line-{i}, account: a, msisdn: \"+7926{i:07}\", timeout: 5s}}\n"),
+            };
+            text += &line;
+        }
+        text
+    }
+
+    fn whole(text: &str) -> Result<Config, ConfigError> {
+        resolve("t.yaml", &raw::parse_tree("t.yaml", text).expect("parses"), Items::InTree)
+    }
+
+    fn streamed(text: &str, slice_items: usize) -> Result<Config, ConfigError> {
+        raw::stream(text, slice_items, NO_LIMITS, |head, slices| resolve("t.yaml", head, Items::Streamed(slices)))
+            .expect("this shape streams")
+    }
+
+    #[test]
+    fn streamed_lines_resolve_as_the_whole_tree_does() {
+        let text = fleet(100, false);
+        let expected = whole(&text).expect("resolves");
+        assert_eq!(expected.lines.len(), 100);
+        assert!(!expected.warnings.is_empty());
+        for slice_items in [1, 7, 100] {
+            let config = streamed(&text, slice_items).expect("resolves");
+            // Names, accounts (implicit ones too), labels, options, warnings with positions.
+            assert_eq!(format!("{config:#?}"), format!("{expected:#?}"), "slices of {slice_items}");
+        }
+    }
+
+    #[test]
+    fn streamed_lines_report_as_the_whole_tree_does() {
+        let text = fleet(100, true);
+        let expected = whole(&text).expect_err("has errors");
+        let text_of = |e: &ConfigError| e.diagnostics.iter().map(|d| format!("{d}\n")).collect::<String>();
+        let expected = text_of(&expected);
+        // Every kind, with the global index in key paths and a duplicate across slices.
+        for wanted in [
+            "lines[92] (line-92).msisdn",
+            "lines[93] (line-93).account: unknown account `nobody`",
+            "lines[94] (line-81).name: duplicate line name `line-81` (first used at line 116)",
+            "lines[95] (line-95).profle: unknown key",
+            "lines[96] (12345).timeout",
+            "lines[97]: missing required key `name`",
+            "lines[98]: expected a mapping of keys, found a list",
+            "warning: lines[90] (line-90).labels.env",
+            "warning: accounts.spare: account is not used by any line",
+        ] {
+            assert!(expected.contains(wanted), "{wanted} in\n{expected}");
+        }
+        for slice_items in [1, 7, 100] {
+            let streamed = streamed(&text, slice_items).expect_err("has errors");
+            assert_eq!(text_of(&streamed), expected, "slices of {slice_items}");
+        }
+    }
+
+    #[test]
+    fn a_fleet_file_is_streamed_by_parse_and_resolves_as_the_whole_tree_does() {
+        let text = fleet(16_000, false);
+        assert!(raw::parse_streamed(&text, |_, _| ()).is_some(), "{} bytes stream", text.len());
+        let config = crate::config::parse("t.yaml", &text).expect("resolves");
+        assert_eq!(format!("{config:?}"), format!("{:?}", whole(&text).expect("resolves")));
     }
 }
