@@ -12,7 +12,7 @@ mod negotiate;
 mod proto;
 pub mod render;
 
-pub use body::{InflateError, Parts, PartsBody};
+pub use body::{CorruptBlock, Parts, PartsBody};
 pub use exporter_self::SelfMetrics;
 pub use mask::mask;
 pub use negotiate::{negotiate, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};

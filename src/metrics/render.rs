@@ -2,21 +2,22 @@
 //! layout). Lines are taken in blocks of [`BLOCK_LINES`] in store order; for every block and
 //! per-line family the renderer keeps a *chunk*: that family's sample text for those lines,
 //! deflated on its own (a raw deflate segment that starts with an empty window and ends
-//! byte-aligned, so segments concatenate into one valid stream: pigz's trick). The text itself
-//! is not kept: it is ≈ 20× the segments. A body is a list of pieces (`body.rs`): family
-//! headers, chunks, the registry's families. Gzip hands out the segments inside one gzip member
-//! whose CRC-32 is combined from the segments' CRCs; identity inflates them while it sends. A
-//! render re-renders only lines that changed or went stale and recompresses only chunks whose
-//! text changed; scrapes never render or compress. See docs/PERFORMANCE.md.
+//! byte-aligned, so segments concatenate into one valid stream: pigz's trick) and as an LZ4
+//! block. The text itself is not kept: it is ≈ 20× the segments. A body is a list of pieces
+//! (`body.rs`): family headers, chunks, the registry's families. Gzip hands out the segments
+//! inside one gzip member whose CRC-32 is combined from the segments' CRCs; identity
+//! decompresses the LZ4 blocks while it sends. A render re-renders only lines that changed or
+//! went stale and recompresses only chunks whose text changed; scrapes never render or
+//! compress. See docs/PERFORMANCE.md.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress};
+use flate2::{Compress, Compression, Crc, FlushCompress};
 use prometheus::proto::MetricFamily;
 
-use super::body::{inflate_into, InflateError, Parts, Piece};
+use super::body::{self, CorruptBlock, Parts, Piece};
 use super::catalog::{self, LINE_FAMILY_COUNT};
 use super::encode::{write_header, Header};
 use super::exporter_self::SelfMetrics;
@@ -46,10 +47,12 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// A final, empty, fixed-Huffman deflate block: ends the stream of segments.
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// A text kept only as its deflate segment, with the text's length and CRC-32.
+/// A text kept only compressed: its deflate segment (gzip) and LZ4 block (identity), with the
+/// text's length and CRC-32.
 #[derive(Debug, Default)]
 struct Segment {
     deflated: Bytes,
+    lz4: Bytes,
     len: u32,
     crc: Crc,
 }
@@ -59,20 +62,26 @@ impl Segment {
         let deflated = deflate_segment(compress, text);
         let mut crc = Crc::new();
         crc.update(text);
-        Segment { deflated: deflated.into(), len: u32::try_from(text.len()).unwrap_or(u32::MAX), crc }
+        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        Segment { deflated: deflated.into(), lz4: body::compress(text), len, crc }
     }
 
     fn share(&self) -> Segment {
-        Segment { deflated: self.deflated.clone(), len: self.len, crc: crc_copy(&self.crc) }
+        Segment { deflated: self.deflated.clone(), lz4: self.lz4.clone(), len: self.len, crc: crc_copy(&self.crc) }
     }
 
-    /// The piece that sends this segment's text.
+    /// The piece that sends this segment's text (identity).
     fn piece(&self) -> Piece {
-        Piece::Deflated { segment: self.deflated.clone(), len: self.len }
+        Piece::Lz4 { block: self.lz4.clone(), len: self.len }
+    }
+
+    /// Appends the text to `out`.
+    fn text_into(&self, out: &mut Vec<u8>) -> Result<(), CorruptBlock> {
+        body::decompress_into(&self.lz4, self.len as usize, out)
     }
 }
 
-/// A small text kept both ways: family headers and the tail of a body.
+/// A small text kept as text too: family headers and the tail of a body.
 #[derive(Debug)]
 struct Labelled {
     text: Bytes,
@@ -131,7 +140,7 @@ impl Chunk {
     }
 
     fn size(&self) -> usize {
-        self.segment.deflated.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
+        self.segment.deflated.len() + self.segment.lz4.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
     }
 }
 
@@ -186,7 +195,7 @@ impl Exposition {
 
     /// The body for a negotiated format, gzipped or not, in one slice (a copy; tests and
     /// tools). An error means the renderer's own segments are corrupt.
-    pub fn body(&self, format: Format, gzip: bool) -> Result<Bytes, InflateError> {
+    pub fn body(&self, format: Format, gzip: bool) -> Result<Bytes, CorruptBlock> {
         self.parts(format, gzip).flatten()
     }
 }
@@ -313,7 +322,7 @@ impl Renderer {
         self.slots.len()
     }
 
-    /// Bytes held by the chunks (their deflate segments and line offsets).
+    /// Bytes held by the chunks (their deflate segments, LZ4 blocks and line offsets).
     pub fn cache_size(&self) -> usize {
         self.blocks.iter().flatten().map(Chunk::size).sum::<usize>() + self.slots.len() * std::mem::size_of::<Slot>()
     }
@@ -565,9 +574,8 @@ struct BuildContext<'a> {
 /// What building blocks works with: one set per thread.
 struct BlockTools {
     compress: Compress,
-    inflater: Decompress,
     scratch: Scratch,
-    /// The old chunk's text, inflated while a block is rebuilt.
+    /// The old chunk's text, decompressed while a block is rebuilt.
     old_text: Vec<u8>,
 }
 
@@ -575,7 +583,6 @@ impl BlockTools {
     fn new(gzip_level: u32) -> BlockTools {
         BlockTools {
             compress: Compress::new(Compression::new(gzip_level), false),
-            inflater: Decompress::new(false),
             scratch: Scratch::default(),
             old_text: Vec::new(),
         }
@@ -598,14 +605,14 @@ impl BuildContext<'_> {
     }
 
     /// Re-rendered lines' samples come from their fragments; every other line's are copied
-    /// from the block's old chunk, inflated (only when `use_old`).
+    /// from the block's old chunk, decompressed (only when `use_old`).
     fn try_build_block(
         &self,
         job: &BlockJob,
         changed: &[usize],
         use_old: bool,
         tools: &mut BlockTools,
-    ) -> Result<Vec<Option<Chunk>>, InflateError> {
+    ) -> Result<Vec<Option<Chunk>>, CorruptBlock> {
         let first = job.block * BLOCK_LINES;
         let mut rendered: Vec<Option<Fragments>> = Vec::new();
         rendered.resize_with(job.count, || None);
@@ -620,8 +627,7 @@ impl BuildContext<'_> {
             let previous = old.and_then(|chunks| chunks.get(index));
             tools.old_text.clear();
             if let Some(previous) = previous {
-                let segment = &previous.segment;
-                inflate_into(&mut tools.inflater, &segment.deflated, segment.len as usize, &mut tools.old_text)?;
+                previous.segment.text_into(&mut tools.old_text)?;
             }
             let mut text = Vec::with_capacity(tools.old_text.len() + 256);
             let mut ends = Vec::with_capacity(job.count);
