@@ -155,8 +155,11 @@ impl LineState {
 
 #[derive(Default)]
 struct Inner {
-    /// Lines in config order, the order of /metrics and the status page.
-    states: Vec<LineState>,
+    /// Lines in config order, the order of /metrics and the status page. Boxed, so that a
+    /// reload that changes the set of lines moves pointers rather than states (≈ 400 bytes
+    /// each): the old and the new vector of a 100,000-line reload are 0.8 MB each, not 40.
+    #[expect(clippy::vec_box, reason = "boxed on purpose: a reload moves pointers, not states")]
+    states: Vec<Box<LineState>>,
     /// Position of each line in `states`.
     index: HashMap<Arc<str>, usize>,
     /// Changes whenever the set or order of lines does (`apply_plan`).
@@ -166,7 +169,12 @@ struct Inner {
 impl Inner {
     fn get_mut(&mut self, name: &str) -> Option<&mut LineState> {
         let i = *self.index.get(name)?;
-        self.states.get_mut(i)
+        self.states.get_mut(i).map(|state| &mut **state)
+    }
+
+    /// Whether `lines` are the lines held now, by name and in the same order.
+    fn same_layout(&self, lines: &[Arc<Line>]) -> bool {
+        self.states.len() == lines.len() && self.states.iter().zip(lines).all(|(s, l)| s.line.name == l.name)
     }
 }
 
@@ -184,16 +192,16 @@ pub struct StoreView<'a> {
 
 impl StoreView<'_> {
     pub fn lines(&self) -> impl Iterator<Item = &LineState> {
-        self.guard.states.iter()
+        self.guard.states.iter().map(|state| &**state)
     }
 
     pub fn get(&self, name: &str) -> Option<&LineState> {
-        self.guard.index.get(name).and_then(|&i| self.guard.states.get(i))
+        self.guard.index.get(name).and_then(|&i| self.at(i))
     }
 
     /// The line at `position` in config order.
     pub fn at(&self, position: usize) -> Option<&LineState> {
-        self.guard.states.get(position)
+        self.guard.states.get(position).map(|state| &**state)
     }
 
     /// Changes whenever the set or the order of lines does; equal values mean equal positions.
@@ -219,13 +227,24 @@ impl Store {
     /// (with the new config attached), new lines start empty, removed lines are dropped.
     pub fn apply_plan(&self, lines: &[Arc<Line>]) {
         let mut inner = self.write();
+        if inner.same_layout(lines) {
+            // The usual reload: the same lines with a new config each. Positions and the
+            // index stay; readers see the new config through the bumped versions.
+            for (state, line) in inner.states.iter_mut().zip(lines) {
+                state.line = line.clone();
+                state.version += 1;
+            }
+            drop(inner);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
         let old_index = std::mem::take(&mut inner.index);
-        let mut old: Vec<Option<LineState>> = std::mem::take(&mut inner.states).into_iter().map(Some).collect();
+        let mut old: Vec<Option<Box<LineState>>> = std::mem::take(&mut inner.states).into_iter().map(Some).collect();
         let mut states = Vec::with_capacity(lines.len());
         let mut index = HashMap::with_capacity(lines.len());
         for line in lines {
             let kept = old_index.get(line.name.as_str()).and_then(|&i| old[i].take());
-            let mut state = kept.unwrap_or_else(|| LineState::new(line.clone()));
+            let mut state = kept.unwrap_or_else(|| Box::new(LineState::new(line.clone())));
             state.line = line.clone();
             state.version += 1;
             index.insert(Arc::from(line.name.as_str()), states.len());
@@ -399,6 +418,32 @@ mod tests {
         store.apply_plan(&lines(&["a", "b"]));
         let b = store.get("b").unwrap();
         assert_eq!((b.polls_total, b.money.len()), (0, 0), "a returning line's series restart from zero");
+    }
+
+    #[test]
+    fn a_reload_of_the_same_lines_swaps_their_config_in_place_and_keeps_the_layout() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a", "b"]));
+        ok(&store, "b", 0, Reading { balance: rub(50.0), ..Reading::default() });
+        let (layout, versions) = {
+            let view = store.view();
+            (view.layout(), view.lines().map(|s| s.version).collect::<Vec<_>>())
+        };
+        let reloaded = lines(&["a", "b"]);
+        store.apply_plan(&reloaded);
+        let view = store.view();
+        assert_eq!(view.layout(), layout, "same lines, same positions");
+        for (i, state) in view.lines().enumerate() {
+            assert!(Arc::ptr_eq(&state.line, &reloaded[i]), "the new config is attached");
+            assert_eq!(state.version, versions[i] + 1, "readers see the change");
+        }
+        assert_eq!(view.get("b").unwrap().polls_total, 1);
+        drop(view);
+        // Another order is another layout.
+        store.apply_plan(&lines(&["b", "a"]));
+        assert_ne!(store.view().layout(), layout);
+        assert_eq!(store.view().at(0).unwrap().line.name, "b");
+        assert_eq!(store.get("b").unwrap().polls_total, 1);
     }
 
     #[test]
