@@ -342,6 +342,10 @@ impl App {
 /// renders (startup, reload, a settings change), after which freed memory goes back to the OS.
 const FULL_RENDER_LINES: usize = 4096;
 
+/// Freed memory also goes back to the OS at most this often, from the render thread: a trim
+/// takes milliseconds at 100,000 lines, and pages given back are faulted in again when reused.
+const RELEASE_PERIOD: Duration = Duration::from_secs(10);
+
 /// The thread that owns the [`Renderer`] and runs every render (see `App::spawn_renderer`).
 /// Each request carries what to call with the outcome once the render is done.
 struct RenderThread {
@@ -356,6 +360,7 @@ impl RenderThread {
         let (requests, incoming) = std::sync::mpsc::sync_channel::<Done>(1);
         let body = move || {
             let mut renderer = Renderer::new(gzip_level);
+            let mut last_release = std::time::Instant::now();
             while let Ok(done) = incoming.recv() {
                 let Some(app) = app.upgrade() else {
                     done(false);
@@ -366,9 +371,13 @@ impl RenderThread {
                     tracing::error!("metrics renderer panicked; restarting it");
                     renderer = Renderer::new(gzip_level);
                 }
-                if renderer.rerendered() >= FULL_RENDER_LINES.max(renderer.lines() / 4) {
-                    // A startup or reload render: its helper threads' transients are freed.
+                let full = renderer.rerendered() >= FULL_RENDER_LINES.max(renderer.lines() / 4);
+                if full || last_release.elapsed() >= RELEASE_PERIOD {
+                    // After a startup or reload render its helper threads' transients are
+                    // freed; otherwise the churn of replaced chunks and finished polls leaves
+                    // free pages scattered over the arenas, which only a trim hands back.
                     crate::heap::release_free_memory();
+                    last_release = std::time::Instant::now();
                 }
                 drop(app);
                 done(true);

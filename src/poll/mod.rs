@@ -146,6 +146,7 @@ impl Scheduler {
             timers: BinaryHeap::new(),
             next_seq: 0,
             next_line_id: 0,
+            apply_epoch: 0,
             tasks: JoinSet::new(),
             task_lines: HashMap::new(),
             shutdown,
@@ -234,6 +235,8 @@ struct LineEntry {
     timer: Option<u64>,
     /// The timer waits for the account's lock-out to end (a reload reschedules it).
     held: bool,
+    /// The last plan that had this line (`Engine::apply_epoch`); older entries are swept out.
+    epoch: u64,
 }
 
 /// What a finished poll task reports to the loop.
@@ -267,6 +270,8 @@ struct Engine {
     timers: BinaryHeap<Timer>,
     next_seq: u64,
     next_line_id: u64,
+    /// Counts applied plans (see `LineEntry::epoch`).
+    apply_epoch: u64,
     tasks: JoinSet<Finished>,
     /// Which line each task polls, for a task that dies without reporting (a scheduler bug).
     task_lines: HashMap<tokio::task::Id, (Arc<str>, u64, bool)>,
@@ -340,28 +345,33 @@ impl Engine {
             self.telemetry.forget_account(gate.name(), gate.driver());
         }
 
-        let mut old_lines = std::mem::take(&mut self.lines);
+        // Entries are updated in place and unplanned ones swept out after, rather than moved
+        // into a new map: a reload of 100,000 lines would otherwise hold two maps and a new
+        // name per line at once, at the reload's memory peak.
+        self.apply_epoch += 1;
+        let epoch = self.apply_epoch;
         let mut reschedule = Vec::new();
         for planned in plan.into_lines() {
             let Some(gate) = self.gates.get(&planned.line.account.name).cloned() else {
                 continue;
             };
-            let name: Arc<str> = Arc::from(planned.line.name.as_str());
-            let entry = match old_lines.remove(&name) {
-                Some(mut entry) => {
+            let known = self.lines.get_key_value(planned.line.name.as_str()).map(|(name, _)| name.clone());
+            match known.and_then(|name| self.lines.get_mut(&name).map(|entry| (name, entry))) {
+                Some((name, entry)) => {
                     let moved = entry.planned.line.poll_interval != planned.line.poll_interval
                         || entry.planned.offset != planned.offset;
                     if !entry.in_flight && (entry.held || entry.timer.is_none() || (moved && entry.failures == 0)) {
-                        reschedule.push(name.clone());
+                        reschedule.push(name);
                     }
                     entry.planned = planned;
                     entry.gate = gate;
-                    entry
+                    entry.epoch = epoch;
                 }
                 None => {
+                    let name: Arc<str> = Arc::from(planned.line.name.as_str());
                     self.next_line_id += 1;
                     reschedule.push(name.clone());
-                    LineEntry {
+                    let entry = LineEntry {
                         jitter_seed: backoff::jitter_seed(&name),
                         planned,
                         gate,
@@ -370,12 +380,21 @@ impl Engine {
                         in_flight: false,
                         timer: None,
                         held: false,
-                    }
+                        epoch,
+                    };
+                    self.lines.insert(name, entry);
                 }
-            };
-            self.lines.insert(name, entry);
+            }
         }
-        let dropped_backing_off = old_lines.values().filter(|e| e.failures > 0).count();
+        let (mut removed, mut dropped_backing_off) = (0, 0);
+        self.lines.retain(|_, entry| {
+            let kept = entry.epoch == epoch;
+            if !kept {
+                removed += 1;
+                dropped_backing_off += usize::from(entry.failures > 0);
+            }
+            kept
+        });
         self.telemetry.add_backoff_lines(-(dropped_backing_off as i64));
         for name in reschedule {
             self.schedule_slot_after(&name, now);
@@ -383,7 +402,7 @@ impl Engine {
         info!(
             lines = self.lines.len(),
             accounts = self.gates.len(),
-            removed = old_lines.len(),
+            removed,
             max_concurrency = self.global_limit,
             "scheduler applied a plan",
         );
