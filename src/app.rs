@@ -235,6 +235,8 @@ impl App {
     /// Re-reads the config source; on failure the old config keeps running.
     pub async fn reload(&self) -> Result<(), ApplyError> {
         let _guard = self.reload_lock.lock().await;
+        // The new config is built while the old one runs: start from as little as possible.
+        crate::heap::release_free_memory();
         let result = match self.source.load() {
             Ok(config) => self.apply(config).map_err(ApplyError::from),
             Err(e) => Err(ApplyError::from(e)),
