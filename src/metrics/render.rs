@@ -483,6 +483,12 @@ impl Renderer {
                 });
             }
         });
+        // Chunks live long and are freed by this thread: copied here, their LZ4 blocks come
+        // from this thread's malloc arena (glibc returns freed memory to the arena it came
+        // from), as their segments do once `join_family` copies them into one run.
+        for chunk in jobs.iter_mut().filter_map(|j| j.built.as_mut()).flatten().flatten() {
+            chunk.segment.lz4 = Bytes::copy_from_slice(&chunk.segment.lz4);
+        }
     }
 
     /// Rejoins family `index` over every block: its text pieces and one deflate run.
