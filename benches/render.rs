@@ -57,13 +57,13 @@ fn nothing_changed(bencher: Bencher, n: usize) {
     bencher.bench_local(|| renderer.render(&store, &config.global, fleet::t(11), &metrics));
 }
 
-/// Inflating the whole identity body into one buffer: what an identity scrape costs in CPU
-/// (`/metrics` inflates the same segments frame by frame while it sends).
+/// Decompressing the whole identity body into one buffer: what an identity scrape costs in CPU
+/// (`/metrics` decompresses the same LZ4 blocks frame by frame while it sends).
 #[divan::bench(args = fleet::SIZES, sample_count = 10, sample_size = 1)]
-fn inflate_identity_body(bencher: Bencher, n: usize) {
+fn decompress_identity_body(bencher: Bencher, n: usize) {
     let config = fleet::config(fleet::size(n));
     let store = fleet::polled_store(&config);
     let exposition =
         Renderer::new(DEFAULT_GZIP_LEVEL).render(&store, &config.global, fleet::t(10), &SelfMetrics::new());
-    bencher.bench_local(|| exposition.parts(Format::Text, false).flatten().expect("inflates"));
+    bencher.bench_local(|| exposition.parts(Format::Text, false).flatten().expect("decompresses"));
 }

@@ -99,7 +99,7 @@ impl Parts {
     }
 }
 
-/// Frames ready ahead of the connection when inflating on a thread of its own.
+/// Frames ready ahead of the connection when decompressing on a thread of its own.
 const FRAMES_AHEAD: usize = 4;
 
 /// The frames of a [`Parts`]: raw pieces as they are (no copy), runs of LZ4 pieces

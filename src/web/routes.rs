@@ -23,7 +23,7 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
     let exposition = app.exposition();
-    // The pre-built pieces go out as they are (gzip) or inflated while they go (identity): no
+    // The pre-built pieces go out as they are (gzip) or decompressed while they go (identity): no
     // render or compression per scrape.
     let body = PartsBody::streaming(exposition.parts(format, gzip).clone());
     let mut response = Response::new(Body::new(body));

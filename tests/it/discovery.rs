@@ -125,7 +125,7 @@ lines:
     assert_eq!(app.store.view().len(), total - 1, "tracker-9999 left; tracker-10000 was never a line");
     let mut renderer = Renderer::new(1);
     app.render(&mut renderer);
-    let body = app.exposition().body(Format::Text, false).expect("the body inflates");
+    let body = app.exposition().body(Format::Text, false).expect("the body decompresses");
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains(r#"line="tracker-9998""#), "a remaining SIM is exported");
     assert!(!text.contains(r#"line="tracker-9999""#), "the removed SIM left /metrics");

@@ -23,7 +23,7 @@ async fn demo_exposition(format: Format) -> String {
     let store = Arc::new(Store::new());
     esim_exporter::poll::poll_once(&config, &store, clock.clone(), None, None).await.expect("plan builds");
     let exposition = Renderer::new(1).render(&store, &config.global, clock.now(), &SelfMetrics::new());
-    let body = exposition.body(format, false).expect("the body inflates");
+    let body = exposition.body(format, false).expect("the body decompresses");
     per_line_part(std::str::from_utf8(&body).expect("utf-8"), format)
 }
 
