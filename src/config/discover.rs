@@ -9,8 +9,9 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::fields::Fields;
+use super::labels::Interner;
 use super::raw::Value;
-use super::{Account, AlertThresholds, Labels, Line};
+use super::{Account, AlertThresholds, Line};
 use crate::drivers::DiscoveredLine;
 
 /// How often an account lists its SIMs unless `discover.interval` says.
@@ -43,7 +44,7 @@ pub struct Discover {
 /// The settings a line of the account inherits (the account's, else global ones).
 #[derive(Debug, Clone)]
 pub struct LineDefaults {
-    pub operator: String,
+    pub operator: Arc<str>,
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub alert: AlertThresholds,
@@ -279,6 +280,8 @@ pub fn materialize(
     sims.sort_by(|a, b| a.id.cmp(&b.id));
     sims.dedup_by(|a, b| a.id == b.id);
     let mut lines: BTreeMap<String, Line> = BTreeMap::new();
+    // The listing's lines share their label sets (and the strings in them).
+    let mut interner = Interner::default();
     for sim in sims {
         let facts: BTreeMap<&str, &str> = sim.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let msisdn_digits = sim.msisdn.as_deref().map(digits);
@@ -321,23 +324,22 @@ pub fn materialize(
             ));
             break;
         }
-        let mut labels: BTreeMap<String, String> = account.labels.iter().cloned().collect();
+        let mut labels: BTreeMap<&str, String> = account.labels.iter().map(|(n, v)| (n, v.to_string())).collect();
         for (label, template) in &discover.labels {
             let value = template.render(&lookup);
             if value.is_empty() {
-                labels.remove(label);
+                labels.remove(label.as_str());
             } else {
-                labels.insert(label.clone(), value);
+                labels.insert(label, value);
             }
         }
-        let labels: Labels = labels.into_iter().collect();
         let line = Line {
             name: name.clone(),
             account: account.clone(),
             operator: discover.line.operator.clone(),
-            msisdn: sim.msisdn.clone(),
-            iccid: sim.iccid.clone(),
-            labels,
+            msisdn: sim.msisdn.as_deref().map(Box::from),
+            iccid: sim.iccid.as_deref().map(Box::from),
+            labels: interner.labels(labels.iter().map(|(n, v)| (*n, v.as_str()))),
             alert: discover.line.alert,
             poll_interval: discover.line.poll_interval,
             timeout: discover.line.timeout,
@@ -359,7 +361,7 @@ fn clean_name(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DriverOptions;
+    use crate::config::{DriverOptions, Labels};
 
     #[test]
     fn templates_reference_fields_and_escape_braces() {
@@ -396,7 +398,7 @@ mod tests {
             implicit: false,
             driver: crate::drivers::lookup("demo").expect("demo driver"),
             options: DriverOptions::none(),
-            labels: vec![("team".into(), "iot".into())],
+            labels: [("team", "iot")].into_iter().collect(),
             rate_limit: None,
             max_concurrency: None,
             alert: AlertThresholds::default(),
@@ -453,7 +455,7 @@ mod tests {
         let t1 = &out.lines[1];
         assert_eq!(t1.labels, vec![("site".into(), "tracker-1".into()), ("team".into(), "fleet-Enabled".into())]);
         assert_eq!(t1.iccid.as_deref(), Some("8900000000000000001"));
-        assert_eq!(t1.operator, "1nce");
+        assert_eq!(&*t1.operator, "1nce");
         // An empty label value leaves the label out.
         assert_eq!(out.lines[0].labels, vec![("team".into(), "fleet-Enabled".into())]);
     }
@@ -467,7 +469,7 @@ mod tests {
             operator: "1nce".into(),
             msisdn: None,
             iccid: Some("8900000000000000001".into()),
-            labels: Vec::new(),
+            labels: Labels::default(),
             alert: AlertThresholds::default(),
             poll_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(30),

@@ -8,6 +8,7 @@
 pub mod diagnostics;
 pub mod discover;
 pub mod fields;
+mod labels;
 pub mod raw;
 mod resolve;
 pub mod secret;
@@ -16,10 +17,11 @@ pub mod units;
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 pub use diagnostics::{Diagnostic, Severity};
+pub use labels::Labels;
 pub use units::{ByteSize, Rate};
 
 use resolve::Items;
@@ -98,16 +100,24 @@ impl AlertThresholds {
     }
 }
 
-/// Label pairs, sorted by name, names valid and not reserved.
-pub type Labels = Vec<(String, String)>;
-
 /// Options a driver parsed from its part of the config; only that driver looks inside.
 #[derive(Clone)]
 pub struct DriverOptions(pub Arc<dyn Any + Send + Sync>);
 
 impl DriverOptions {
+    /// No options: every line without any shares one allocation.
     pub fn none() -> DriverOptions {
-        DriverOptions(Arc::new(()))
+        static NONE: LazyLock<DriverOptions> = LazyLock::new(|| DriverOptions(Arc::new(())));
+        NONE.clone()
+    }
+
+    /// `options`, sharing the allocation of an equal value among `common` (options that most
+    /// lines of a fleet repeat, made once per process) rather than making one per line.
+    pub fn shared<T: Any + Send + Sync + PartialEq>(options: T, common: &[DriverOptions]) -> DriverOptions {
+        match common.iter().find(|o| o.get::<T>() == Some(&options)) {
+            Some(shared) => shared.clone(),
+            None => DriverOptions(Arc::new(options)),
+        }
     }
 
     pub fn get<T: Any>(&self) -> Option<&T> {
@@ -151,15 +161,17 @@ impl Account {
     }
 }
 
-/// A line: one SIM whose balance and data are polled.
+/// A line: one SIM whose balance and data are polled. What many lines have in common
+/// (operator, labels, often the options) is shared between them, not copied.
 #[derive(Debug)]
 pub struct Line {
     pub name: String,
     pub account: Arc<Account>,
     /// The `operator` label: the line's or account's `operator:`, else the driver's default.
-    pub operator: String,
-    pub msisdn: Option<String>,
-    pub iccid: Option<String>,
+    pub operator: Arc<str>,
+    /// `+` and digits.
+    pub msisdn: Option<Box<str>>,
+    pub iccid: Option<Box<str>>,
     /// Account labels overlaid with the line's own, sorted by name.
     pub labels: Labels,
     pub alert: AlertThresholds,

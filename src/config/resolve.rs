@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::diagnostics::{self, hint, Severity};
 use super::discover;
 use super::fields::{Fields, Sink};
+use super::labels::Interner;
 use super::raw::{Node, Pos, Value};
 use super::{Account, AlertThresholds, Config, ConfigError, DriverOptions, Global, Labels, Line};
 use crate::drivers::{self, DriverSpec};
@@ -41,14 +42,19 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<
     let mut root = Fields::new(&sink, "", tree);
     let global = root.map("global").map(resolve_global).unwrap_or_default();
     let mut broken = HashSet::new();
-    let accounts = root.node("accounts").map(|n| resolve_accounts(&sink, n, &global, &mut broken)).unwrap_or_default();
+    // Lines share their operator and label sets (and the strings in them) through this.
+    let mut interner = Interner::default();
+    let accounts = root
+        .node("accounts")
+        .map(|n| resolve_accounts(&sink, n, &global, &mut broken, &mut interner))
+        .unwrap_or_default();
     let lines_node = root.node("lines");
     root.finish("at the top level (expected global, accounts, lines)");
 
     let mut declared: Vec<Arc<Account>> = accounts.values().map(|(a, _)| a.clone()).collect();
     declared.sort_by(|a, b| a.name.cmp(&b.name));
     let mut implicit = Vec::new();
-    let mut resolver = LineResolver::new(&sink, &global, (&accounts, &broken), &mut implicit);
+    let mut resolver = LineResolver::new(&sink, &global, (&accounts, &broken), &mut implicit, &mut interner);
     match items {
         Items::InTree => match lines_node {
             Some(Node { value: Value::Seq(items), .. }) => {
@@ -114,9 +120,12 @@ fn resolve_alert(mut a: Fields<'_>) -> AlertThresholds {
     AlertThresholds { balance_below, data_below }
 }
 
+/// `labels:` as written, sorted by name.
+type OwnLabels = Vec<(String, String)>;
+
 /// Account-level keys shared by every driver; the rest belongs to the driver.
 struct Common {
-    labels: Labels,
+    labels: OwnLabels,
     alert: AlertThresholds,
     operator: Option<String>,
     poll_interval: Option<std::time::Duration>,
@@ -140,14 +149,20 @@ type AccountTable = BTreeMap<String, (Arc<Account>, AccountDefaults)>;
 struct AccountDefaults {
     /// Where the account is declared, for warnings about it.
     pos: Pos,
-    operator: Option<String>,
+    operator: Option<Arc<str>>,
     poll_interval: Option<std::time::Duration>,
     timeout: Option<std::time::Duration>,
 }
 
 /// Reads `accounts:`; names whose driver is missing or unknown go to `broken`, so that their
 /// lines are not reported again as naming an unknown account.
-fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut HashSet<String>) -> AccountTable {
+fn resolve_accounts(
+    sink: &Sink,
+    node: &Node,
+    global: &Global,
+    broken: &mut HashSet<String>,
+    interner: &mut Interner,
+) -> AccountTable {
     let mut table = AccountTable::new();
     let Value::Map(entries) = &node.value else {
         sink.error(
@@ -169,6 +184,7 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut Hash
             continue;
         };
         let common = take_common(&mut f);
+        let operator = common.operator.as_deref().map(|op| interner.text(op));
         let rate_limit = f.rate("rate_limit").or(spec.default_rate_limit);
         let max_concurrency = f.u64_in("max_concurrency", 1, 10_000).map(|n| n as usize);
         let discover = match f.node("discover").map(|n| n.pos) {
@@ -178,7 +194,7 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut Hash
             }
             Some(_) => f.map("discover").map(|d| {
                 let defaults = discover::LineDefaults {
-                    operator: common.operator.clone().unwrap_or_else(|| spec.default_operator.to_string()),
+                    operator: operator.clone().unwrap_or_else(|| interner.text(spec.default_operator)),
                     poll_interval: common.poll_interval.unwrap_or(global.poll_interval),
                     timeout: common.timeout.unwrap_or(global.timeout),
                     alert: common.alert.or(global.alert),
@@ -194,18 +210,14 @@ fn resolve_accounts(sink: &Sink, node: &Node, global: &Global, broken: &mut Hash
             implicit: false,
             driver: spec,
             options,
-            labels: common.labels,
+            labels: interner.labels(common.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
             rate_limit,
             max_concurrency,
             alert: common.alert.or(global.alert),
             discover,
         };
-        let defaults = AccountDefaults {
-            pos: key.pos,
-            operator: common.operator,
-            poll_interval: common.poll_interval,
-            timeout: common.timeout,
-        };
+        let defaults =
+            AccountDefaults { pos: key.pos, operator, poll_interval: common.poll_interval, timeout: common.timeout };
         table.insert(key.name.clone(), (Arc::new(account), defaults));
     }
     table
@@ -237,6 +249,7 @@ struct LineResolver<'a> {
     global: &'a Global,
     accounts: (&'a AccountTable, &'a HashSet<String>),
     implicit: &'a mut Vec<Arc<Account>>,
+    interner: &'a mut Interner,
     lines: Vec<Arc<Line>>,
     /// Where each name was first used; keyed by the line itself, so that 100,000 names are not
     /// copied once more.
@@ -250,8 +263,9 @@ impl<'a> LineResolver<'a> {
         global: &'a Global,
         accounts: (&'a AccountTable, &'a HashSet<String>),
         implicit: &'a mut Vec<Arc<Account>>,
+        interner: &'a mut Interner,
     ) -> Self {
-        LineResolver { sink, global, accounts, implicit, lines: Vec::new(), seen: HashMap::new(), index: 0 }
+        LineResolver { sink, global, accounts, implicit, interner, lines: Vec::new(), seen: HashMap::new(), index: 0 }
     }
 
     fn reserve(&mut self, items: usize) {
@@ -267,7 +281,7 @@ impl<'a> LineResolver<'a> {
             None => format!("lines[{index}]"),
         };
         let mut f = Fields::new(self.sink, path, item);
-        let Some(line) = resolve_line(&mut f, self.global, self.accounts, self.implicit) else {
+        let Some(line) = resolve_line(&mut f, self.global, self.accounts, self.implicit, self.interner) else {
             return;
         };
         match self.seen.get(line.name.as_str()) {
@@ -332,6 +346,7 @@ fn resolve_line(
     global: &Global,
     (accounts, broken): (&AccountTable, &HashSet<String>),
     implicit: &mut Vec<Arc<Account>>,
+    interner: &mut Interner,
 ) -> Option<Line> {
     let errors_before = f.sink().error_count();
     let name_pos = f.node("name").map(|n| n.pos).unwrap_or(f.pos());
@@ -384,7 +399,7 @@ fn resolve_line(
                 implicit: true,
                 driver: spec,
                 options,
-                labels: Vec::new(),
+                labels: interner.labels([]),
                 rate_limit,
                 max_concurrency: None,
                 alert: global.alert,
@@ -403,14 +418,18 @@ fn resolve_line(
     if f.sink().error_count() > errors_before {
         return None;
     }
+    let operator = match common.operator {
+        Some(operator) => interner.text(&operator),
+        None => defaults.operator.unwrap_or_else(|| interner.text(spec.default_operator)),
+    };
     Some(Line {
-        operator: common.operator.or(defaults.operator).unwrap_or_else(|| spec.default_operator.to_string()),
-        labels: merge_labels(&account.labels, common.labels),
+        operator,
+        labels: merge_labels(interner, &account.labels, &common.labels),
         alert: common.alert.or(account.alert),
         name,
         account,
-        msisdn,
-        iccid,
+        msisdn: msisdn.map(String::into_boxed_str),
+        iccid: iccid.map(String::into_boxed_str),
         poll_interval,
         timeout,
         options,
@@ -447,8 +466,8 @@ fn check_iccid(f: &mut Fields<'_>, raw: String, pos: Pos) -> Option<String> {
     Some(iccid)
 }
 
-fn resolve_labels(f: &mut Fields<'_>) -> Labels {
-    let mut labels = Labels::new();
+fn resolve_labels(f: &mut Fields<'_>) -> OwnLabels {
+    let mut labels = OwnLabels::new();
     for (key_pos, name, _, value) in f.string_map("labels") {
         let path = format!("{}.{name}", f.path_of("labels"));
         let sink = f.sink();
@@ -489,10 +508,13 @@ fn is_label_name(name: &str) -> bool {
 }
 
 /// Account labels overlaid with the line's own (the line wins), sorted.
-fn merge_labels(account: &Labels, line: Labels) -> Labels {
-    let mut merged: BTreeMap<String, String> = account.iter().cloned().collect();
-    merged.extend(line);
-    merged.into_iter().collect()
+fn merge_labels(interner: &mut Interner, account: &Labels, line: &OwnLabels) -> Labels {
+    if line.is_empty() {
+        return account.clone();
+    }
+    let mut merged: BTreeMap<&str, &str> = account.iter().collect();
+    merged.extend(line.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    interner.labels(merged)
 }
 
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {
@@ -585,6 +607,21 @@ mod tests {
             let streamed = streamed(&text, slice_items).expect_err("has errors");
             assert_eq!(text_of(&streamed), expected, "slices of {slice_items}");
         }
+    }
+
+    #[test]
+    fn lines_share_their_operator_and_equal_label_sets() {
+        let config = whole(&fleet(30, false)).expect("resolves");
+        let (a, b, c) = (&config.lines[2], &config.lines[3], &config.lines[10]);
+        assert_eq!((&*a.operator, &*b.operator), ("op-a", "op-a"));
+        assert!(Arc::ptr_eq(&a.operator, &b.operator));
+        // Lines without labels of their own hold their account's set.
+        assert_eq!(a.labels, vec![("fleet".to_string(), "a".to_string()), ("site".to_string(), "hq".to_string())]);
+        assert!(Labels::ptr_eq(&a.labels, &b.labels) && Labels::ptr_eq(&a.labels, &a.account.labels));
+        // A set of its own (the line sets `site`), yet the same strings for what it shares.
+        assert_eq!(c.labels.get("site"), Some("s10"));
+        assert!(!Labels::ptr_eq(&a.labels, &c.labels));
+        assert_eq!(a.labels.get("fleet").map(str::as_ptr), c.labels.get("fleet").map(str::as_ptr));
     }
 
     #[test]

@@ -147,7 +147,8 @@ impl Driver for Airalo {
 
 impl Airalo {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let iccid = line.iccid.clone().ok_or_else(|| PollError::Config("an airalo line needs `iccid`".into()))?;
+        let iccid = line.iccid.as_deref().ok_or_else(|| PollError::Config("an airalo line needs `iccid`".into()))?;
+        let iccid = iccid.to_string();
         let fetched = AtomicBool::new(false);
         let mut reading = self
             .state

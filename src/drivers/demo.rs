@@ -2,7 +2,7 @@
 //! default config uses it. Every value is a pure function of (seed, line name, time), so the
 //! same seed gives the same fleet on every machine, and a fixed clock gives a fixed /metrics.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext};
@@ -81,6 +81,25 @@ pub struct LineOptions {
     pub quota: ByteSize,
 }
 
+impl LineOptions {
+    /// A line that sets none of the keys.
+    const DEFAULT: LineOptions = LineOptions {
+        profile: Profile::Steady,
+        currency: Currency::RUB,
+        balance: 500.0,
+        quota: ByteSize(10_000_000_000),
+    };
+}
+
+/// The options of a line that sets at most `profile`, one per profile, shared by every such
+/// line: the lines of a demo fleet differ in little else.
+static PROFILE_DEFAULTS: LazyLock<Vec<DriverOptions>> = LazyLock::new(|| {
+    Profile::NAMES
+        .iter()
+        .map(|&(_, profile)| DriverOptions(Arc::new(LineOptions { profile, ..LineOptions::DEFAULT })))
+        .collect()
+});
+
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let seed = f.u64_in("seed", 0, u64::MAX >> 1).unwrap_or(1);
     DriverOptions(Arc::new(AccountOptions { seed }))
@@ -93,28 +112,28 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
             Profile::parse(&name).unwrap_or_else(|| {
                 let known: Vec<&str> = Profile::NAMES.iter().map(|(n, _)| *n).collect();
                 f.error("profile", pos, format!("unknown demo profile `{name}`; known: {}", known.join(", ")));
-                Profile::Steady
+                LineOptions::DEFAULT.profile
             })
         }
-        None => Profile::Steady,
+        None => LineOptions::DEFAULT.profile,
     };
     let currency = match f.node("currency").map(|n| n.pos) {
         Some(pos) => {
             let code = f.string("currency").unwrap_or_default();
             Currency::parse(&code).unwrap_or_else(|| {
                 f.error("currency", pos, format!("`{code}` is not an ISO 4217 currency code (e.g. RUB, USD, EUR)"));
-                Currency::RUB
+                LineOptions::DEFAULT.currency
             })
         }
-        None => Currency::RUB,
+        None => LineOptions::DEFAULT.currency,
     };
     let balance_pos = f.node("balance").map(|n| n.pos);
-    let balance = f.f64("balance").unwrap_or(500.0);
+    let balance = f.f64("balance").unwrap_or(LineOptions::DEFAULT.balance);
     if let Some(pos) = balance_pos.filter(|_| balance <= 0.0) {
         f.error("balance", pos, "the demo top-up amount must be positive");
     }
-    let quota = f.size("quota").unwrap_or(ByteSize(10_000_000_000));
-    DriverOptions(Arc::new(LineOptions { profile, currency, balance, quota }))
+    let quota = f.size("quota").unwrap_or(LineOptions::DEFAULT.quota);
+    DriverOptions::shared(LineOptions { profile, currency, balance, quota }, &PROFILE_DEFAULTS)
 }
 
 fn build(account: &Account, _cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
@@ -230,6 +249,24 @@ mod tests {
     }
 
     const INTERVAL: Duration = Duration::from_secs(900);
+
+    #[test]
+    fn lines_that_set_at_most_a_profile_share_their_options() {
+        let config = crate::config::parse(
+            "t.yaml",
+            "lines:\n  - {name: a, driver: demo}\n  - {name: b, driver: demo, profile: steady}\n  \
+             - {name: c, driver: demo, profile: heavy}\n  - {name: d, driver: demo, profile: heavy}\n  \
+             - {name: e, driver: demo, profile: heavy, balance: 100}\n",
+        )
+        .expect("resolves");
+        let shared = |a: usize, b: usize| Arc::ptr_eq(&config.lines[a].options.0, &config.lines[b].options.0);
+        assert!(shared(0, 1) && shared(2, 3));
+        assert!(!shared(0, 2) && !shared(2, 4));
+        let options = |i: usize| config.lines[i].options.get::<LineOptions>().copied().expect("demo options");
+        assert_eq!(options(0), LineOptions::DEFAULT);
+        assert_eq!(options(3), LineOptions { profile: Profile::Heavy, ..LineOptions::DEFAULT });
+        assert_eq!(options(4), LineOptions { profile: Profile::Heavy, balance: 100.0, ..LineOptions::DEFAULT });
+    }
 
     #[test]
     fn same_inputs_give_the_same_reading() {

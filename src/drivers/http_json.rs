@@ -446,7 +446,7 @@ impl HttpJson {
         let digits = line.msisdn.as_deref().map(|m| m.trim_start_matches('+').to_string());
         let vars = |name: &str| -> Option<String> {
             match name {
-                "iccid" => line.iccid.clone(),
+                "iccid" => line.iccid.as_deref().map(str::to_string),
                 "msisdn" => digits.clone(),
                 "line" => Some(line.name.clone()),
                 other => options.params.get(other).cloned(),

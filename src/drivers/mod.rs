@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
-use crate::config::{Account, DriverOptions, Labels, Line, Rate};
+use crate::config::{Account, DriverOptions, Line, Rate};
 use crate::error::PollError;
 use crate::reading::Reading;
 
@@ -99,8 +99,9 @@ pub struct DiscoveredLine {
     pub msisdn: Option<String>,
     pub iccid: Option<String>,
     /// Facts the operator gives about the line (e.g. `account_no`), as labels the framework
-    /// may add; sorted by name.
-    pub labels: Labels,
+    /// may add; sorted by name. (Owned: `config::discover::materialize` makes the line's shared
+    /// `Labels` from them.)
+    pub labels: Vec<(String, String)>,
     /// Line-level options the driver's `poll` expects (what its `line_options` would build).
     pub options: DriverOptions,
 }

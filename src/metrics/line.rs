@@ -147,11 +147,11 @@ pub fn render(state: &LineState, settings: Settings, now: SystemTime, scratch: &
     }
 
     w.family(catalog::ESIM_LINE_INFO);
-    let shown = |id: &Option<String>| {
-        id.as_deref().filter(|s| !s.is_empty()).map(|s| if settings.expose_msisdn { s.to_string() } else { mask(s) })
+    let shown = |id: Option<&str>| {
+        id.filter(|s| !s.is_empty()).map(|s| if settings.expose_msisdn { s.to_string() } else { mask(s) })
     };
-    let msisdn = shown(&line.msisdn);
-    let iccid = shown(&line.iccid);
+    let msisdn = shown(line.msisdn.as_deref());
+    let iccid = shown(line.iccid.as_deref());
     let plan = fresh.and_then(|r| r.plan.as_deref()).unwrap_or("");
     w.sample(
         &[
@@ -208,10 +208,9 @@ pub fn render(state: &LineState, settings: Settings, now: SystemTime, scratch: &
 
 /// `line="…",operator="…",account="…"` and the line's labels; empty values are left out.
 fn write_prefix(out: &mut Vec<u8>, line: &Line) {
-    let fixed = [("line", line.name.as_str()), ("operator", line.operator.as_str()), ("account", line.account.label())];
+    let fixed = [("line", line.name.as_str()), ("operator", &*line.operator), ("account", line.account.label())];
     debug_assert!(fixed.iter().map(|(n, _)| *n).eq(catalog::LINE_LABELS));
-    let own = line.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    for (name, value) in fixed.into_iter().chain(own) {
+    for (name, value) in fixed.into_iter().chain(line.labels.iter()) {
         if !value.is_empty() {
             write_label(out, out.is_empty(), name, value);
         }

@@ -350,7 +350,7 @@ fn reference(store: &Store, global: &Global, now: SystemTime, m: &SelfMetrics) -
     let view = store.view();
     // Vectors need one label set per family: the union over lines, "" where a line has none
     // (an empty label value is the same series as no label).
-    let own: BTreeSet<String> = view.lines().flat_map(|s| s.line.labels.iter().map(|(n, _)| n.clone())).collect();
+    let own: BTreeSet<String> = view.lines().flat_map(|s| s.line.labels.iter().map(|(n, _)| n.to_string())).collect();
     let registry = Registry::new();
     let mut vectors: HashMap<&str, Vector> = HashMap::new();
     for family in catalog::line_families() {
@@ -374,9 +374,10 @@ fn reference(store: &Store, global: &Global, now: SystemTime, m: &SelfMetrics) -
 
     for state in view.lines() {
         let line = &state.line;
-        let mut base: Vec<String> = vec![line.name.clone(), line.operator.clone(), line.account.label().to_string()];
+        let mut base: Vec<String> =
+            vec![line.name.clone(), line.operator.to_string(), line.account.label().to_string()];
         for name in &own {
-            base.push(line.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default());
+            base.push(line.labels.get(name).unwrap_or_default().to_string());
         }
         let put = |family: &str, extra: &[&str], value: f64| {
             let values: Vec<&str> = base.iter().map(String::as_str).chain(extra.iter().copied()).collect();
@@ -406,8 +407,8 @@ fn reference(store: &Store, global: &Global, now: SystemTime, m: &SelfMetrics) -
                 put(catalog::ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS, &[], unix_seconds(e));
             }
         }
-        let shown = |id: &Option<String>| match id {
-            Some(v) if global.expose_msisdn => v.clone(),
+        let shown = |id: &Option<Box<str>>| match id {
+            Some(v) if global.expose_msisdn => v.to_string(),
             Some(v) => mask(v),
             None => String::new(),
         };
@@ -698,7 +699,7 @@ fn gzip_bodies_round_trip() {
         );
         // What `/metrics` sends, frame by frame, is the joined body, at its declared length.
         for (format, gzip) in [(Format::Text, false), (Format::Text, true), (Format::OpenMetrics, false)] {
-            let sent = super::body::tests::collect(PartsBody::from(e.parts(format, gzip).clone())).expect("inflates");
+            let sent = super::body::tests::collect(PartsBody::from(e.parts(format, gzip).clone())).expect("decompresses");
             assert_eq!(sent, e.body(format, gzip).expect("body").as_ref(), "{format:?} gzip={gzip}");
             assert_eq!(e.parts(format, gzip).len(), sent.len() as u64);
         }

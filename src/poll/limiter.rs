@@ -385,7 +385,7 @@ mod tests {
 #[cfg(test)]
 mod pacing_tests {
     use super::*;
-    use crate::config::{Account, AlertThresholds, DriverOptions};
+    use crate::config::{Account, AlertThresholds, DriverOptions, Labels};
 
     fn gate(rate: Rate) -> AccountGate {
         let account = Account {
@@ -393,7 +393,7 @@ mod pacing_tests {
             implicit: false,
             driver: crate::drivers::lookup("demo").expect("demo"),
             options: DriverOptions::none(),
-            labels: Vec::new(),
+            labels: Labels::default(),
             rate_limit: Some(rate),
             max_concurrency: None,
             alert: AlertThresholds::default(),

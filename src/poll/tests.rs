@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::clock::TokioClock;
 use crate::config::fields::Fields;
-use crate::config::{Account, AlertThresholds, DriverOptions, Line, Rate};
+use crate::config::{Account, AlertThresholds, DriverOptions, Labels, Line, Rate};
 use crate::drivers::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext};
 use crate::error::Reason;
 
@@ -154,7 +154,7 @@ fn account(name: &str, max_concurrency: Option<usize>, rate_limit: Option<Rate>)
         implicit: false,
         driver: &FAKE,
         options: DriverOptions::none(),
-        labels: Vec::new(),
+        labels: Labels::default(),
         rate_limit,
         max_concurrency,
         alert: AlertThresholds::default(),
@@ -169,7 +169,7 @@ fn line(name: &str, account: &Arc<Account>, interval: Duration, timeout: Duratio
         operator: "test".into(),
         msisdn: None,
         iccid: None,
-        labels: Vec::new(),
+        labels: Labels::default(),
         alert: AlertThresholds::default(),
         poll_interval: interval,
         timeout,

@@ -65,9 +65,7 @@ pub struct ThresholdView {
 impl LineView {
     pub fn new(state: &LineState, global: &Global, now: SystemTime) -> LineView {
         let line = &state.line;
-        let shown = |value: &Option<String>| {
-            value.as_deref().map(|v| if global.expose_msisdn { v.to_string() } else { mask(v) })
-        };
+        let shown = |value: Option<&str>| value.map(|v| if global.expose_msisdn { v.to_string() } else { mask(v) });
         let reading = state.fresh_reading(now, global.stale_after).map(|r| ReadingView {
             balance: r.balance.map(|b| b.amount),
             currency: r.balance.map(|b| b.currency.to_string()),
@@ -80,12 +78,12 @@ impl LineView {
         });
         LineView {
             name: line.name.clone(),
-            operator: line.operator.clone(),
+            operator: line.operator.to_string(),
             account: line.account.label().to_string(),
             driver: line.driver().name,
-            msisdn: shown(&line.msisdn),
-            iccid: shown(&line.iccid),
-            labels: line.labels.iter().cloned().collect(),
+            msisdn: shown(line.msisdn.as_deref()),
+            iccid: shown(line.iccid.as_deref()),
+            labels: line.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             low: is_low(state, global, now),
             reading,
             last_success_timestamp: state.last_success.map(unix_seconds),

@@ -78,7 +78,7 @@ fn full_config_resolves_inheritance_and_defaults() {
     let meter = &config.lines[0];
     assert_eq!(meter.name, "meter 1 / north");
     assert_eq!(meter.msisdn.as_deref(), Some("+79261234567"));
-    assert_eq!(meter.operator, "megafon", "operator inherited from the account");
+    assert_eq!(&*meter.operator, "megafon", "operator inherited from the account");
     assert_eq!(meter.poll_interval, std::time::Duration::from_secs(3600), "line overrides account");
     assert_eq!(meter.timeout, std::time::Duration::from_secs(15), "account overrides global");
     assert_eq!(
