@@ -405,8 +405,7 @@ mod tests {
 
     #[test]
     fn counters_and_readings_survive_a_restart() {
-        let dir = std::env::temp_dir().join(format!("esim-persist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("state");
         let path = dir.join("state.json");
         let before = store_with(&["a", "b"]);
         record(&before, "a", 0, Ok(rub(100.0)));
@@ -434,6 +433,13 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// An empty directory of this test's own (removed by the test when it passes).
+    fn scratch_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("esim-persist-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("line-{i:05}")).collect()
     }
@@ -448,8 +454,7 @@ mod tests {
 
     #[test]
     fn a_save_over_several_batches_is_the_documented_file_and_restores_every_line() {
-        let dir = std::env::temp_dir().join(format!("esim-persist-batches-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("batches");
         let path = dir.join("state.json");
         let names = names(2 * BATCH_LINES + 7);
         let before = polled_store(&names);
@@ -467,8 +472,7 @@ mod tests {
 
     #[test]
     fn a_file_broken_part_way_restores_the_whole_records_before_the_break_and_says_where() {
-        let dir = std::env::temp_dir().join(format!("esim-persist-broken-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("broken");
         let path = dir.join("state.json");
         let names = names(BATCH_LINES + 10);
         save(&polled_store(&names), &path).unwrap();
@@ -486,8 +490,7 @@ mod tests {
 
     #[test]
     fn lines_before_the_version_or_a_missing_part_are_refused() {
-        let dir = std::env::temp_dir().join(format!("esim-persist-order-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("order");
         let store = store_with(&["a"]);
         for (file, expected) in [
             (r#"{"lines": [], "version": 1}"#, "`version` must come before `lines`"),
@@ -505,8 +508,7 @@ mod tests {
 
     #[test]
     fn bad_files_are_errors_that_name_the_file_and_a_missing_one_is_fine() {
-        let dir = std::env::temp_dir().join(format!("esim-persist-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("bad");
         let store = store_with(&["a"]);
         assert_eq!(restore(&store, &dir.join("absent.json")).unwrap(), 0);
         std::fs::write(dir.join("junk.json"), "{not json").unwrap();
