@@ -699,7 +699,8 @@ fn gzip_bodies_round_trip() {
         );
         // What `/metrics` sends, frame by frame, is the joined body, at its declared length.
         for (format, gzip) in [(Format::Text, false), (Format::Text, true), (Format::OpenMetrics, false)] {
-            let sent = super::body::tests::collect(PartsBody::from(e.parts(format, gzip).clone())).expect("decompresses");
+            let sent =
+                super::body::tests::collect(PartsBody::from(e.parts(format, gzip).clone())).expect("decompresses");
             assert_eq!(sent, e.body(format, gzip).expect("body").as_ref(), "{format:?} gzip={gzip}");
             assert_eq!(e.parts(format, gzip).len(), sent.len() as u64);
         }
