@@ -4,7 +4,7 @@
 //! mapped by unit; the login's numbers from `sso/subscribers`. Shapes follow
 //! `shared/operators/ru.md` §4.1; where sources disagree both are read.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -112,6 +112,10 @@ fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     DriverOptions(Arc::new(AccountOptions { http, login, password, login_api }))
 }
 
+/// The options of every line without `ban` (most of a fleet): one allocation, shared.
+static WITHOUT_LINE_KEYS: LazyLock<[DriverOptions; 1]> =
+    LazyLock::new(|| [DriverOptions(Arc::new(LineOptions::default()))]);
+
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     let pos = f.node("ban").map(|n| n.pos);
     let ban = f.string("ban").map(|s| s.trim().to_string());
@@ -123,7 +127,7 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     if !f.has("msisdn") {
         f.sink().error(Some(f.pos()), f.path(), "a `beeline` line needs `msisdn`");
     }
-    DriverOptions(Arc::new(LineOptions { ban }))
+    DriverOptions::shared(LineOptions { ban }, &*WITHOUT_LINE_KEYS)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! emnify answers a page past the end with the last page again. iot.md §3 and §8.2.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -89,6 +89,10 @@ fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     DriverOptions(Arc::new(AccountOptions { http, application_token, sms, balance, page_size }))
 }
 
+/// The options of every line without `endpoint_id` (most of a fleet): one allocation, shared.
+static WITHOUT_LINE_KEYS: LazyLock<[DriverOptions; 1]> =
+    LazyLock::new(|| [DriverOptions(Arc::new(LineOptions::default()))]);
+
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     let endpoint_id = match f.node("endpoint_id") {
         Some(node) => match &node.value {
@@ -104,7 +108,7 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     if endpoint_id.is_none() && !f.has("iccid") && !f.has("endpoint_id") {
         f.sink().error(Some(f.pos()), f.path(), "an `emnify` line needs `endpoint_id` or `iccid`");
     }
-    DriverOptions(Arc::new(LineOptions { endpoint_id }))
+    DriverOptions::shared(LineOptions { endpoint_id }, &*WITHOUT_LINE_KEYS)
 }
 
 #[derive(Default)]

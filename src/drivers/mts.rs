@@ -4,7 +4,7 @@
 //! page. Shapes follow `shared/operators/ru.md` §2.1; where sources disagree both are read.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -105,6 +105,10 @@ fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     DriverOptions(Arc::new(AccountOptions { http, client_id, client_secret, counters_by }))
 }
 
+/// The options of every line without `account_no` (most of a fleet): one allocation, shared.
+static WITHOUT_LINE_KEYS: LazyLock<[DriverOptions; 1]> =
+    LazyLock::new(|| [DriverOptions(Arc::new(LineOptions::default()))]);
+
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     let pos = f.node("account_no").map(|n| n.pos);
     let account_no = f.string("account_no").map(|s| s.trim().to_string());
@@ -116,7 +120,7 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     if account_no.is_none() && !f.has("msisdn") {
         f.sink().error(Some(f.pos()), f.path(), "an `mts` line needs `msisdn` or `account_no`");
     }
-    DriverOptions(Arc::new(LineOptions { account_no }))
+    DriverOptions::shared(LineOptions { account_no }, &*WITHOUT_LINE_KEYS)
 }
 
 /// What the account's polls share, kept across reloads (see `session::SessionStore`).

@@ -101,3 +101,31 @@ fn full_config_resolves_inheritance_and_defaults() {
     assert_eq!(bench.poll_interval, std::time::Duration::from_secs(600));
     assert!(config.global.expose_msisdn);
 }
+
+#[test]
+fn lines_without_line_keys_share_one_options_value_per_driver() {
+    let yaml = r#"
+accounts:
+  m: {driver: mts, client_id: id, client_secret: secret}
+  b: {driver: beeline, login: "9060000000", password: secret}
+  e: {driver: emnify, application_token: secret}
+lines:
+  - {name: m1, account: m, msisdn: "+79160000001"}
+  - {name: m2, account: m, msisdn: "+79160000002"}
+  - {name: m3, account: m, msisdn: "+79160000003", account_no: "1234"}
+  - {name: b1, account: b, msisdn: "+79060000001"}
+  - {name: b2, account: b, msisdn: "+79060000002"}
+  - {name: b3, account: b, msisdn: "+79060000003", ban: "5678"}
+  - {name: e1, account: e, iccid: "8988228066600000001"}
+  - {name: e2, account: e, iccid: "8988228066600000002"}
+  - {name: e3, account: e, endpoint_id: 42}
+"#;
+    let config = config::parse("t.yaml", yaml).expect("a valid config");
+    let options = |name: &str| &config.lines.iter().find(|l| l.name == name).expect("a line").options.0;
+    let shared = |a: &str, b: &str| std::sync::Arc::ptr_eq(options(a), options(b));
+    for driver in ["m", "b", "e"] {
+        let (one, two, keyed) = (format!("{driver}1"), format!("{driver}2"), format!("{driver}3"));
+        assert!(shared(&one, &two), "{driver}: lines without line keys share their options");
+        assert!(!shared(&one, &keyed), "{driver}: a line with its own key has options of its own");
+    }
+}
