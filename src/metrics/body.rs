@@ -89,11 +89,9 @@ impl Parts {
     /// sends the pieces through [`PartsBody`] instead).
     pub fn flatten(&self) -> Result<Bytes, CorruptBlock> {
         let mut out = Vec::with_capacity(self.len as usize);
-        for piece in self.pieces.iter() {
-            match piece {
-                Piece::Raw(bytes) => out.extend_from_slice(bytes),
-                Piece::Lz4 { block, len } => decompress_into(block, *len as usize, &mut out)?,
-            }
+        let mut frames = Frames::new(self.clone());
+        while let Some(frame) = frames.next_frame() {
+            out.extend_from_slice(&frame?);
         }
         Ok(out.into())
     }
@@ -116,27 +114,24 @@ impl Frames {
     }
 
     fn next_frame(&mut self) -> Option<Result<Bytes, CorruptBlock>> {
-        let pieces = Arc::clone(&self.parts.pieces);
-        let run_len = pieces[self.next..]
-            .iter()
-            .map_while(|p| match p {
-                Piece::Lz4 { len, .. } => Some(*len as usize),
-                Piece::Raw(_) => None,
-            })
-            .scan(0, |total, len| {
-                let fits = *total == 0 || *total + len <= FRAME_BYTES;
-                *total += len;
-                fits.then_some(len)
-            })
-            .collect::<Vec<_>>();
-        if run_len.is_empty() {
-            let piece = pieces.get(self.next)?;
+        let pieces = &self.parts.pieces;
+        // The run of LZ4 pieces from here that fits a frame (at least one piece).
+        let (mut end, mut total) = (self.next, 0);
+        while let Some(Piece::Lz4 { len, .. }) = pieces.get(end) {
+            let len = *len as usize;
+            if end > self.next && total + len > FRAME_BYTES {
+                break;
+            }
+            total += len;
+            end += 1;
+        }
+        if end == self.next {
+            let Piece::Raw(bytes) = pieces.get(self.next)? else { unreachable!("an LZ4 piece starts a run") };
             self.next += 1;
-            let Piece::Raw(bytes) = piece else { unreachable!("an LZ4 piece always starts a run") };
             return Some(Ok(bytes.clone()));
         }
-        let mut frame = Vec::with_capacity(run_len.iter().sum::<usize>());
-        for piece in &pieces[self.next..self.next + run_len.len()] {
+        let mut frame = Vec::with_capacity(total);
+        for piece in &pieces[self.next..end] {
             if let Piece::Lz4 { block, len } = piece {
                 if let Err(err) = decompress_into(block, *len as usize, &mut frame) {
                     self.next = pieces.len();
@@ -144,7 +139,7 @@ impl Frames {
                 }
             }
         }
-        self.next += run_len.len();
+        self.next = end;
         Some(Ok(frame.into()))
     }
 }

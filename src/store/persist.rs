@@ -233,7 +233,7 @@ fn write_lines(store: &Store, out: &mut impl Write) -> std::io::Result<bool> {
                 }
                 serde_json::to_writer(&mut batch, &SavedLine::from_state(state)).map_err(std::io::Error::other)?;
             }
-            at = (at + BATCH_LINES).min(view.len().max(at));
+            at += BATCH_LINES;
         }
         if batch.is_empty() {
             break;
