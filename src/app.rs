@@ -2,7 +2,7 @@
 //! the pre-rendered /metrics body. Startup and reload go through one path, [`App::apply`].
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -103,6 +103,10 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
     last_reload_ok: AtomicBool,
+    /// Renders that cannot wait for the next tick (a reload changed the exporter's own series).
+    kick: Arc<RenderKick>,
+    /// Saved state is restored once, with the first plan (see `run_plan`).
+    restore_pending: AtomicBool,
 }
 
 impl App {
@@ -139,6 +143,8 @@ impl App {
             reload_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             last_reload_ok: AtomicBool::new(true),
+            restore_pending: AtomicBool::new(true),
+            kick: Arc::new(RenderKick::default()),
         });
         let weak = Arc::downgrade(&app);
         tokio::spawn(async move {
@@ -149,7 +155,6 @@ impl App {
         });
         app.apply(config)?;
         app.self_metrics.reload_succeeded(app.now());
-        app.restore_state();
         // The config's parse tree and the restore's buffers are gone: give their pages back.
         crate::heap::release_free_memory();
         Ok(app)
@@ -225,6 +230,13 @@ impl App {
     /// with other discovered lines.
     fn run_plan(&self, plan: Plan, reload: bool) {
         self.self_metrics.set_line_counts(plan.planned().iter().map(|p| &*p.line));
+        if self.restore_pending.swap(false, Ordering::AcqRel) {
+            // Saved readings go into the store before the scheduler sees the first plan: it
+            // tells lines that have polled before (they keep their phase) from lines that
+            // never did (they poll at once).
+            self.store.apply_plan(&plan.lines());
+            self.restore_state();
+        }
         if reload {
             self.scheduler.apply(plan);
         } else {
@@ -255,7 +267,20 @@ impl App {
                 tracing::error!(source = %self.source.describe(), error = %e, "config reload failed; keeping the previous config");
             }
         }
+        self.render_fresh().await;
         result
+    }
+
+    /// Renders now, after what just changed, and waits (a few seconds at most) until the
+    /// exposition shows it: the next scrape after a reload sees its outcome and line counts.
+    async fn render_fresh(&self) {
+        if !self.is_ready() {
+            return;
+        }
+        let wanted = self.kick.wanted.fetch_add(1, Ordering::AcqRel) + 1;
+        self.kick.notify.notify_one();
+        let mut rendered = self.kick.rendered.subscribe();
+        let _ = tokio::time::timeout(RENDER_FRESH_WAIT, rendered.wait_for(|done| *done >= wanted)).await;
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -301,6 +326,9 @@ impl App {
         let renders = RenderThread::start(Arc::downgrade(self), gzip_level);
         renders.render_now();
         self.ready.store(true, Ordering::Release);
+        // The loop holds the app only weakly (through the render thread), so dropping the app
+        // ends it; the kick is shared apart from the app for that reason.
+        let kicked = self.kick.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -308,11 +336,14 @@ impl App {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    () = kicked.notify.notified() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
+                let wanted = kicked.wanted.load(Ordering::Acquire);
                 if !renders.render().await {
                     return;
                 }
+                kicked.rendered.send_replace(wanted);
             }
         })
     }
@@ -339,6 +370,18 @@ impl App {
         self.save_state();
     }
 }
+
+/// Render requests between ticks: `wanted` counts them, `rendered` holds the count that the
+/// last finished render started after, so a waiter knows its change is in the exposition.
+#[derive(Default)]
+struct RenderKick {
+    wanted: AtomicU64,
+    notify: tokio::sync::Notify,
+    rendered: tokio::sync::watch::Sender<u64>,
+}
+
+/// How long a reload waits for the render that shows its outcome.
+const RENDER_FRESH_WAIT: Duration = Duration::from_secs(5);
 
 /// Renders that re-rendered at least this many lines (and a quarter of the fleet) are full
 /// renders (startup, reload, a settings change), after which freed memory goes back to the OS.

@@ -400,6 +400,7 @@ mod tests {
             options: DriverOptions::none(),
             labels: [("team", "iot")].into_iter().collect(),
             rate_limit: None,
+            rate_burst: None,
             max_concurrency: None,
             alert: AlertThresholds::default(),
             discover: Some(Arc::new(discover)),

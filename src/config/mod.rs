@@ -144,6 +144,9 @@ pub struct Account {
     pub options: DriverOptions,
     pub labels: Labels,
     pub rate_limit: Option<Rate>,
+    /// `rate_burst`: requests allowed at once, for operators that document a burst apart from
+    /// the rate; `None` lets the whole `rate_limit` count come at once.
+    pub rate_burst: Option<u32>,
     pub max_concurrency: Option<usize>,
     pub alert: AlertThresholds,
     /// `discover:`: the account lists its SIMs and each becomes a line.

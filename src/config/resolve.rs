@@ -11,7 +11,7 @@ use super::discover;
 use super::fields::{Fields, Sink};
 use super::labels::Interner;
 use super::raw::{Node, Pos, Value};
-use super::{Account, AlertThresholds, Config, ConfigError, DriverOptions, Global, Labels, Line};
+use super::{Account, AlertThresholds, Config, ConfigError, DriverOptions, Global, Labels, Line, Rate};
 use crate::drivers::{self, DriverSpec};
 
 /// Labels the exporter sets itself; a user label with one of these names would clash.
@@ -186,6 +186,7 @@ fn resolve_accounts(
         let common = take_common(&mut f);
         let operator = common.operator.as_deref().map(|op| interner.text(op));
         let rate_limit = f.rate("rate_limit").or(spec.default_rate_limit);
+        let rate_burst = rate_burst(&mut f, rate_limit);
         let max_concurrency = f.u64_in("max_concurrency", 1, 10_000).map(|n| n as usize);
         let discover = match f.node("discover").map(|n| n.pos) {
             Some(pos) if !spec.can_discover => {
@@ -212,6 +213,7 @@ fn resolve_accounts(
             options,
             labels: interner.labels(common.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
             rate_limit,
+            rate_burst,
             max_concurrency,
             alert: common.alert.or(global.alert),
             discover,
@@ -224,6 +226,31 @@ fn resolve_accounts(
 }
 
 /// Takes `driver:` and finds it in the registry, reporting unknown names with a hint.
+/// `rate_burst`: at most the `rate_limit` count (the window caps a larger one anyway, so a
+/// larger value says the user misread the key) and only beside a `rate_limit`.
+fn rate_burst(f: &mut Fields<'_>, rate_limit: Option<Rate>) -> Option<u32> {
+    let pos = f.node("rate_burst")?.pos;
+    let burst = f.u64_in("rate_burst", 1, u64::from(u32::MAX))? as u32;
+    match rate_limit {
+        None => {
+            f.error("rate_burst", pos, "`rate_burst` needs a `rate_limit` (the sustained rate it bursts above)");
+            None
+        }
+        Some(rate) if burst > rate.count => {
+            f.error(
+                "rate_burst",
+                pos,
+                format!(
+                    "`rate_burst: {burst}` is more than `rate_limit: {rate}` allows in one period ({})",
+                    rate.count
+                ),
+            );
+            None
+        }
+        Some(_) => Some(burst),
+    }
+}
+
 fn driver_of(f: &mut Fields<'_>) -> Option<&'static DriverSpec> {
     let Some(pos) = f.node("driver").map(|n| n.pos) else {
         let known = drivers::names().join(", ");
@@ -393,6 +420,7 @@ fn resolve_line(
                 return None;
             }
             let rate_limit = f.rate("rate_limit").or(spec.default_rate_limit);
+            let rate_burst = rate_burst(f, rate_limit);
             let options = (spec.account_options)(f);
             let account = Arc::new(Account {
                 name: name.clone().unwrap_or_default(),
@@ -401,6 +429,7 @@ fn resolve_line(
                 options,
                 labels: interner.labels([]),
                 rate_limit,
+                rate_burst,
                 max_concurrency: None,
                 alert: global.alert,
                 discover: None,

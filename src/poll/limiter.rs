@@ -3,6 +3,7 @@
 //! Time is `tokio::time::Instant`, so tests on tokio's paused clock drive the bucket (the
 //! `governor` crate reads its own clock, which is why this is a small bucket of our own).
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -14,31 +15,43 @@ use super::telemetry::Telemetry;
 use crate::clock::unix_seconds;
 use crate::config::{Account, Rate};
 
-/// A token bucket in its GCRA form (generic cell rate algorithm): one instant, the
-/// "theoretical arrival time", instead of a token count refilled by a timer. Exact integer
-/// arithmetic, so N takes at `count/period` never drift past the rate.
+/// The rate limit of one account: a token bucket (the burst and the sustained rate) and a
+/// sliding window (the operator's own rule). Operators count requests over a sliding window
+/// ("10 requests per second"), so a bucket alone, which lets a full burst follow the last
+/// sustained-rate token, would send up to `2N - 1` requests inside one period; the window
+/// admits at most `count` in any `period`, whatever the burst.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
     /// Time per token at the sustained rate.
     emission: Duration,
     /// How far ahead of the sustained rate a burst may run: `(burst - 1) · emission`.
     tolerance: Duration,
+    /// The "theoretical arrival time" of GCRA (generic cell rate algorithm): one instant
+    /// instead of a token count refilled by a timer, exact integer arithmetic.
     tat: Instant,
+    window: SlidingWindow,
 }
 
 impl TokenBucket {
-    /// A full bucket: `rate.count` tokens at once, then one per `rate.period / rate.count`.
-    pub fn new(rate: Rate, now: Instant) -> TokenBucket {
+    /// A full bucket: `burst` tokens at once (`rate.count` when `None`), then one per
+    /// `rate.period / rate.count`, and never more than `rate.count` in any `rate.period`.
+    pub fn new(rate: Rate, burst: Option<u32>, now: Instant) -> TokenBucket {
         // Rounded up, so that truncation can never let the bucket run faster than the rate.
         let count = u128::from(rate.count.max(1));
         let nanos = rate.period.as_nanos().div_ceil(count).max(1);
         let emission = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        TokenBucket { emission, tolerance: emission.saturating_mul(rate.count.saturating_sub(1)), tat: now }
+        let burst = burst.unwrap_or(rate.count).clamp(1, rate.count.max(1));
+        TokenBucket {
+            emission,
+            tolerance: emission.saturating_mul(burst - 1),
+            tat: now,
+            window: SlidingWindow::new(rate),
+        }
     }
 
     /// How long until a token is there (zero: now).
     pub fn wait(&self, now: Instant) -> Duration {
-        self.tat.saturating_duration_since(now + self.tolerance)
+        self.tat.saturating_duration_since(now + self.tolerance).max(self.window.wait(now))
     }
 
     /// Takes a token if one is there.
@@ -47,6 +60,7 @@ impl TokenBucket {
             return false;
         }
         self.tat = self.tat.max(now) + self.emission;
+        self.window.record(now);
         true
     }
 
@@ -57,17 +71,53 @@ impl TokenBucket {
     }
 }
 
+/// The last `count` admissions: the next may come once the oldest of them is a `period` old,
+/// so any window of one period (half-open, as operators count) holds at most `count`.
+#[derive(Clone, Debug)]
+struct SlidingWindow {
+    count: usize,
+    period: Duration,
+    times: VecDeque<Instant>,
+}
+
+impl SlidingWindow {
+    fn new(rate: Rate) -> SlidingWindow {
+        let count = usize::try_from(rate.count.max(1)).unwrap_or(usize::MAX);
+        // Grown as admissions come; a slow account never holds a large buffer it does not use.
+        SlidingWindow { count, period: rate.period, times: VecDeque::new() }
+    }
+
+    fn wait(&self, now: Instant) -> Duration {
+        if self.times.len() < self.count {
+            return Duration::ZERO;
+        }
+        self.times.front().map_or(Duration::ZERO, |oldest| (*oldest + self.period).saturating_duration_since(now))
+    }
+
+    fn record(&mut self, now: Instant) {
+        if self.times.len() == self.count {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+    }
+}
+
 /// The limits an account was built with; a reload that keeps them keeps the gate (and so its
 /// bucket and the permits of polls in flight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub max_concurrency: Option<usize>,
     pub rate_limit: Option<Rate>,
+    pub rate_burst: Option<u32>,
 }
 
 impl Limits {
     pub fn of(account: &Account) -> Limits {
-        Limits { max_concurrency: account.max_concurrency, rate_limit: account.rate_limit }
+        Limits {
+            max_concurrency: account.max_concurrency,
+            rate_limit: account.rate_limit,
+            rate_burst: account.rate_burst,
+        }
     }
 }
 
@@ -122,7 +172,7 @@ impl AccountGate {
             .filter(|p| p.driver == account.driver.name)
             .and_then(|p| p.lock().paused_until)
             .filter(|until| *until > now);
-        let mut bucket = limits.rate_limit.map(|rate| TokenBucket::new(rate, now));
+        let mut bucket = limits.rate_limit.map(|rate| TokenBucket::new(rate, limits.rate_burst, now));
         if let (Some(bucket), Some(until)) = (bucket.as_mut(), paused_until) {
             bucket.pause_until(until);
         }
@@ -144,6 +194,14 @@ impl AccountGate {
 
     pub fn driver(&self) -> &'static str {
         self.driver
+    }
+
+    /// How many of the account's polls can usefully start at once: its concurrency limit, and
+    /// with a `rate_limit` no more than one burst.
+    pub fn parallelism(&self, global: usize) -> usize {
+        let burst = self.limits.rate_limit.map(|rate| self.limits.rate_burst.unwrap_or(rate.count) as usize);
+        let n = self.limits.max_concurrency.unwrap_or(global).min(global);
+        burst.map_or(n, |b| n.min(b)).max(1)
     }
 
     /// Whether a reload can keep this gate for `account`.
@@ -317,6 +375,18 @@ impl crate::drivers::Pacer for AccountGate {
     }
 }
 
+/// The most admissions inside any half-open window `[t, t + period)`, counted from every
+/// admission: what an operator's sliding-window limiter sees.
+#[cfg(test)]
+pub(crate) fn most_in_any_window<T: Ord + Copy + std::ops::Add<Duration, Output = T>>(
+    times: &[T],
+    period: Duration,
+) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    (0..sorted.len()).map(|i| sorted[i..].iter().take_while(|t| **t < sorted[i] + period).count()).max().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,20 +407,34 @@ mod tests {
     }
 
     #[test]
-    fn a_full_bucket_allows_a_burst_then_the_sustained_rate() {
+    fn a_full_bucket_allows_a_burst_then_no_more_than_the_rate_in_any_window() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(rate(3, 1), start);
-        let ns = Duration::from_nanos;
-        assert_eq!(
-            take_times(&mut bucket, start, 6),
-            [ns(0), ns(0), ns(0), ns(333_333_334), ns(666_666_668), ns(1_000_000_002)]
-        );
+        let mut bucket = TokenBucket::new(rate(4, 1), None, start);
+        let s = |n: u64| Duration::from_secs(n);
+        // Before the sliding window this was 0, 0, 0, 0, 250 ms, ...: five inside the first second.
+        assert_eq!(take_times(&mut bucket, start, 9), [s(0), s(0), s(0), s(0), s(1), s(1), s(1), s(1), s(2)]);
+    }
+
+    #[test]
+    fn a_burst_smaller_than_the_count_spreads_the_rest_at_the_sustained_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(4, 1), Some(2), start);
+        let ms = Duration::from_millis;
+        assert_eq!(take_times(&mut bucket, start, 6), [ms(0), ms(0), ms(250), ms(500), ms(1000), ms(1000)]);
+    }
+
+    #[test]
+    fn a_burst_larger_than_the_count_is_capped_by_the_window() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(2, 1), Some(10), start);
+        let times = take_times(&mut bucket, start, 20);
+        assert_eq!(most_in_any_window(&times, Duration::from_secs(1)), 2);
     }
 
     #[test]
     fn an_empty_bucket_refuses_until_the_next_token() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(rate(1, 60), start);
+        let mut bucket = TokenBucket::new(rate(1, 60), None, start);
         assert!(bucket.try_take(start));
         assert!(!bucket.try_take(start + Duration::from_secs(59)));
         assert_eq!(bucket.wait(start + Duration::from_secs(59)), Duration::from_secs(1));
@@ -360,7 +444,7 @@ mod tests {
     #[test]
     fn a_pause_allows_one_token_at_its_end_then_the_sustained_rate() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(rate(5, 5), start);
+        let mut bucket = TokenBucket::new(rate(5, 5), None, start);
         bucket.pause_until(start + Duration::from_secs(30));
         let s = Duration::from_secs;
         assert_eq!(bucket.wait(start), s(30));
@@ -369,15 +453,12 @@ mod tests {
 
     #[test]
     fn tokens_never_exceed_the_rate_in_any_window() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::new(rate(2, 1), start);
-        let times = take_times(&mut bucket, start, 50);
-        for i in 0..times.len() {
-            for j in i + 1..times.len() {
-                // Tokens i..=j span at least (count - burst) emission intervals.
-                let min_span = Duration::from_millis(500) * (j - i + 1).saturating_sub(2) as u32;
-                assert!(times[j] - times[i] >= min_span, "{i}..{j}");
-            }
+        for (count, secs, burst) in [(2, 1, None), (20, 1, None), (20, 1, Some(5)), (7, 60, None), (3, 1, Some(1))] {
+            let start = Instant::now();
+            let mut bucket = TokenBucket::new(rate(count, secs), burst, start);
+            let times = take_times(&mut bucket, start, 200);
+            let most = most_in_any_window(&times, Duration::from_secs(secs));
+            assert_eq!(most, count as usize, "{count}/{secs}s burst {burst:?}");
         }
     }
 }
@@ -395,6 +476,7 @@ mod pacing_tests {
             options: DriverOptions::none(),
             labels: Labels::default(),
             rate_limit: Some(rate),
+            rate_burst: None,
             max_concurrency: None,
             alert: AlertThresholds::default(),
             discover: None,
@@ -417,7 +499,7 @@ mod pacing_tests {
             times.push(start.elapsed());
         }
         let ms = Duration::from_millis;
-        assert_eq!(times, [ms(0), ms(0), ms(500), ms(1000), ms(1500)], "burst of 2, then one per 500 ms");
+        assert_eq!(times, [ms(0), ms(0), ms(1000), ms(1000), ms(2000)], "never more than 2 in any second");
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,7 @@
 pub mod backoff;
 pub mod budget;
 pub mod discovery;
+mod first_wave;
 pub mod limiter;
 mod once;
 pub mod plan;
@@ -43,6 +44,7 @@ use crate::drivers::{DiscoveredLine, Driver};
 use crate::error::PollError;
 use crate::reading::Reading;
 use crate::store::{PollOutcome, Store};
+use first_wave::FirstWave;
 use limiter::AccountGate;
 use task::{Executed, Job};
 use telemetry::Telemetry;
@@ -149,6 +151,7 @@ impl Scheduler {
             apply_epoch: 0,
             tasks: JoinSet::new(),
             task_lines: HashMap::new(),
+            first_wave: FirstWave::new(MIN_FIRST_WAVE),
             shutdown,
             running: running.clone(),
         };
@@ -237,12 +240,16 @@ struct LineEntry {
     held: bool,
     /// The last plan that had this line (`Engine::apply_epoch`); older entries are swept out.
     epoch: u64,
+    /// Waiting in the first wave for its first poll (it has no timer meanwhile).
+    queued: bool,
 }
 
 /// What a finished poll task reports to the loop.
 struct Finished {
     line: Arc<str>,
     id: u64,
+    /// The account whose first-wave slot the poll held.
+    wave: Option<Arc<str>>,
     kind: FinishedKind,
 }
 
@@ -257,6 +264,18 @@ enum Summary {
     Polled { error: Option<PollError>, locked_until: Option<Instant> },
     LockedOut(Instant),
     NotPolled,
+}
+
+/// What a poll task was for: line, entry id, probe or not, first-wave account.
+type TaskOf = (Arc<str>, u64, bool, Option<Arc<str>>);
+
+/// Poll tasks of the first wave waiting at the gates at once, per permit of
+/// `global.max_concurrency` (at least [`MIN_FIRST_WAVE`]).
+const FIRST_WAVE_PER_PERMIT: usize = 4;
+const MIN_FIRST_WAVE: usize = 64;
+
+fn first_wave_limit(global_limit: usize) -> usize {
+    global_limit.saturating_mul(FIRST_WAVE_PER_PERMIT).max(MIN_FIRST_WAVE)
 }
 
 struct Engine {
@@ -274,7 +293,9 @@ struct Engine {
     apply_epoch: u64,
     tasks: JoinSet<Finished>,
     /// Which line each task polls, for a task that dies without reporting (a scheduler bug).
-    task_lines: HashMap<tokio::task::Id, (Arc<str>, u64, bool)>,
+    task_lines: HashMap<tokio::task::Id, TaskOf>,
+    /// Lines that have never polled, waiting for their first poll.
+    first_wave: FirstWave,
     shutdown: watch::Sender<bool>,
     running: Arc<AtomicBool>,
 }
@@ -314,6 +335,7 @@ impl Engine {
             // the old and new limits overlap until those polls end.
             self.global_limit = plan.max_concurrency();
             self.global = Arc::new(Semaphore::new(self.global_limit));
+            self.first_wave.set_limit(first_wave_limit(self.global_limit));
         }
 
         let mut old_gates = std::mem::take(&mut self.gates);
@@ -360,7 +382,10 @@ impl Engine {
                 Some((name, entry)) => {
                     let moved = entry.planned.line.poll_interval != planned.line.poll_interval
                         || entry.planned.offset != planned.offset;
-                    if !entry.in_flight && (entry.held || entry.timer.is_none() || (moved && entry.failures == 0)) {
+                    if !entry.in_flight
+                        && !entry.queued
+                        && (entry.held || entry.timer.is_none() || (moved && entry.failures == 0))
+                    {
                         reschedule.push(name);
                     }
                     entry.planned = planned;
@@ -381,6 +406,7 @@ impl Engine {
                         timer: None,
                         held: false,
                         epoch,
+                        queued: false,
                     };
                     self.lines.insert(name, entry);
                 }
@@ -396,9 +422,20 @@ impl Engine {
             kept
         });
         self.telemetry.add_backoff_lines(-(dropped_backing_off as i64));
-        for name in reschedule {
-            self.schedule_slot_after(&name, now);
+        // A line that has never polled (new, or not restored from storage) polls now, paced by
+        // its account's limits; the others keep their phase, so a restart is no thundering herd.
+        let never_polled: Vec<bool> = {
+            let view = self.store.view();
+            reschedule.iter().map(|name| view.get(name).is_none_or(|state| state.last_attempt.is_none())).collect()
+        };
+        for (name, first) in reschedule.into_iter().zip(never_polled) {
+            if first {
+                self.queue_first_poll(&name);
+            } else {
+                self.schedule_slot_after(&name, now);
+            }
         }
+        self.pump_first_wave();
         info!(
             lines = self.lines.len(),
             accounts = self.gates.len(),
@@ -443,7 +480,47 @@ impl Engine {
     }
 
     fn dispatch(&mut self, name: Arc<str>) {
+        self.dispatch_poll(name, None);
+    }
+
+    /// Queues a line that has never polled for the first wave.
+    fn queue_first_poll(&mut self, name: &Arc<str>) {
+        let Some(entry) = self.lines.get_mut(name) else {
+            return;
+        };
+        entry.queued = true;
+        entry.held = false;
+        entry.timer = None;
+        // The polls that can run at once plus one waiting for its turn: more waiting tasks
+        // would only be memory, and a reload could not take their lines back.
+        let cap = entry.gate.parallelism(self.global_limit.max(1)) + 1;
+        self.first_wave.push(entry.gate.name(), cap, (name.clone(), entry.id));
+    }
+
+    /// Starts first polls while the first wave has room.
+    fn pump_first_wave(&mut self) {
+        let now = Instant::now();
+        while let Some((account, (name, id))) = self.first_wave.next() {
+            let live = self.lines.get_mut(&name).filter(|e| e.id == id && e.queued && !e.in_flight);
+            let Some(entry) = live else {
+                self.first_wave.done(&account);
+                continue;
+            };
+            entry.queued = false;
+            if let Some(until) = entry.gate.locked_until(now) {
+                self.first_wave.done(&account);
+                self.hold_until(&name, until);
+                continue;
+            }
+            self.dispatch_poll(name, Some(account));
+        }
+    }
+
+    fn dispatch_poll(&mut self, name: Arc<str>, wave: Option<Arc<str>>) {
         let Some(job) = self.job(&name) else {
+            if let Some(account) = wave {
+                self.first_wave.done(&account);
+            }
             return;
         };
         let Some(entry) = self.lines.get_mut(&name) else {
@@ -453,6 +530,7 @@ impl Engine {
         let id = entry.id;
         let mut shutdown = self.shutdown.subscribe();
         let line = name.clone();
+        let task_wave = wave.clone();
         let handle = self.tasks.spawn(async move {
             let summary = match task::execute(&job, None, &mut shutdown).await {
                 Executed::Polled(polled) => {
@@ -461,9 +539,9 @@ impl Engine {
                 Executed::LockedOut(until) => Summary::LockedOut(until),
                 Executed::DeadlinePassed | Executed::ShutDown => Summary::NotPolled,
             };
-            Finished { line, id, kind: FinishedKind::Scheduled(summary) }
+            Finished { line, id, wave: task_wave, kind: FinishedKind::Scheduled(summary) }
         });
-        self.task_lines.insert(handle.id(), (name, id, false));
+        self.task_lines.insert(handle.id(), (name, id, false, wave));
     }
 
     fn probe(&mut self, line: &str, timeout: Duration, reply: oneshot::Sender<Option<ProbeResult>>) {
@@ -483,9 +561,9 @@ impl Engine {
                 _ => None,
             };
             let _ = reply.send(Some(probe_result(&job, executed, timeout)));
-            Finished { line, id, kind: FinishedKind::Probe { locked_until } }
+            Finished { line, id, wave: None, kind: FinishedKind::Probe { locked_until } }
         });
-        self.task_lines.insert(handle.id(), (name, id, true));
+        self.task_lines.insert(handle.id(), (name, id, true, None));
     }
 
     /// Runs one listing of `account` in a task of its own, admitted like a poll.
@@ -501,7 +579,7 @@ impl Engine {
         self.tasks.spawn(async move {
             let (result, locked_until) = task::list(&gate, &global, driver, timeout, &clock, &mut shutdown).await;
             let _ = reply.send(result);
-            Finished { line: account.clone(), id: 0, kind: FinishedKind::Listed { account, locked_until } }
+            Finished { line: account.clone(), id: 0, wave: None, kind: FinishedKind::Listed { account, locked_until } }
         });
     }
 
@@ -525,10 +603,13 @@ impl Engine {
                 finished
             }
             Err(err) => match self.task_lines.remove(&err.id()) {
-                Some((line, id, probe)) => self.task_died(line, id, probe, &err),
+                Some((line, id, probe, wave)) => self.task_died(line, id, probe, wave, &err),
                 None => return,
             },
         };
+        if let Some(account) = &finished.wave {
+            self.first_wave.done(account);
+        }
         let locked_until = match &finished.kind {
             FinishedKind::Scheduled(Summary::Polled { locked_until, .. }) => *locked_until,
             FinishedKind::Probe { locked_until } => *locked_until,
@@ -547,11 +628,14 @@ impl Engine {
         if let FinishedKind::Scheduled(summary) = finished.kind {
             self.scheduled_poll_finished(&finished.line, finished.id, summary);
         }
+        if finished.wave.is_some() {
+            self.pump_first_wave();
+        }
     }
 
     /// A poll task ended without reporting: only a bug in this module can cause that, since
     /// driver code runs in a task of its own. The line gets an error and goes on.
-    fn task_died(&mut self, line: Arc<str>, id: u64, probe: bool, err: &JoinError) -> Finished {
+    fn task_died(&mut self, line: Arc<str>, id: u64, probe: bool, wave: Option<Arc<str>>, err: &JoinError) -> Finished {
         error!(line = %line, error = %err, "a poll task of the scheduler died; the line goes on");
         let error = PollError::Unavailable("the poll task died (a bug in the exporter)".into());
         self.store
@@ -561,7 +645,7 @@ impl Engine {
         } else {
             FinishedKind::Scheduled(Summary::Polled { error: Some(error), locked_until: None })
         };
-        Finished { line, id, kind }
+        Finished { line, id, wave, kind }
     }
 
     fn scheduled_poll_finished(&mut self, name: &Arc<str>, id: u64, summary: Summary) {

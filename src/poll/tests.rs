@@ -156,6 +156,7 @@ fn account(name: &str, max_concurrency: Option<usize>, rate_limit: Option<Rate>)
         options: DriverOptions::none(),
         labels: Labels::default(),
         rate_limit,
+        rate_burst: None,
         max_concurrency,
         alert: AlertThresholds::default(),
         discover: None,
@@ -211,6 +212,19 @@ impl Harness {
         Harness { store, scheduler, registry, t0: Instant::now(), wall0 }
     }
 
+    /// Applies `plan` as to lines restored from `--storage.path`: they have polled before, so
+    /// they keep their phase instead of joining the first wave. Most tests here are about the
+    /// phase; the first wave has tests of its own, which call `scheduler.apply`.
+    fn apply_restored(&self, plan: Plan) {
+        let lines = plan.lines();
+        self.store.apply_plan(&lines);
+        let at = UNIX_EPOCH + secs(self.wall0);
+        self.store.update_each(lines.iter().map(|l| (l.name.clone(), ())), |(), state| {
+            state.last_attempt.get_or_insert(at);
+        });
+        self.scheduler.apply(plan);
+    }
+
     /// Wall time of `at`, in seconds since the epoch.
     fn wall(&self, at: Instant) -> Duration {
         secs(self.wall0) + (at - self.t0)
@@ -254,7 +268,7 @@ async fn first_polls_are_spread_over_the_interval() {
     let lines: Vec<Arc<Line>> =
         (0..1000).map(|i| line(&format!("tracker-{i:04}"), &acct, interval, secs(10))).collect();
     let entries: Vec<_> = lines.iter().map(|l| (l, &fake)).collect();
-    h.scheduler.apply(plan(1000, &entries));
+    h.apply_restored(plan(1000, &entries));
     advance(secs(1000) + 10 * MS).await;
 
     let mut per_second = HashMap::<u64, usize>::new();
@@ -278,7 +292,7 @@ async fn lines_poll_every_interval_at_a_phase_that_survives_a_restart() {
         let fake = Fake::new(secs(3));
         let acct = account("a", None, None);
         let l = line("gate-01", &acct, interval, secs(30));
-        h.scheduler.apply(plan(4, &[(&l, &fake)]));
+        h.apply_restored(plan(4, &[(&l, &fake)]));
         advance(secs(4 * 900)).await;
         let calls = fake.calls();
         assert_eq!(calls.len(), 4, "one poll per interval");
@@ -310,7 +324,7 @@ async fn global_and_account_concurrency_limits_are_never_exceeded() {
         lines.push((line(&format!("b-{i}"), &b, secs(10), secs(30)), open.clone()));
     }
     let entries: Vec<_> = lines.iter().map(|(l, f)| (l, f)).collect();
-    h.scheduler.apply(plan(3, &entries));
+    h.apply_restored(plan(3, &entries));
 
     let mut max_gauge = 0.0f64;
     for _ in 0..200 {
@@ -352,7 +366,7 @@ async fn an_account_never_polls_faster_than_its_rate_limit() {
     // Twenty lines due every second want 20 polls/s from an account allowed 2/s.
     let lines: Vec<_> = (0..20).map(|i| line(&format!("l-{i}"), &acct, secs(1), secs(10))).collect();
     let entries: Vec<_> = lines.iter().map(|l| (l, &fake)).collect();
-    h.scheduler.apply(plan(100, &entries));
+    h.apply_restored(plan(100, &entries));
     advance(secs(30)).await;
 
     let mut calls = fake.calls();
@@ -374,7 +388,7 @@ async fn probes_wait_for_the_rate_limit_like_scheduled_polls() {
     let rate = Rate { count: 1, period: secs(1) };
     let acct = account("slow", None, Some(rate));
     let l = line("l", &acct, secs(3600), secs(10));
-    h.scheduler.apply(plan(10, &[(&l, &fake)]));
+    h.apply_restored(plan(10, &[(&l, &fake)]));
     let probes: Vec<_> = (0..5)
         .map(|_| {
             let h = h.clone();
@@ -391,6 +405,112 @@ async fn probes_wait_for_the_rate_limit_like_scheduled_polls() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// First wave (issue 12): lines that never polled poll at once, paced by their limits
+
+#[tokio::test(start_paused = true)]
+async fn lines_that_never_polled_poll_at_once_then_settle_into_their_phase() {
+    let h = Harness::start();
+    let fake = Fake::new(Duration::ZERO);
+    let acct = account("fleet", None, None);
+    let interval = secs(3600);
+    let lines: Vec<_> = (0..10).map(|i| line(&format!("l-{i}"), &acct, interval, secs(10))).collect();
+    let entries: Vec<_> = lines.iter().map(|l| (l, &fake)).collect();
+    h.scheduler.apply(plan(32, &entries));
+    advance(10 * MS).await;
+    assert_eq!(fake.calls().len(), 10, "every line polled right after start, not within the hour");
+    assert!(lines.iter().all(|l| h.store.get(&l.name).unwrap().last_poll_ok == Some(true)));
+
+    advance(interval + secs(1)).await;
+    for l in &lines {
+        let calls = fake.calls_of(&l.name);
+        assert_eq!(calls.len(), 2, "{}: one first poll, then one at its phase", l.name);
+        let offset = spread::offset(&l.name, interval);
+        assert!(off_phase(h.wall(calls[1]), offset, interval) <= 2 * MS, "{} polled off its phase", l.name);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_wave_never_exceeds_the_account_limits_in_any_window() {
+    let h = Harness::start();
+    let fake = Fake::new(Duration::from_millis(50));
+    let rate = Rate { count: 20, period: secs(1) };
+    let acct = account("limited", Some(3), Some(rate));
+    let lines: Vec<_> = (0..400).map(|i| line(&format!("sim-{i}"), &acct, secs(3600), secs(10))).collect();
+    let entries: Vec<_> = lines.iter().map(|l| (l, &fake)).collect();
+    h.scheduler.apply(plan(32, &entries));
+    advance(secs(25)).await;
+
+    let calls = fake.calls();
+    let mut polled: Vec<String> = fake.calls.lock().unwrap().iter().map(|(l, _)| l.clone()).collect();
+    polled.sort();
+    polled.dedup();
+    assert_eq!(polled.len(), 400, "400 SIMs at 20/s fill in 20 s");
+    // A token bucket alone let 20 go at once and then 20 more within the same second.
+    assert_eq!(limiter::most_in_any_window(&calls, secs(1)), 20);
+    assert!(fake.account.max() <= 3, "max_concurrency 3, saw {}", fake.account.max());
+    let firsts: Vec<Instant> = polled.iter().map(|l| fake.calls_of(l)[0]).collect();
+    let span = *firsts.iter().max().unwrap() - *firsts.iter().min().unwrap();
+    assert!((secs(19)..secs(21)).contains(&span), "the wave took {span:?}: the limits, and only they, pace it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_account_in_its_first_wave_does_not_hold_back_the_others() {
+    let h = Harness::start();
+    let slow_fake = Fake::new(Duration::ZERO);
+    let fast_fake = Fake::new(Duration::ZERO);
+    let slow = account("slow", None, Some(Rate { count: 1, period: secs(1) }));
+    let fast = account("fast", None, None);
+    let slow_lines: Vec<_> = (0..500).map(|i| line(&format!("s-{i}"), &slow, secs(3600), secs(10))).collect();
+    let fast_lines: Vec<_> = (0..500).map(|i| line(&format!("f-{i}"), &fast, secs(3600), secs(10))).collect();
+    let mut entries: Vec<_> = slow_lines.iter().map(|l| (l, &slow_fake)).collect();
+    entries.extend(fast_lines.iter().map(|l| (l, &fast_fake)));
+    h.scheduler.apply(plan(4, &entries));
+    advance(secs(1)).await;
+    assert_eq!(fast_fake.calls().len(), 500, "the unlimited account filled at once");
+    assert!(slow_fake.calls().len() <= 2, "the slow one at its 1/s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn restored_lines_keep_their_phase_and_a_reload_sends_new_lines_at_once() {
+    let h = Harness::start();
+    let fake = Fake::new(Duration::ZERO);
+    let acct = account("fleet", None, None);
+    let interval = secs(3600);
+    let old = line("restored", &acct, interval, secs(10));
+    h.apply_restored(plan(8, &[(&old, &fake)]));
+    advance(secs(5)).await;
+    assert!(fake.calls_of("restored").is_empty() || spread::offset("restored", interval) < secs(6));
+
+    let new = line("added", &acct, interval, secs(10));
+    h.scheduler.apply(plan(8, &[(&old, &fake), (&new, &fake)]));
+    advance(10 * MS).await;
+    assert_eq!(fake.calls_of("added").len(), 1, "a line a reload adds polls at once");
+    let restored_calls = fake.calls_of("restored");
+    assert!(
+        restored_calls.iter().all(|t| off_phase(h.wall(*t), spread::offset("restored", interval), interval) <= 2 * MS),
+        "the restored line only ever polled at its phase"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_while_the_first_wave_runs_keeps_each_line_queued_once() {
+    let h = Harness::start();
+    let fake = Fake::new(Duration::ZERO);
+    let acct = account("slow", None, Some(Rate { count: 1, period: secs(1) }));
+    let lines: Vec<_> = (0..10).map(|i| line(&format!("l-{i}"), &acct, secs(3600), secs(10))).collect();
+    let entries: Vec<_> = lines.iter().map(|l| (l, &fake)).collect();
+    h.scheduler.apply(plan(8, &entries));
+    advance(Duration::from_millis(2500)).await;
+    h.scheduler.apply(plan(8, &entries[..8]));
+    advance(secs(30)).await;
+    let mut polled: Vec<String> = fake.calls.lock().unwrap().iter().map(|(l, _)| l.clone()).collect();
+    polled.sort();
+    polled.dedup();
+    assert_eq!(polled.len(), 8, "the two removed lines never polled after the reload: {polled:?}");
+    assert_eq!(fake.calls().len(), 8, "each remaining line polled once");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Failures
 
 #[tokio::test(start_paused = true)]
@@ -402,7 +522,7 @@ async fn back_off_grows_with_consecutive_failures_and_resets_on_success() {
     let acct = account("a", None, None);
     let interval = secs(3600);
     let l = line("l", &acct, interval, secs(10));
-    h.scheduler.apply(plan(4, &[(&l, &fake)]));
+    h.apply_restored(plan(4, &[(&l, &fake)]));
 
     let first = h.t0 + spread::until_next_slot(UNIX_EPOCH + secs(START), spread::offset("l", interval), interval);
     sleep_until(first + secs(1)).await;
@@ -437,7 +557,7 @@ async fn retry_after_is_honoured_for_the_whole_account() {
     let acct = account("x", None, None);
     let a = line("a", &acct, secs(60), secs(10));
     let b = line("b", &acct, secs(60), secs(10));
-    h.scheduler.apply(plan(4, &[(&a, &fake), (&b, &fake)]));
+    h.apply_restored(plan(4, &[(&a, &fake), (&b, &fake)]));
     advance(secs(1800)).await;
 
     let limited_at = fake.calls_of("a")[0];
@@ -458,7 +578,7 @@ async fn a_poll_that_outlives_its_timeout_fails_with_timeout() {
     let acct = account("a", None, None);
     let interval = secs(3600);
     let l = line("l", &acct, interval, secs(5));
-    h.scheduler.apply(plan(4, &[(&l, &fake)]));
+    h.apply_restored(plan(4, &[(&l, &fake)]));
     let first = h.t0 + spread::until_next_slot(UNIX_EPOCH + secs(START), spread::offset("l", interval), interval);
     sleep_until(first + secs(5) + 10 * MS).await;
 
@@ -485,7 +605,7 @@ async fn an_auth_failure_stops_the_whole_account_for_the_lockout() {
     let acct = account("x", None, None);
     let a = line("a", &acct, secs(600), secs(10));
     let b = line("b", &acct, secs(600), secs(10));
-    h.scheduler.apply(plan(4, &[(&a, &fake), (&b, &fake)]));
+    h.apply_restored(plan(4, &[(&a, &fake), (&b, &fake)]));
     advance(secs(601)).await;
 
     let failed_at = fake.calls_of("a")[0];
@@ -514,7 +634,7 @@ async fn repeated_auth_failures_lengthen_the_lockout() {
     fake.script("a", [auth(), auth(), auth()]);
     let acct = account("x", None, None);
     let a = line("a", &acct, secs(600), secs(10));
-    h.scheduler.apply(plan(4, &[(&a, &fake)]));
+    h.apply_restored(plan(4, &[(&a, &fake)]));
     advance(secs(60 * 3600)).await;
     let calls = fake.calls_of("a");
     let hours: Vec<u64> = calls.windows(2).map(|w| (w[1] - w[0]).as_secs() / 3600).collect();
@@ -529,13 +649,13 @@ async fn a_reload_ends_an_auth_lockout() {
     let acct = account("x", None, None);
     let a = line("a", &acct, secs(600), secs(10));
     let p = plan(4, &[(&a, &fake)]);
-    h.scheduler.apply(p.clone());
+    h.apply_restored(p.clone());
     advance(secs(601)).await;
     assert_eq!(fake.calls().len(), 1);
     let labels = [("account", "x"), ("driver", "fake")];
     assert_eq!(h.metric(telemetry::ACCOUNT_LOCKED_OUT, &labels), Some(1.0));
 
-    h.scheduler.apply(p);
+    h.apply_restored(p);
     advance(secs(601)).await;
     assert_eq!(fake.calls().len(), 2, "polling resumes at the next phase slot after a reload");
     assert_eq!(h.metric(telemetry::ACCOUNT_LOCKED_OUT, &labels), Some(0.0));
@@ -550,7 +670,7 @@ async fn a_panicking_driver_fails_its_line_and_polling_goes_on() {
     let acct = account("x", None, None);
     let a = line("a", &acct, secs(60), secs(10));
     let b = line("b", &acct, secs(60), secs(10));
-    h.scheduler.apply(plan(4, &[(&a, &fake), (&b, &fake)]));
+    h.apply_restored(plan(4, &[(&a, &fake), (&b, &fake)]));
     advance(secs(61)).await;
 
     let error = h.store.get("a").unwrap().last_error.unwrap();
@@ -576,7 +696,7 @@ async fn apply_keeps_staying_lines_stops_removed_ones_and_starts_new_ones() {
     let a = line("a", &acct, secs(100), secs(10));
     let b = line("b", &acct, secs(100), secs(10));
     let c = line("c", &acct, secs(100), secs(10));
-    h.scheduler.apply(plan(4, &[(&a, &fake), (&b, &fake), (&c, &fake)]));
+    h.apply_restored(plan(4, &[(&a, &fake), (&b, &fake), (&c, &fake)]));
     advance(secs(250)).await;
     assert!(!fake.calls_of("b").is_empty());
     assert_eq!(h.metric(telemetry::BACKOFF_LINES, &[]), Some(1.0));
@@ -584,7 +704,7 @@ async fn apply_keeps_staying_lines_stops_removed_ones_and_starts_new_ones() {
     let reload_at = Instant::now();
     let c_faster = line("c", &acct, secs(50), secs(10));
     let d = line("d", &acct, secs(100), secs(10));
-    h.scheduler.apply(plan(4, &[(&a, &fake), (&c_faster, &fake), (&d, &fake)]));
+    h.apply_restored(plan(4, &[(&a, &fake), (&c_faster, &fake), (&d, &fake)]));
     advance(secs(1000)).await;
 
     assert!(fake.calls_of("b").iter().all(|t| *t < reload_at), "b stopped");
@@ -610,12 +730,12 @@ async fn a_removed_line_in_flight_finishes_but_is_not_recorded() {
     let acct = account("x", None, None);
     let keep = line("keep", &acct, secs(100), secs(60));
     let gone = line("gone", &acct, secs(100), secs(60));
-    h.scheduler.apply(plan(4, &[(&keep, &quick), (&gone, &slow)]));
+    h.apply_restored(plan(4, &[(&keep, &quick), (&gone, &slow)]));
     let first = h.t0 + spread::until_next_slot(UNIX_EPOCH + secs(START), spread::offset("gone", secs(100)), secs(100));
     sleep_until(first + secs(10)).await;
     assert_eq!(slow.in_flight(), 1);
 
-    h.scheduler.apply(plan(4, &[(&keep, &quick)]));
+    h.apply_restored(plan(4, &[(&keep, &quick)]));
     advance(secs(500)).await;
     assert_eq!(slow.in_flight(), 0, "the poll in flight ran to its end");
     assert_eq!(slow.calls().len(), 1, "and was the last");
@@ -630,7 +750,7 @@ async fn a_probe_polls_a_configured_line_now_and_records_it() {
     let acct = account("x", None, None);
     let l = line("l", &acct, secs(3600), secs(10));
     assert!(!h.scheduler.is_running(), "not ready before the first plan");
-    h.scheduler.apply(plan(4, &[(&l, &fake)]));
+    h.apply_restored(plan(4, &[(&l, &fake)]));
     assert!(h.scheduler.poll_now("nope", secs(5)).await.is_none());
     assert!(h.scheduler.is_running());
 
@@ -648,7 +768,7 @@ async fn shutdown_lets_polls_in_flight_finish_then_stops() {
     let fake = Fake::new(secs(20));
     let acct = account("x", None, None);
     let l = line("l", &acct, secs(100), secs(60));
-    h.scheduler.apply(plan(4, &[(&l, &fake)]));
+    h.apply_restored(plan(4, &[(&l, &fake)]));
     let first = h.t0 + spread::until_next_slot(UNIX_EPOCH + secs(START), spread::offset("l", secs(100)), secs(100));
     sleep_until(first + secs(5)).await;
     assert_eq!(fake.in_flight(), 1);
@@ -727,7 +847,7 @@ async fn the_demo_fleet_polls_through_the_scheduler() {
     let config = demo_config(20);
     let clock: SharedClock = Arc::new(TokioClock::starting_at(UNIX_EPOCH + secs(START)));
     let p = Plan::build(&config, &BuildContext::new(clock), None).unwrap();
-    h.scheduler.apply(p);
+    h.apply_restored(p);
     advance(secs(61)).await;
     let view = h.store.view();
     assert_eq!(view.len(), 20);
