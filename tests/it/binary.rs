@@ -391,8 +391,17 @@ fn reload_applies_good_configs_and_keeps_the_old_one_on_errors() {
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 500);
     assert!(text.contains("unknown driver `nope`"), "{text}");
-    e.wait_until("reload failure shown", |e| has_series(&e.metrics(), "esim_config_last_reload_successful 0"));
+    // The very next scrape shows the failure: the reload renders before it answers.
+    assert!(has_series(&e.metrics(), "esim_config_last_reload_successful 0"), "the next scrape lags the reload");
     assert!(has_series(&e.metrics(), "esim_balance{line=\"new-1\""));
+
+    // A good reload with one more line: the next scrape counts it.
+    e.write_config(&format!("{FLEET}  - {{name: extra-1, account: acme}}\n"));
+    let (status, _, body) = e.request("POST", "/-/reload", &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let m = e.metrics();
+    assert!(has_series(&m, "esim_config_last_reload_successful 1"), "the next scrape lags the reload");
+    assert!(has_series(&m, "esim_lines{driver=\"demo\"} 5"), "esim_lines lags the reload");
 
     // SIGHUP reloads too.
     e.write_config(FLEET);
@@ -404,6 +413,25 @@ fn reload_applies_good_configs_and_keeps_the_old_one_on_errors() {
             && !m.contains("line=\"new-1\"")
     });
     assert!(polls(&e.metrics(), "good-1") >= polls_before, "counters survive reloads");
+}
+
+/// Issue 12: the demo fleet used to show 1 line of 27 three seconds after start.
+#[test]
+fn every_demo_line_has_polled_within_seconds_of_start() {
+    let demo = std::fs::read_to_string(crate::support::repo().join("config/demo.yaml")).expect("demo config");
+    let started = Instant::now();
+    let e = Exporter::start("demo-first-wave", &demo);
+    let lines = demo
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- name:") || l.trim_start().starts_with("- {name:"))
+        .count();
+    assert!(lines >= 20, "the demo fleet has {lines} lines");
+    e.wait_until("every demo line polled", |e| {
+        let m = e.metrics();
+        m.lines().filter(|l| l.starts_with("esim_polls_total{") && !l.ends_with(" 0")).count() == lines
+    });
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "every demo line polled after {took:?}");
 }
 
 fn polls(metrics: &str, line: &str) -> f64 {

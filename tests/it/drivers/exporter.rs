@@ -83,3 +83,38 @@ lines:
         assert!(!log.contains(&secret), "`{secret}` in the exporter's log");
     }
 }
+
+/// Issue 12: with `poll_interval: 1h` a new user's lines used to show nothing for up to an
+/// hour (the first poll waited for the line's phase slot). Lines that never polled now poll
+/// right after start, paced only by the account's limits.
+#[test]
+fn operator_lines_polling_hourly_have_readings_within_seconds_of_start() {
+    let mock = MockOperator::start_background();
+    let config = format!(
+        "global:\n  poll_interval: 1h\n  timeout: 5s\naccounts:
+  corp-mts:
+    driver: mts
+    client_id: \"{}\"
+    client_secret: \"{}\"
+    base_url: {}
+    rate_limit: 1/s
+lines:
+  - {{name: mts-1, account: corp-mts, msisdn: \"+79160000001\"}}
+  - {{name: mts-2, account: corp-mts, msisdn: \"+79160000002\"}}
+",
+        user_of("mts"),
+        secret_of("mts"),
+        mock.base_url("mts"),
+    );
+    let started = std::time::Instant::now();
+    let e = Exporter::start("first-wave", &config);
+    e.wait_until("both lines read", |e| {
+        let m = e.metrics();
+        ["mts-1", "mts-2"].iter().all(|l| value(&m, &format!("esim_poll_success{{line=\"{l}\"")) == Some(1.0))
+    });
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(5), "first readings took {took:?} (the interval is an hour)");
+    let (status, body) = e.get("/api/v1/lines");
+    assert_eq!(status, 200);
+    assert!(!body.contains("pending"), "both lines have polled: {body}");
+}
