@@ -95,6 +95,12 @@ impl SlidingWindow {
     }
 
     fn record(&mut self, now: Instant) {
+        // Admissions a whole period old can no longer hold anything back: dropping them keeps
+        // the buffer at what one period saw, not at `count` (a `1000000/s` account would
+        // otherwise keep a million instants).
+        while self.times.front().is_some_and(|t| *t + self.period <= now) {
+            self.times.pop_front();
+        }
         if self.times.len() == self.count {
             self.times.pop_front();
         }
@@ -429,6 +435,16 @@ mod tests {
         let mut bucket = TokenBucket::new(rate(2, 1), Some(10), start);
         let times = take_times(&mut bucket, start, 20);
         assert_eq!(most_in_any_window(&times, Duration::from_secs(1)), 2);
+    }
+
+    #[test]
+    fn the_window_keeps_only_what_one_period_saw() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(rate(1_000_000, 1), None, start);
+        for i in 0..1000u64 {
+            assert!(bucket.try_take(start + Duration::from_millis(10 * i)));
+        }
+        assert!(bucket.window.times.len() <= 101, "{} instants kept", bucket.window.times.len());
     }
 
     #[test]
