@@ -166,6 +166,10 @@ impl Onence {
             404 => Err(PollError::Config(format!(
                 "GET {shown}: HTTP 404, the SIM is not in this 1NCE account; check the line's iccid"
             ))),
+            // Recorded from the live API: a SIM of another account answers 200 with an empty body.
+            200 if response.body().iter().all(u8::is_ascii_whitespace) => Err(PollError::Config(format!(
+                "GET {shown}: HTTP 200 with an empty body, the SIM is not in this 1NCE account; check the line's iccid"
+            ))),
             422 => Err(PollError::Config(format!(
                 "GET {shown}: HTTP 422, the SIM is expired (1NCE allows only extensions for it)"
             ))),
@@ -182,17 +186,15 @@ impl Onence {
             .json_body(&serde_json::json!({"grant_type": "client_credentials"}));
         let response = request.send(cx).await?;
         let status = response.status().as_u16();
+        // Recorded from the live API: bad credentials answer 400 with a Cognito error
+        // (`CognitoAuthenticationError`, "User does not exist." / "Incorrect username or
+        // password."), so any refusal of the token endpoint is `auth`, whatever the code says.
         if matches!(status, 400 | 401 | 403) {
             let code = error_field(&response, &["errorCode", "error_token", "error"]).unwrap_or_default();
-            let refused =
-                code.is_empty() || matches!(code.as_str(), "BadCredentials" | "AuthValidationError") || status != 400;
-            if refused {
-                let code = if code.is_empty() { String::new() } else { format!(" ({code})") };
-                return Err(PollError::Auth(format!(
-                    "POST {TOKEN}: HTTP {status}, the client id or secret was refused{code}"
-                )));
-            }
-            return Err(PollError::BadResponse(format!("POST {TOKEN}: HTTP {status} ({code})")));
+            let code = if code.is_empty() { String::new() } else { format!(" ({code})") };
+            return Err(PollError::Auth(format!(
+                "POST {TOKEN}: HTTP {status}, the client id or secret was refused{code}"
+            )));
         }
         let token: Token = response.check(cx)?.json()?;
         if token.access_token.trim().is_empty() {

@@ -82,6 +82,8 @@ async fn not_found_and_expired_sims_are_config_errors_and_429_keeps_its_delay() 
     let cases: Vec<(Fault, &str, Option<&str>)> = vec![
         (Fault::Status(404), "config", Some("not in this 1NCE account")),
         (Fault::Status(422), "config", Some("expired")),
+        // Recorded: a SIM of another account is a 200 with an empty body, not a 404.
+        (Fault::Body(200, "application/json", String::new()), "config", Some("not in this 1NCE account")),
         (Fault::RateLimited(None), "rate_limited", None),
         (Fault::RateLimited(Some("30".into())), "rate_limited", None),
         (Fault::Fixture(400, "token-refused"), "bad_response", None),
@@ -110,7 +112,9 @@ async fn refused_credentials_are_auth_and_not_retried() {
     let built = Built::new(&yaml);
     let err = built.poll("a", Duration::from_secs(10)).await.0.unwrap_err();
     assert_eq!(err.reason().as_str(), "auth", "{err}");
-    assert!(err.to_string().contains("BadCredentials"), "{err}");
+    // The live API answers bad credentials with 400 and a Cognito error code (recorded, see
+    // shared/operators/iot.md §9); this used to be `bad_response`.
+    assert!(err.to_string().contains("CognitoAuthenticationError"), "{err}");
     assert_eq!(mock.requests("1nce").len(), 1);
 }
 
