@@ -340,6 +340,12 @@ fn check(response: Response, cx: &PollContext) -> Result<Response, PollError> {
         (422, _) => Err(PollError::Config(format!("{with_code}: no region or tariff binding for the number"))),
         (421, _) => Err(PollError::Unavailable(format!("{with_code}: billing (Foris) temporarily unavailable"))),
         (500, Some("1012")) => Err(PollError::RateLimited { retry_after: None }),
+        // 1017 (HTTP 499): MTS cancelled the request on its side after its own timeout.
+        (_, Some("1017")) => Err(PollError::Timeout(cx.timeout)),
+        // MTS documents no Retry-After; its gateway lifts the limit after about 20 s.
+        (429, _) if response.header("retry-after").is_none() => {
+            Err(PollError::RateLimited { retry_after: Some(MTS_RATE_LIMIT_PAUSE) })
+        }
         (403, Some("1010")) => {
             Err(PollError::Auth(format!("{with_code}: the method is not in the account's API package")))
         }
@@ -348,15 +354,23 @@ fn check(response: Response, cx: &PollContext) -> Result<Response, PollError> {
     }
 }
 
-/// `errorCode` (or `code`) of an MTS error body, if it is short and plain.
+/// How long MTS wants a client to wait after a 429 that names no Retry-After (ru.md §10).
+const MTS_RATE_LIMIT_PAUSE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `errorCode` (or `code`) of an MTS error body, flat or nested under `error` or `fault`, a
+/// string or a number, if it is short and plain.
 fn error_code(response: &Response) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(response.body()).ok()?;
     let object = match &value {
         serde_json::Value::Array(items) => items.first()?,
         other => other,
     };
-    let code =
-        ["errorCode", "code"].iter().find_map(|k| object.get(*k)).or_else(|| object.get("fault")?.get("code"))?;
+    let code = ["errorCode", "code"].iter().find_map(|k| object.get(*k)).or_else(|| {
+        ["fault", "error"].iter().find_map(|k| {
+            let inner = object.get(*k)?;
+            ["errorCode", "code"].iter().find_map(|c| inner.get(*c))
+        })
+    })?;
     let text = match code {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Number(n) => n.to_string(),

@@ -147,6 +147,19 @@ async fn mts_error_codes_map_to_reasons() {
         (Fault::Body(403, "application/json", r#"{"errorCode":"1010","errorMessage":"package"}"#.into()), "auth"),
         (Fault::Body(500, "text/plain", "EJB Exception".into()), "unavailable"),
         (Fault::Body(400, "application/json", r#"{"code":"IL.ErrorGetSubscriptionFee"}"#.into()), "bad_response"),
+        // ru.md §10: nested and numeric codes; 1017 (499) is MTS's own timeout.
+        (Fault::Fixture(499, "error-cancelled"), "timeout"),
+        (Fault::Body(401, "application/json", r#"{"errorCode":1014,"errorMessage":"unauthorized"}"#.into()), "config"),
+        (Fault::Body(403, "application/json", r#"{"error":{"errorCode":"1010"}}"#.into()), "auth"),
+        (
+            Fault::Body(
+                421,
+                "application/json",
+                r#"{"errorMessage":"Сервис Foris временно недоступен","sourceID":"PublicApi","errorCode":"3003"}"#
+                    .into(),
+            ),
+            "unavailable",
+        ),
     ];
     for (fault, reason) in cases {
         let mock = MockOperator::start().await;
@@ -155,6 +168,22 @@ async fn mts_error_codes_map_to_reasons() {
         let (result, _) = built.poll("a", Duration::from_secs(10)).await;
         assert_eq!(result.as_ref().err().map(|e| e.reason().as_str()), Some(reason), "{fault:?}: {result:?}");
     }
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_waits_the_20_s_mts_asks_for() {
+    let mock = MockOperator::start().await;
+    mock.fault(
+        "mts",
+        "/b2b/v1/Bills/ValidityInfo",
+        Fault::Body(429, "application/json", r#"{"errorCode":"1012"}"#.into()),
+    );
+    let built = Built::new(&config(&mock, "", TWO_LINES));
+    let (result, _) = built.poll("a", Duration::from_secs(10)).await;
+    assert_eq!(
+        result.unwrap_err(),
+        esim_exporter::error::PollError::RateLimited { retry_after: Some(Duration::from_secs(20)) }
+    );
 }
 
 #[tokio::test]
