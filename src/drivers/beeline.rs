@@ -322,7 +322,7 @@ impl Beeline {
             LoginApi::V2 => self.login_v2(cx).await?,
             LoginApi::Auto => {
                 let response = self.login_v2(cx).await?;
-                if matches!(response.status().as_u16(), 404 | 405) {
+                if matches!(response.status().as_u16(), 404 | 405 | 501) {
                     cx.note("auth 2.0 is not there: logging in through /api/1.0/auth");
                     self.login_v1(cx).await?
                 } else {
@@ -453,7 +453,11 @@ fn meta_error(meta: &Meta, shown: &str, secrets: &[&str]) -> PollError {
     let what = format!("{shown}: meta {}{code} {message}", meta.status);
     const AUTH: [&str; 6] =
         ["AUTH_", "LOGIN_TRY_NUMBER_EXCEED", "FOR.EXISTENT.USERS.ONLY", "TOKEN", "PASSWORD", "BLOCKED"];
-    if AUTH.iter().any(|a| upper.contains(a)) {
+    // `50000 SYSTEM_ERROR: null` is Beeline failing, not the credentials (ru.md §10): locking
+    // the account out for hours over it would be wrong.
+    if meta.code.is_some_and(|c| c.0 as i64 == SYSTEM_ERROR) || upper.starts_with("SYSTEM_ERROR") {
+        PollError::Unavailable(what.trim_end().to_string())
+    } else if AUTH.iter().any(|a| upper.contains(a)) {
         PollError::Auth(what.trim_end().to_string())
     } else if upper.contains("TOO_MANY") || upper.contains("TOO MANY") {
         PollError::RateLimited { retry_after: None }
@@ -461,6 +465,9 @@ fn meta_error(meta: &Meta, shown: &str, secrets: &[&str]) -> PollError {
         PollError::BadResponse(what.trim_end().to_string())
     }
 }
+
+/// `meta.code` of a transient failure on Beeline's side.
+const SYSTEM_ERROR: i64 = 50_000;
 
 /// `meta.message` of an error answer, for login failures.
 fn meta_message(response: &Response, secrets: &[&str]) -> Option<String> {

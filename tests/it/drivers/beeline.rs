@@ -143,6 +143,29 @@ async fn a_refused_login_is_auth_once_and_names_the_operator_code() {
 }
 
 #[tokio::test]
+async fn a_system_error_is_transient_not_a_refused_login() {
+    // ru.md §10: `50000 SYSTEM_ERROR: null` is Beeline failing; as `auth` it locked the account
+    // out for hours.
+    for path in ["/api/2.0/auth/auth", "/api/1.0/info/prepaidBalance"] {
+        let mock = MockOperator::start().await;
+        mock.fault("beeline", path, Fault::Fixture(200, "system-error"));
+        let built = Built::new(&config(&mock, "", LINES));
+        let (result, _) = built.poll("pre", Duration::from_secs(10)).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.reason().as_str(), "unavailable", "{path}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn login_falls_back_to_api_1_0_when_2_0_is_not_implemented() {
+    let mock = MockOperator::start().await;
+    mock.fault("beeline", "/api/2.0/auth/auth", Fault::Status(501));
+    let built = Built::new(&config(&mock, "", LINES));
+    assert_eq!(built.reading("pre").await, prepaid_reading());
+    assert_eq!(mock.count("beeline", "/api/1.0/auth"), 1);
+}
+
+#[tokio::test]
 async fn an_expired_token_means_one_new_login() {
     let mock = MockOperator::start().await;
     let built = Built::new(&config(&mock, "", LINES));
