@@ -725,6 +725,20 @@ mod tests {
     }
 
     #[test]
+    fn latin_kb_beside_cyrillic_units_is_read_in_the_same_binary_steps() {
+        // ru.md §10: remaindersMini mixes Latin `KB` with Cyrillic `МБ`/`ГБ`/`ТБ`.
+        let (r, _) = remainders(
+            r#"{"models":[{"name":"Тариф","remainders":[
+              {"name":"Интернет","available":"500 МБ","total":"1 ГБ","unit":"МБ"},
+              {"name":"Бонус","available":"2048 KB","total":"4096 KB","unit":"KB"},
+              {"name":"Пакет","available":3,"total":3,"unit":"ГБ"}]}]}"#,
+        );
+        let data = 500.0 * 1_048_576.0 + 2048.0 * 1024.0 + 3.0 * GIB;
+        assert_eq!(r.data_remaining, Some(ByteSize(data as u64)));
+        assert_eq!(r.data_quota, Some(ByteSize((GIB + 4096.0 * 1024.0 + 3.0 * GIB) as u64)));
+    }
+
+    #[test]
     fn unlimited_negative_roaming_and_frozen_duplicates_are_left_out() {
         let (r, notes) = remainders(
             r#"{"models":[
