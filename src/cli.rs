@@ -53,7 +53,7 @@ pub struct Flags {
     #[arg(long = "storage.path", value_name = "PATH", global = true)]
     pub storage_path: Option<PathBuf>,
 
-    /// Poll every line once, print a table (or JSON with --output json) and exit; non-zero if any poll failed.
+    /// Poll every line once, print a table (or --output json/csv) and exit: 0 all ok, 1 some poll failed, 2 config error.
     #[arg(long = "once")]
     pub once: bool,
 
@@ -107,6 +107,7 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Table,
     Json,
+    Csv,
 }
 
 fn parse_duration_flag(text: &str) -> Result<Duration, String> {

@@ -8,6 +8,8 @@ use esim_exporter::{logging, run, Outcome};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    // `--once`: 0 all polls ok, 1 some failed, 2 the config (or a flag) is unusable.
+    let once = flags.once;
     logging::init(flags.log_level, flags.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -21,7 +23,11 @@ fn main() -> ExitCode {
         Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("esim-exporter: {:#}", anyhow::Error::new(e));
-            ExitCode::FAILURE
+            if once {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -17,9 +17,10 @@ use crate::app::App;
 
 /// The exporter's routes; `telemetry_path` is `--web.telemetry-path`.
 pub fn router(app: Arc<App>, telemetry_path: &str) -> Router {
+    let telemetry: Arc<str> = Arc::from(telemetry_path);
     Router::new()
         .route(telemetry_path, get(routes::metrics))
-        .route("/", get(routes::status_page))
+        .route("/", get(move |app, query| routes::status_page(app, query, telemetry.clone())))
         .route("/api/v1/lines", get(routes::lines))
         .route("/-/healthy", get(routes::healthy))
         .route("/-/ready", get(routes::ready))

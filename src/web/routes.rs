@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use crate::app::App;
 use crate::metrics::{negotiate, Format, PartsBody};
 
-use super::api::{LineView, LinesResponse};
-use super::status_page::{self, SortKey};
+use super::api::{self, LinesQuery};
+use super::status_page;
 
 /// Kept off the scrape timeout so the answer arrives before Prometheus gives up.
 const PROBE_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
@@ -50,32 +50,45 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     })
 }
 
-pub async fn status_page(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
+/// `/`: the status page. Rows are copied from the store under one short read lock; the HTML
+/// of the summary and the first page is built from that copy.
+pub async fn status_page(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+    telemetry_path: Arc<str>,
+) -> Response {
+    let mut query = match LinesQuery::parse(&query) {
+        Ok(q) => q,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
+    query.limit = status_page::PAGE_ROWS;
     let config = app.config();
     let now = app.now();
-    let html = {
-        let view = app.store.view();
-        status_page::render(
-            &view,
-            &config.global,
-            now,
-            SortKey::parse(query.get("sort").map(String::as_str)),
-            app.last_reload_ok(),
-            &app.logins.waiting(),
-        )
+    let rows = api::snapshot(&app.store, &config.global, now);
+    let summary = api::summarize(&rows, now);
+    let (page, total) = query.page(&rows);
+    let waiting = app.logins.waiting();
+    let cx = status_page::PageContext {
+        now,
+        telemetry_path: &telemetry_path,
+        reload_ok: app.last_reload_ok(),
+        waiting: &waiting,
     };
+    let html = status_page::render(&summary, &page, total, &query, &cx);
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
-pub async fn lines(State(app): State<Arc<App>>) -> Response {
+/// `/api/v1/lines`: one page of lines (`limit`, `offset`, `sort`, `q`, `operator`, `account`,
+/// `state`), with the fleet's summary. A bad parameter is a 400 that says what is accepted.
+pub async fn lines(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let query = match LinesQuery::parse(&query) {
+        Ok(q) => q,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
     let config = app.config();
     let now = app.now();
-    let body = {
-        let view = app.store.view();
-        let lines = view.lines().map(|s| LineView::new(s, &config.global, now)).collect();
-        serde_json::to_vec(&LinesResponse { lines })
-    };
-    match body {
+    let rows = api::snapshot(&app.store, &config.global, now);
+    match serde_json::to_vec(&api::respond(&rows, &query, &config.global, now)) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode lines: {e}\n")).into_response(),
     }

@@ -1,94 +1,177 @@
-//! The `/` status page: one server-rendered HTML table of every line (no JS build), sortable
-//! by a `sort` query parameter, with lines at or under a threshold highlighted, and above it
-//! the accounts that wait for a person to log in again.
+//! The `/` status page: one self-contained HTML page (inline CSS and JS, no external assets).
+//! The server renders the summary tiles and the first page of rows from a snapshot (see
+//! `api::snapshot`), so the page reads without JS; the script then drives sorting, filtering,
+//! paging and auto-refresh through `/api/v1/lines`, keeping its state in the URL.
+//! Every value from the config or an operator is HTML-escaped here and set as text by the JS.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::config::{ByteSize, Global};
+use crate::config::ByteSize;
 use crate::drivers::onboarding::Waiting;
-use crate::store::StoreView;
+use crate::metrics::exporter_self::{REVISION, VERSION};
 
-use super::api::LineView;
+use super::api::{LineStatus, LinesQuery, Row, Summary};
 
-/// Columns the table can be sorted by (`/?sort=balance`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
-    Name,
-    Operator,
-    Balance,
-    Data,
-    LastSuccess,
-    Status,
+/// Rows per page on the status page.
+pub const PAGE_ROWS: usize = 100;
+
+/// What the page shows besides the rows.
+pub struct PageContext<'a> {
+    pub now: SystemTime,
+    pub telemetry_path: &'a str,
+    pub reload_ok: bool,
+    pub waiting: &'a [Waiting],
 }
 
-impl SortKey {
-    pub fn parse(text: Option<&str>) -> SortKey {
-        match text.unwrap_or("") {
-            "operator" => SortKey::Operator,
-            "balance" => SortKey::Balance,
-            "data" => SortKey::Data,
-            "last_success" => SortKey::LastSuccess,
-            "status" => SortKey::Status,
-            _ => SortKey::Name,
-        }
-    }
-}
-
-pub fn render(
-    view: &StoreView<'_>,
-    global: &Global,
-    now: SystemTime,
-    sort: SortKey,
-    reload_ok: bool,
-    waiting: &[Waiting],
-) -> String {
-    let mut lines: Vec<LineView> = view.lines().map(|s| LineView::new(s, global, now)).collect();
-    sort_lines(&mut lines, sort);
-    let failing = lines.iter().filter(|l| l.last_poll_success == Some(false)).count();
-    let low = lines.iter().filter(|l| l.low).count();
-
-    let mut html = String::with_capacity(4096 + lines.len() * 512);
-    html.push_str(concat!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<title>esim-exporter</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}",
-        "table{border-collapse:collapse;width:100%}th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left}",
-        "th a{color:inherit}td.num{text-align:right;font-variant-numeric:tabular-nums}",
-        "tr.low{background:#fde2e1}tr.failing td.status{color:#b00020;font-weight:600}",
-        ".muted{color:#777}#needs-login{border:2px solid #b00020;padding:.2em 1em;margin-bottom:1em}</style></head><body>\n",
-        "<h1>esim-exporter</h1>\n"
-    ));
-    let _ = writeln!(
+pub fn render(summary: &Summary, page: &[&Row], total: usize, query: &LinesQuery, cx: &PageContext<'_>) -> String {
+    let mut html = String::with_capacity(16 * 1024 + page.len() * 600);
+    let telemetry = escape(&relative(cx.telemetry_path));
+    let _ = write!(
         html,
-        "<p id=\"summary\">{} lines · <span id=\"failing\">{failing}</span> failing · <span id=\"low\">{low}</span> at or under a threshold · config reload {} · <a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/lines\">JSON</a></p>",
-        lines.len(),
-        if reload_ok { "ok" } else { "<strong>failed</strong>" },
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>esim-exporter · {lines} lines</title><style>{STYLE}</style></head>\n<body>\n\
+<header><div class=\"brand\"><span class=\"logo\" aria-hidden=\"true\">◧</span><div><h1>esim-exporter</h1>\
+<p class=\"sub\">Balance and data left on your mobile lines</p></div></div>\
+<nav aria-label=\"Exporter\"><a href=\"{telemetry}\">Metrics</a><a href=\"api/v1/lines\">JSON API</a>\
+<a href=\"-/ready\">Readiness</a></nav></header>\n<main>\n",
+        lines = summary.lines,
     );
-    write_waiting(&mut html, waiting, now);
-    html.push_str("<table id=\"lines\"><thead><tr>");
-    for (label, key) in [
-        ("Line", "name"),
-        ("Operator", "operator"),
-        ("Account", ""),
-        ("Balance", "balance"),
-        ("Data left", "data"),
-        ("Last success", "last_success"),
-        ("Status", "status"),
-        ("Last error", ""),
-    ] {
-        if key.is_empty() {
-            let _ = write!(html, "<th>{label}</th>");
+    if !cx.reload_ok {
+        html.push_str("<p class=\"alert\" role=\"alert\">The last config reload <strong>failed</strong>: the exporter runs the previous config. See its log.</p>\n");
+    }
+    write_waiting(&mut html, cx.waiting, cx.now);
+    write_tiles(&mut html, summary);
+    write_controls(&mut html, summary, query);
+    html.push_str(
+        "<div class=\"table-wrap\"><table id=\"lines\"><caption class=\"sr\">Lines, one per row</caption><thead><tr>",
+    );
+    for (label, key, class) in COLUMNS {
+        let sort = if key.is_empty() {
+            String::new()
+        } else if query.sort.as_str() == *key {
+            format!(" aria-sort=\"{}\"", if query.descending { "descending" } else { "ascending" })
         } else {
-            let _ = write!(html, "<th><a href=\"/?sort={key}\">{label}</a></th>");
+            String::new()
+        };
+        if key.is_empty() {
+            let _ = write!(html, "<th scope=\"col\" class=\"{class}\">{label}</th>");
+        } else {
+            let _ = write!(
+                html,
+                "<th scope=\"col\" class=\"{class}\"{sort}><button type=\"button\" data-sort=\"{key}\">{label}<span class=\"arrow\" aria-hidden=\"true\"></span></button></th>"
+            );
         }
     }
-    html.push_str("</tr></thead><tbody>\n");
-    for line in &lines {
-        write_row(&mut html, line, now);
+    html.push_str("</tr></thead><tbody id=\"rows\">\n");
+    for row in page {
+        write_row(&mut html, row, cx.now);
     }
-    html.push_str("</tbody></table>\n</body></html>\n");
+    if page.is_empty() {
+        html.push_str("<tr class=\"empty\"><td colspan=\"9\">No line matches.</td></tr>\n");
+    }
+    let shown_to = (query.offset + page.len()).min(total);
+    let _ = write!(
+        html,
+        "</tbody></table></div>\n<div class=\"pager\"><button type=\"button\" id=\"prev\">← Previous</button>\
+<span id=\"range\" aria-live=\"polite\">{from}–{shown_to} of {total}</span><button type=\"button\" id=\"next\">Next →</button></div>\n\
+</main>\n<footer><span>esim-exporter {version} · revision {revision}</span>\
+<span>Probe one line now: <code>probe?line=NAME</code> · <a href=\"{telemetry}\">{telemetry_text}</a></span>\
+<span id=\"updated\" aria-live=\"polite\">Updated {at}</span></footer>\n\
+<script id=\"config\" type=\"application/json\">{{\"telemetry\":\"{telemetry_js}\",\"pageRows\":{PAGE_ROWS},\"refreshSeconds\":10}}</script>\n\
+<script>{SCRIPT}</script>\n</body></html>\n",
+        from = if total == 0 { 0 } else { query.offset + 1 },
+        version = escape(VERSION),
+        revision = escape(REVISION),
+        telemetry_text = escape(cx.telemetry_path),
+        telemetry_js = json_in_script(&relative(cx.telemetry_path)),
+        at = escape(&httpdate::fmt_http_date(cx.now)),
+    );
     html
+}
+
+const COLUMNS: &[(&str, &str, &str)] = &[
+    ("Line", "name", "c-name"),
+    ("Operator", "operator", "c-op"),
+    ("Account", "account", "c-acct"),
+    ("Balance", "balance", "c-num"),
+    ("Data left", "data", "c-data"),
+    ("Expires", "expiry", "c-exp"),
+    ("Last success", "last_success", "c-ago"),
+    ("Status", "status", "c-status"),
+    ("Last error", "", "c-err"),
+];
+
+/// `/metrics` → `./metrics`: relative, so the page works behind a path prefix.
+fn relative(path: &str) -> String {
+    format!("./{}", path.trim_start_matches('/'))
+}
+
+/// A string for a JSON literal inside `<script>`: no `"`, `\`, `<` or control characters.
+fn json_in_script(text: &str) -> String {
+    let json = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+    json[1..json.len() - 1].replace('<', "\\u003c")
+}
+
+fn write_tiles(html: &mut String, s: &Summary) {
+    html.push_str("<section class=\"tiles\" aria-label=\"Summary\" id=\"tiles\">");
+    let tile = |html: &mut String, id: &str, label: &str, value: String, tone: &str, state: &str| {
+        let _ = write!(
+            html,
+            "<button type=\"button\" class=\"tile {tone}\" id=\"tile-{id}\" data-state=\"{state}\"><span class=\"v\">{value}</span><span class=\"l\">{label}</span></button>"
+        );
+    };
+    tile(html, "lines", "Lines", s.lines.to_string(), "", "");
+    tile(html, "pending", "Pending", s.pending.to_string(), if s.pending > 0 { "info" } else { "" }, "pending");
+    tile(html, "failing", "Failing", s.failing.to_string(), if s.failing > 0 { "bad" } else { "good" }, "failing");
+    tile(
+        html,
+        "low-balance",
+        "Low balance",
+        s.low_balance.to_string(),
+        if s.low_balance > 0 { "warn" } else { "good" },
+        "low",
+    );
+    tile(html, "low-data", "Low data", s.low_data.to_string(), if s.low_data > 0 { "warn" } else { "good" }, "low");
+    for b in &s.balances {
+        let _ = write!(
+            html,
+            "<div class=\"tile money\" data-currency=\"{c}\"><span class=\"v\">{amount} <small>{c}</small></span><span class=\"l\">total on {n} line{plural}</span></div>",
+            c = escape(&b.currency),
+            amount = group(b.total),
+            n = b.lines,
+            plural = if b.lines == 1 { "" } else { "s" },
+        );
+    }
+    html.push_str("</section>\n");
+}
+
+fn write_controls(html: &mut String, s: &Summary, q: &LinesQuery) {
+    let _ = write!(
+        html,
+        "<form class=\"controls\" id=\"filters\" role=\"search\" onsubmit=\"return false\">\
+<label>Search<input type=\"search\" id=\"q\" name=\"q\" placeholder=\"name, site, plan…\" value=\"{}\" autocomplete=\"off\"></label>",
+        escape(q.q.as_deref().unwrap_or(""))
+    );
+    let select = |html: &mut String, id: &str, label: &str, all: &str, options: &[String], chosen: Option<&str>| {
+        let _ = write!(html, "<label>{label}<select id=\"{id}\" name=\"{id}\"><option value=\"\">{all}</option>");
+        for o in options {
+            let sel = if chosen == Some(o.as_str()) { " selected" } else { "" };
+            let _ = write!(html, "<option value=\"{v}\"{sel}>{v}</option>", v = escape(o));
+        }
+        html.push_str("</select></label>");
+    };
+    select(html, "operator", "Operator", "All operators", &s.operators, q.operator.as_deref());
+    select(html, "account", "Account", "All accounts", &s.accounts, q.account.as_deref());
+    let states = ["failing".to_string(), "low".to_string(), "pending".to_string()];
+    let chosen = q.state.map(|st| match st {
+        super::api::StateFilter::Failing => "failing",
+        super::api::StateFilter::Low => "low",
+        super::api::StateFilter::Pending => "pending",
+    });
+    select(html, "state", "State", "Any state", &states, chosen);
+    html.push_str("<label class=\"check\"><input type=\"checkbox\" id=\"auto\" checked> Auto-refresh</label></form>\n");
 }
 
 /// Accounts that wait for a person: what happened and the one command that helps.
@@ -96,84 +179,115 @@ fn write_waiting(html: &mut String, waiting: &[Waiting], now: SystemTime) {
     if waiting.is_empty() {
         return;
     }
-    html.push_str("<section id=\"needs-login\"><h2>Accounts waiting for a person to log in</h2><ul>\n");
+    html.push_str("<section id=\"needs-login\" class=\"alert\"><h2>Accounts waiting for a person to log in</h2><ul>\n");
     for w in waiting {
-        let since = crate::clock::unix_seconds(w.since);
+        let ago = now.duration_since(w.since).unwrap_or_default();
         let _ = writeln!(
             html,
             "<li data-account=\"{account}\"><strong>{account}</strong> ({driver}): {why}, {ago} ago. Not polled until then: run <code>esim-exporter login --account {account}</code>, then reload.</li>",
             account = escape(&w.account),
             driver = escape(w.driver),
             why = escape(&w.why),
-            ago = age(now, since),
+            ago = humantime::format_duration(std::time::Duration::from_secs(ago.as_secs())),
         );
     }
     html.push_str("</ul></section>\n");
 }
 
-fn write_row(html: &mut String, line: &LineView, now: SystemTime) {
+fn write_row(html: &mut String, row: &Row, now: SystemTime) {
+    let status = row.state();
     let mut classes = Vec::new();
-    if line.low {
+    if row.low() {
         classes.push("low");
     }
-    if line.last_poll_success == Some(false) {
+    if status == LineStatus::Failing {
         classes.push("failing");
     }
-    let reading = line.reading.as_ref();
-    let balance = match reading.and_then(|r| r.balance.zip(r.currency.as_ref())) {
-        Some((amount, currency)) => format!("{amount:.2} {}", escape(currency)),
-        None => "<span class=\"muted\">–</span>".to_string(),
+    let reading = row.reading.as_ref();
+    let dash = "<span class=\"muted\">–</span>";
+    let balance = match reading.and_then(|r| r.balance) {
+        Some(m) => format!("{} <small>{}</small>", group(m.amount), escape(m.currency.as_str())),
+        None => dash.to_string(),
     };
-    let data = match reading.and_then(|r| r.data_remaining_bytes) {
-        Some(remaining) => match reading.and_then(|r| r.data_quota_bytes) {
-            Some(quota) => format!("{} of {}", ByteSize(remaining), ByteSize(quota)),
-            None => ByteSize(remaining).to_string(),
+    let data = match reading.and_then(|r| r.data_remaining) {
+        Some(remaining) => match reading.and_then(|r| r.data_quota).filter(|q| q.bytes() > 0) {
+            Some(quota) => {
+                let pct = (remaining.bytes() as f64 / quota.bytes() as f64 * 100.0).clamp(0.0, 100.0);
+                format!(
+                    "<div class=\"bar{}\" role=\"img\" aria-label=\"{pct:.0}% left\"><span style=\"width:{pct:.1}%\"></span></div><span class=\"dt\">{remaining} <span class=\"muted\">of {quota}</span></span>",
+                    if row.low_data { " low" } else { "" }
+                )
+            }
+            None => format!("<span class=\"dt\">{remaining}</span>"),
         },
-        None => "<span class=\"muted\">–</span>".to_string(),
+        None => dash.to_string(),
     };
-    let last_success = match line.last_success_timestamp {
-        Some(ts) => format!("{} ago", age(now, ts)),
-        None => "<span class=\"muted\">never</span>".to_string(),
-    };
-    let status = match line.last_poll_success {
-        Some(true) => "ok",
-        Some(false) => "failing",
-        None => "pending",
-    };
-    let error = match &line.last_error {
-        Some(e) => format!("{}: {} ({} ago)", e.reason, escape(&e.message), age(now, e.timestamp)),
+    let expiry = reading.and_then(|r| r.quota_expiry).map_or(dash.to_string(), |t| escape(&left(now, t)));
+    let last_success = row.last_success.map_or("<span class=\"muted\">never</span>".to_string(), |t| ago(now, t));
+    let error = match &row.last_error {
+        Some(e) => format!(
+            "<span class=\"reason\">{}</span> {} <span class=\"muted\">({})</span>",
+            escape(e.reason.as_str()),
+            escape(&e.message),
+            ago(now, e.at)
+        ),
         None => String::new(),
     };
+    let status_text = match status {
+        LineStatus::Ok if row.low() => "low",
+        s => s.as_str(),
+    };
+    let line = &row.line;
     let _ = writeln!(
         html,
-        "<tr class=\"{}\" data-line=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{balance}</td><td class=\"num\">{data}</td><td>{last_success}</td><td class=\"status\">{status}</td><td>{error}</td></tr>",
-        classes.join(" "),
-        escape(&line.name),
-        escape(&line.name),
-        escape(&line.operator),
-        escape(&line.account),
+        "<tr class=\"{classes}\" data-line=\"{name}\"><th scope=\"row\" class=\"c-name\">{name}</th><td class=\"c-op\">{op}</td><td class=\"c-acct\">{acct}</td><td class=\"c-num\">{balance}</td><td class=\"c-data\">{data}</td><td class=\"c-exp\">{expiry}</td><td class=\"c-ago\">{last_success}</td><td class=\"c-status\"><span class=\"badge {status_text}\">{status_text}</span></td><td class=\"c-err\">{error}</td></tr>",
+        classes = classes.join(" "),
+        name = escape(&line.name),
+        op = escape(&line.operator),
+        acct = escape(line.account.label()),
     );
 }
 
-fn sort_lines(lines: &mut [LineView], sort: SortKey) {
-    let balance = |l: &LineView| l.reading.as_ref().and_then(|r| r.balance).unwrap_or(f64::INFINITY);
-    let data = |l: &LineView| l.reading.as_ref().and_then(|r| r.data_remaining_bytes).unwrap_or(u64::MAX);
-    match sort {
-        SortKey::Name => lines.sort_by(|a, b| a.name.cmp(&b.name)),
-        SortKey::Operator => lines.sort_by(|a, b| (&a.operator, &a.name).cmp(&(&b.operator, &b.name))),
-        SortKey::Balance => lines.sort_by(|a, b| balance(a).total_cmp(&balance(b)).then(a.name.cmp(&b.name))),
-        SortKey::Data => lines.sort_by(|a, b| data(a).cmp(&data(b)).then(a.name.cmp(&b.name))),
-        SortKey::LastSuccess => lines.sort_by(|a, b| {
-            let (x, y) = (a.last_success_timestamp.unwrap_or(0.0), b.last_success_timestamp.unwrap_or(0.0));
-            x.total_cmp(&y).then(a.name.cmp(&b.name))
-        }),
-        SortKey::Status => lines.sort_by_key(|l| (l.last_poll_success != Some(false), !l.low, l.name.clone())),
+/// `12,345.67`.
+pub fn group(amount: f64) -> String {
+    let text = format!("{:.2}", amount.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, "00"));
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{}{out}.{frac}", if amount < 0.0 { "-" } else { "" })
+}
+
+/// "just now", "3 min ago", "5 h ago", "2 d ago".
+pub fn ago(now: SystemTime, then: SystemTime) -> String {
+    let secs = now.duration_since(then).map_or(0, |d| d.as_secs());
+    match secs {
+        0..=9 => "just now".into(),
+        10..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
     }
 }
 
-fn age(now: SystemTime, timestamp: f64) -> String {
-    let secs = (crate::clock::unix_seconds(now) - timestamp).max(0.0) as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+/// "12 d left", "5 h left", "40 min left", "expired".
+pub fn left(now: SystemTime, until: SystemTime) -> String {
+    let Ok(d) = until.duration_since(now) else { return "expired".into() };
+    let secs = d.as_secs();
+    match secs {
+        0..=3599 => format!("{} min left", secs.div_ceil(60)),
+        3600..=172_799 => format!("{} h left", secs / 3600),
+        _ => format!("{} d left", secs / 86_400),
+    }
+}
+
+/// Human bytes with IEC units (`1.5 GiB`).
+pub fn bytes(n: u64) -> String {
+    ByteSize(n).to_string()
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -192,18 +306,35 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+const STYLE: &str = include_str!("status_page.css");
+const SCRIPT: &str = include_str!("status_page.js");
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn escapes_markup() {
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(json_in_script("/a\"</script>"), "/a\\\"\\u003c/script>");
+    }
+
+    #[test]
+    fn human_units() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(ago(now, now - Duration::from_secs(190)), "3 min ago");
+        assert_eq!(ago(now, now), "just now");
+        assert_eq!(left(now, now + Duration::from_secs(12 * 86_400 + 5)), "12 d left");
+        assert_eq!(left(now, now - Duration::from_secs(1)), "expired");
+        assert_eq!(group(1234567.891), "1,234,567.89");
+        assert_eq!(group(-5.0), "-5.00");
+        assert_eq!(relative("/metrics"), "./metrics");
     }
 
     #[test]
     fn accounts_waiting_for_a_person_are_listed_with_the_command_that_helps() {
-        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut html = String::new();
         write_waiting(&mut html, &[], now);
         assert!(html.is_empty(), "nothing shown while nobody waits");
@@ -211,17 +342,10 @@ mod tests {
             account: "corp<mf>".into(),
             driver: "megafon",
             why: "MegaFon asks for a captcha".into(),
-            since: now - std::time::Duration::from_secs(120),
+            since: now - Duration::from_secs(120),
         };
         write_waiting(&mut html, &[waiting], now);
         assert!(html.contains("esim-exporter login --account corp&lt;mf&gt;"), "{html}");
         assert!(html.contains("MegaFon asks for a captcha, 2m ago"), "{html}");
-    }
-
-    #[test]
-    fn unknown_sort_keys_sort_by_name() {
-        assert_eq!(SortKey::parse(Some("nonsense")), SortKey::Name);
-        assert_eq!(SortKey::parse(Some("balance")), SortKey::Balance);
-        assert_eq!(SortKey::parse(None), SortKey::Name);
     }
 }

@@ -325,9 +325,43 @@ fn every_endpoint_answers() {
     assert_eq!(status, 200);
     assert!(page.contains("data-line=\"low-1\""));
     assert!(page.contains("class=\"low\" data-line=\"low-1\""), "low line highlighted:\n{page}");
-    assert!(page.contains("unavailable: operator unavailable"), "last error shown");
+    assert!(page.contains("<span class=\"reason\">unavailable</span> operator unavailable"), "last error shown");
+    assert!(page.contains("href=\"./metrics\""), "relative link to the telemetry path");
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "no external assets");
     assert!(!page.contains("+79261234567"), "MSISDN masked on the page");
     assert_eq!(e.get("/?sort=balance").0, 200);
+    assert_eq!(e.get("/?sort=nonsense").0, 400);
+
+    // Server-side paging, sorting and filtering; bad values are a 400 that says what is accepted.
+    let page = |q: &str| -> serde_json::Value {
+        let (status, json) = e.get(&format!("/api/v1/lines?{q}"));
+        assert_eq!(status, 200, "{q}: {json}");
+        serde_json::from_str(&json).unwrap()
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["lines"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+    };
+    let v = page("limit=2&offset=1&sort=-name");
+    assert_eq!((v["total"].as_u64(), v["lines"].as_array().unwrap().len()), (Some(4), 2));
+    assert_eq!(names(&page("sort=-name")), ["unlimited-1", "low-1", "good-1", "down-1"]);
+    assert_eq!(names(&page("sort=-name&limit=2&offset=1")), ["low-1", "good-1"]);
+    assert_eq!(names(&page("state=failing")), ["down-1"]);
+    assert_eq!(names(&page("state=low")), ["low-1"]);
+    assert_eq!(names(&page("q=GOOD")), ["good-1"]);
+    assert_eq!(names(&page("q=north")), ["good-1"], "label values match");
+    assert_eq!(v["summary"]["lines"], 4);
+    assert_eq!(v["summary"]["failing"], 1);
+    for (bad, says) in [
+        ("limit=0", "invalid `limit`"),
+        ("limit=100000", "invalid `limit`"),
+        ("offset=-1", "invalid `offset`"),
+        ("sort=size", "invalid `sort` `size`: expected one of name,"),
+        ("state=sleepy", "invalid `state` `sleepy`: expected failing, low or pending"),
+    ] {
+        let (status, body) = e.get(&format!("/api/v1/lines?{bad}"));
+        assert_eq!(status, 400, "{bad}");
+        assert!(body.contains(says), "{bad}: {body}");
+    }
 
     let (status, json) = e.get("/api/v1/lines");
     assert_eq!(status, 200);
@@ -483,6 +517,25 @@ fn once_polls_every_line_and_fails_when_one_fails() {
     assert_eq!(code, 1, "a failing line makes --once fail\n{out}{err}");
     assert!(out.lines().any(|l| l.starts_with("down-1") && l.contains("unavailable")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("good-1") && l.contains(" ok")), "{out}");
+    // Through a pipe: no colour, aligned columns, human units.
+    assert!(!out.contains('\x1b'), "no colour through a pipe:\n{out}");
+    let header = out.lines().next().unwrap();
+    assert!(header.starts_with("LINE") && header.contains("BALANCE") && header.contains("EXPIRES"), "{out}");
+    let status_column = header.find("STATUS").unwrap();
+    for line in out.lines().skip(1) {
+        let status = &line[status_column..];
+        assert!(["ok", "low", "failed", "pending"].iter().any(|s| status.starts_with(s)), "aligned:\n{out}");
+    }
+    assert!(out.contains(" RUB"), "{out}");
+
+    let (code, out, err) = run(&["--once", "--config.file", "esim.yaml", "--output", "csv"], &dir);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.starts_with("line,operator,account,balance,data_left,quota,expires,status,error\n"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("down-1,") && l.contains(",failed,unavailable: ")), "{out}");
+
+    std::fs::write(dir.join("broken.yaml"), "lines:\n  - {name: x, driver: nope}\n").unwrap();
+    let (code, _, err) = run(&["--once", "--config.file", "broken.yaml"], &dir);
+    assert_eq!(code, 2, "a config error exits 2: {err}");
 
     std::fs::write(dir.join("ok.yaml"), "lines:\n  - {name: fine, driver: demo}\n").unwrap();
     let (code, out, err) = run(&["--once", "--config.file", "ok.yaml", "--output", "json"], &dir);
