@@ -270,5 +270,7 @@ mod tests {
         let table = table(&refs, SystemTime::now(), false);
         assert!(!table.contains('\x1b'), "{table}");
         assert!(table.lines().nth(1).unwrap().starts_with("a,b   "), "{table}");
+        let coloured = super::table(&refs, SystemTime::now(), true);
+        assert!(coloured.contains("\x1b[1mLINE\x1b[0m") && coloured.contains("\x1b[2mpending\x1b[0m"), "{coloured}");
     }
 }
