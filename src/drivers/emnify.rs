@@ -203,6 +203,15 @@ impl Emnify {
         let shown = format!("{ENDPOINTS}/{{id}}/quota/{kind}");
         let response = self.get(cx, |token| self.client.get(&path).bearer(token).log_as(shown.clone())).await?;
         match response.status().as_u16() {
+            // 1401 InvalidReference ("Endpoint with Id '…' not found", recorded, iot.md §9):
+            // no such endpoint in the organisation.
+            404 if error_field(&response, &["error_code"]).as_deref() == Some("1401") => Err(PollError::Config(
+                format!("GET {shown}: HTTP 404 (error_code 1401), no such endpoint in this organisation; check the line's endpoint_id"),
+            )),
+            // 1601 Unavailable: the platform cannot answer for now.
+            404 if error_field(&response, &["error_code"]).as_deref() == Some("1601") => {
+                Err(PollError::Unavailable(format!("GET {shown}: HTTP 404 (error_code 1601), emnify is unavailable")))
+            }
             // "No Data Quota configured": the endpoint's service profile manages no quota.
             404 => Ok(None),
             422 => Err(PollError::Config(format!(
@@ -510,5 +519,46 @@ mod tests {
         assert!(line.labels.contains(&("tariff_profile".into(), "All Covered".into())));
         let none: Endpoint = serde_json::from_str(r#"{"id":1,"sim":null}"#).unwrap();
         assert!(none.into_line().is_none());
+    }
+
+    #[test]
+    fn a_four_hour_token_lives_four_hours() {
+        // {"alg":"HS512"} . {"iat":1700000000,"exp":1700014400} . signature: 4 h, as recorded.
+        let claims = br#"{"iat":1700000000,"exp":1700014400,"esc.app":42}"#;
+        let payload: String = {
+            const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for c in claims.chunks(3) {
+                let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..=c.len() {
+                    out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+                }
+            }
+            out
+        };
+        let token = format!("eyJhbGciOiJIUzUxMiJ9.{payload}.c2ln");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(jwt_lifetime(&token, now), Some(Duration::from_secs(4 * 3600)));
+    }
+
+    #[test]
+    fn recorded_endpoints_without_a_sim_key_and_null_tags_or_imei_are_read() {
+        let list: Vec<Endpoint> =
+            serde_json::from_str(include_str!("../../tests/fixtures/emnify/endpoints-recorded.json")).unwrap();
+        let lines: Vec<_> = list.into_iter().filter_map(Endpoint::into_line).collect();
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].labels.iter().any(|(k, _)| k == "tags" || k == "imei"), "{:?}", lines[0].labels);
+    }
+
+    #[test]
+    fn quota_status_id_may_be_a_string_or_an_integer() {
+        for body in [
+            r#"{"status":{"id":"1","description":"ACTIVE"},"volume":87.4,"expiry_date":"2026-12-31 23:59:59"}"#,
+            r#"{"status":{"id":1,"description":"ACTIVE"},"volume":87.4,"expiry_date":"2026-12-31 23:59:59"}"#,
+        ] {
+            let q: Quota = serde_json::from_str(body).unwrap();
+            assert_eq!(q.status.and_then(|s| s.description).as_deref(), Some("ACTIVE"));
+        }
     }
 }

@@ -102,6 +102,8 @@ async fn status_codes_map_to_reasons() {
 #[tokio::test]
 async fn refused_application_token_is_auth() {
     let mock = MockOperator::start().await;
+    // The coded body comes only after repeated failures; mostly the 401 is empty (iot.md §9).
+    mock.fault("emnify", "/api/v1/authenticate", Fault::Fixture(401, "authenticate-refused"));
     let built = Built::new(&config(&mock, "", LINES).replace(secret_of("emnify"), "revoked-token"));
     let err = built.poll("a", Duration::from_secs(10)).await.0.unwrap_err();
     assert_eq!(err.reason().as_str(), "auth");
@@ -132,4 +134,27 @@ async fn without_paging_headers_a_repeated_last_page_ends_the_list() {
     let found = built.discover(Duration::from_secs(10)).await.unwrap();
     assert_eq!(found.len(), 1999, "no endpoint twice");
     assert_eq!(mock.count("emnify", "/api/v1/endpoint"), 3, "page 3 repeated page 2: stop");
+}
+
+#[tokio::test]
+async fn an_unknown_endpoint_is_config_and_1601_is_unavailable() {
+    let mock = MockOperator::start().await;
+    let yaml = config(&mock, "", "  - {name: ghost, account: org, endpoint_id: 99999999}\n");
+    let built = Built::new(&yaml);
+    let err = built.poll("ghost", Duration::from_secs(10)).await.0.unwrap_err();
+    assert_eq!(err.reason().as_str(), "config", "{err}");
+    assert!(err.to_string().contains("1401"), "{err}");
+    let mock = MockOperator::start().await;
+    mock.fault("emnify", "/api/v1/endpoint/11379224/quota/data", Fault::Fixture(404, "unavailable"));
+    let built = Built::new(&config(&mock, "", LINES));
+    let err = built.poll("a", Duration::from_secs(10)).await.0.unwrap_err();
+    assert_eq!(err.reason().as_str(), "unavailable", "{err}");
+}
+
+#[tokio::test]
+async fn an_empty_401_from_authenticate_is_auth() {
+    let mock = MockOperator::start().await;
+    let yaml = config(&mock, "", LINES).replace(secret_of("emnify"), "revoked-token");
+    let err = Built::new(&yaml).poll("a", Duration::from_secs(10)).await.0.unwrap_err();
+    assert_eq!(err.reason().as_str(), "auth", "{err}");
 }

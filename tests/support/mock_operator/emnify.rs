@@ -2,7 +2,8 @@
 //! token buys a JWT-shaped token with an `exp` claim; the endpoint list, paged with `X-`
 //! headers, answers a page past the last with the last page again (as emnify documents);
 //! quota per endpoint (404 when none is set); the organisation's stats with its prepaid
-//! balance. Flags: `no_total_pages` leaves the `X-` headers out, `postpaid` drops the balance.
+//! balance, in the recorded shapes of iot.md §9 (an empty 401 on refused tokens, no `sim` key
+//! on SIM-less endpoints, 1401 for an unknown endpoint, `status.id` as a string). Flags: `no_total_pages` leaves the `X-` headers out, `postpaid` drops the balance.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,7 +51,8 @@ fn authenticate(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
     let (_, secret) = cx.credentials();
     if r.method != "POST" || body.get("application_token").and_then(|t| t.as_str()) != Some(secret) {
-        return cx.fixture_with(401, "authenticate-refused", "", &[]);
+        // Mostly an empty body (iot.md §9).
+        return Reply::json(401, "");
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let claims = format!(r#"{{"iat":{now},"exp":{},"esc.app":42}}"#, now + cx.expires_in());
@@ -87,7 +89,7 @@ fn list(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
         })
         .collect();
     items.push(format!(
-        r#"{{"id":{SIMLESS_ID},"name":"spare","status":{{"id":0,"description":"Enabled"}},"sim":null}}"#
+        r#"{{"id":{SIMLESS_ID},"name":"spare","tags":null,"status":{{"id":0,"description":"Enabled"}},"imei":null}}"#
     ));
     let requested = iot::number(r, "page", 1).max(1);
     let pages = items.len().div_ceil(size).max(1);
@@ -109,7 +111,7 @@ fn quota(cx: &Ctx<'_>, id: &str, kind: &str) -> Reply {
     let count = if fleet_mode(cx) { cx.fleet_size() } else { SIMS.len() };
     let index = id.parse::<u64>().ok().and_then(|id| id.checked_sub(FIRST_ID)).map(|i| i as usize);
     let Some(index) = index.filter(|i| *i < count) else {
-        return cx.fixture_with(404, "not-found", "", &[]);
+        return cx.fixture_with(404, "endpoint-not-found", "", &[]);
     };
     let sim = Sim { index, iccid: format!("8970101{:012}", index + 1), msisdn: String::new() };
     if !fleet_mode(cx) {
@@ -123,7 +125,7 @@ fn quota(cx: &Ctx<'_>, id: &str, kind: &str) -> Reply {
     Reply::json(
         200,
         format!(
-            r#"{{"status":{{"id":1,"description":"ACTIVE"}},"volume":{volume},"expiry_date":"2026-12-31 23:59:59","action_on_exhaustion":{{"id":1,"description":"Block"}}}}"#
+            r#"{{"status":{{"id":"1","description":"ACTIVE"}},"volume":{volume},"expiry_date":"2026-12-31 23:59:59","action_on_exhaustion":{{"id":1,"description":"Block"}}}}"#
         ),
     )
 }
