@@ -448,4 +448,13 @@ mod tests {
         );
         assert_eq!(recycled, Reading::default());
     }
+
+    #[test]
+    fn recorded_sims_with_string_validity_and_price_and_null_status_are_lines() {
+        let item: SimItem =
+            serde_json::from_str(include_str!("../../tests/fixtures/airalo/sim-recorded.json")).unwrap();
+        let line = item.into_line().unwrap();
+        assert_eq!(line.id, "8944465400000000001");
+        assert!(line.labels.contains(&("validity".into(), "7".into())), "{:?}", line.labels);
+    }
 }

@@ -335,7 +335,14 @@ impl Device {
             fact("device_id", Some(device_id.clone()));
             fact("name", self.name.clone());
             fact("plan", link.plan.as_ref().and_then(|p| p.name.clone()));
-            fact("state", link.state.clone());
+            // Link states carry suffixes (`LIVE-PENDING`, `PAUSED-USER`, `DEAD-PENDING`,
+            // iot.md §9): `state` is the part before the first `-`, the whole in `state_detail`.
+            let state = link.state.as_deref().map(str::trim).unwrap_or_default();
+            let base = state.split('-').next().unwrap_or_default();
+            fact("state", Some(base.to_string()));
+            if base != state {
+                fact("state_detail", Some(state.to_string()));
+            }
             facts.sort();
             let line = DiscoveredLine {
                 msisdn: link.msisdn.as_ref().and_then(|m| msisdn(&m.0)),
@@ -411,5 +418,25 @@ mod tests {
         assert_eq!(capped.reading.data_quota, Some(ByteSize(1_005_000_000)));
         assert_eq!(capped.reading.data_remaining, Some(ByteSize(1_000_000)));
         assert!(capped.line.labels.contains(&("state".into(), "PAUSED".into())));
+    }
+
+    #[test]
+    fn recorded_devices_plan_bytes_numeric_imsi_string_lastid_and_state_suffixes() {
+        let page: Page =
+            serde_json::from_str(include_str!("../../tests/fixtures/hologram/devices-recorded.json")).unwrap();
+        assert_eq!(page.lastid.as_ref().map(|t| t.0.as_str()), Some("1234567"));
+        let mut sims = HashMap::new();
+        for d in page.data.unwrap() {
+            d.collect(&mut sims, &cx());
+        }
+        let pilot = &sims["89123400001234567890"];
+        // "Pilot Plan - 1MB": `data` 1000000 is bytes, decimal.
+        assert_eq!(pilot.reading.data_quota, Some(ByteSize(1_000_000)));
+        assert_eq!(pilot.reading.data_remaining, Some(ByteSize(1_000_000 - 250_000)));
+        assert!(pilot.line.labels.contains(&("state".into(), "LIVE".into())), "{:?}", pilot.line.labels);
+        assert!(pilot.line.labels.contains(&("state_detail".into(), "LIVE-PENDING".into())));
+        let numeric: Page =
+            serde_json::from_str(r#"{"success":true,"continues":false,"lastid":1234567,"data":[]}"#).unwrap();
+        assert_eq!(numeric.lastid.map(|t| t.0), Some("1234567".into()));
     }
 }

@@ -61,12 +61,14 @@ fn list(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
         .iter()
         .map(|s| {
             format!(
-                r#"{{"id":{},"created_at":"2026-01-10 10:00:00","iccid":"{}","lpa":"lpa.airalo.com","matching_id":"TEST-{}","apn_type":"automatic","is_roaming":true,"brand_settings_name":null,"recycled":false,"simable":{{"id":{},"package_id":"{}","validity":"30","data":"1 GB","currency":"USD","status":{{"name":"Completed","slug":"completed"}}}}}}"#,
+                r#"{{"id":{},"created_at":"2026-01-10 10:00:00","iccid":"{}","lpa":"lpa.airalo.com","matching_id":"TEST-{}","apn_type":"automatic","is_roaming":true,"brand_settings_name":null,"recycled":false,"simable":{{"id":{},"package_id":"{}","validity":"30","price":"4.50","net_price":3.6,"data":"1 GB","currency":"USD","status":{}}}}}"#,
                 1000 + s.index,
                 s.iccid,
                 s.index,
                 5000 + s.index,
                 if s.index % 2 == 0 { "discover-30days-1gb" } else { "change-7days-1gb" },
+                // `status` may be null (recorded, iot.md §9).
+                if s.index % 2 == 0 { r#"{"name":"Completed","slug":"completed"}"# } else { "null" },
             )
         })
         .collect();

@@ -1,6 +1,7 @@
 //! The Hologram REST API as the mock serves it (`shared/operators/iot.md` §5): HTTP Basic with
 //! `apikey:<key>` on every request, the device list newest first in cursor pages (`continues`,
-//! `lastid`, `startafter`) with each SIM's usage in its cellular link, the organisation balance.
+//! `lastid`, `startafter`) with each SIM's usage in its cellular link, the organisation balance;
+//! `imsi` a number, plan `data` in bytes, state suffixes, as recorded (iot.md §9).
 
 use super::iot::{self, fleet, fleet_mode, spread, Sim};
 use super::{Ctx, MockRequest, Operator, Reply};
@@ -47,7 +48,8 @@ fn link(cx: &Ctx<'_>, sim: &Sim) -> (&'static str, i64, &'static str, u64, u64, 
     match sim.index {
         0 => ("LIVE", 5_000_000, "1 GB Pilot", 1_000_000_000, 503_417_039, "2026-10-11 17:24:43"),
         1 => ("PAUSED", -1, "Global Standard Flat Rate", 0, 2_232_757_289, "2026-10-12 08:00:00"),
-        _ => ("LIVE", 0, "100 MB", 100_000_000, 150_000_000, "2026-10-13 09:30:00"),
+        // Link states carry suffixes (iot.md §9).
+        _ => ("LIVE-PENDING", 0, "100 MB", 100_000_000, 150_000_000, "2026-10-13 09:30:00"),
     }
 }
 
@@ -65,7 +67,7 @@ fn devices(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
         .map(|s| {
             let (state, overage, plan, data, used, expires) = link(cx, s);
             format!(
-                r#"{{"id":{},"orgid":{ORGID},"name":{},"type":"Cellular","links":{{"cellular":[{{"id":{},"sim":"{}","msisdn":"{}","imsi":"23450{:010}","state":"{state}","whenclaimed":"2025-01-01 00:00:00","whenexpires":"{expires}","overagelimit":{overage},"data_threshold":0,"smslimit":100,"plan":{{"id":2096,"zone":"global","name":"{plan}","data":{data}}},"last_network_used":"T-Mobile","last_connect_time":"2026-06-01 12:00:00","cur_billing_data_used":{used},"last_billing_data_used":2232757289}}]}}}}"#,
+                r#"{{"id":{},"orgid":{ORGID},"name":{},"type":"Cellular","links":{{"cellular":[{{"id":{},"sim":"{}","msisdn":"{}","imsi":23450{:010},"state":"{state}","whenclaimed":"2025-01-01 00:00:00","whenexpires":"{expires}","overagelimit":{overage},"data_threshold":0,"smslimit":100,"plan":{{"id":2096,"zone":"global","name":"{plan}","data":{data}}},"last_network_used":"T-Mobile","last_connect_time":"","session_end":"0000-00-00 00:00:00","cur_billing_data_used":{used},"last_billing_data_used":2232757289}}]}}}}"#,
                 device_id(s),
                 iot::quoted(&format!("{} ({})", s.label(), device_id(s))),
                 5_600_000 + s.index,
@@ -76,7 +78,8 @@ fn devices(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
         })
         .collect();
     let lastid = page.last().map_or(0, |s| device_id(s));
-    let continues = if continues { r#","continues":true"# } else { "" };
+    // `continues: false` appears explicitly (iot.md §9).
+    let continues = if continues { r#","continues":true"# } else { r#","continues":false"# };
     Reply::json(
         200,
         format!(
