@@ -4,6 +4,7 @@
 //! mapped by unit; the login's numbers from `sso/subscribers`. Shapes follow
 //! `shared/operators/ru.md` §4.1; where sources disagree both are read.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ const RESTS: &str = "/api/1.0/info/rests";
 const SUBSCRIBERS: &str = "/api/1.0/sso/subscribers";
 /// `meta.code` of `prepaidBalance` asked about a postpaid number.
 const WRONG_PAY_TYPE: i64 = 49_999;
+/// `meta.code`s of a refused login: `AUTH_ERROR` (also "weak password"), `AUTH_USER_BLOCKED_ERROR`.
+const AUTH_CODES: [i64; 2] = [20_002, 20_014];
+/// `meta.code` `SYSTEM_ERROR`: a transient failure of the operator, not a refusal (ru.md §10).
+const SYSTEM_ERROR: i64 = 50_000;
 /// A pay type rarely changes; a wrong one is noticed and forgotten at once anyway.
 const PAY_TYPE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// `prepaidBalance` answers exactly this on some tariffs when it has no real value (ru.md §4.1).
@@ -144,6 +149,8 @@ struct State {
     pay_types: Shared<String, PayType>,
     /// Postpaid balances by BAN.
     balances: Shared<String, Money>,
+    /// The login API that last gave a token (`login_api: auto`): 0 none yet, 1 v1, 2 v2.
+    login_api: AtomicU8,
 }
 
 struct Beeline {
@@ -293,8 +300,9 @@ impl Beeline {
         }
     }
 
-    /// A GET with the token (cookie `token` and header `X-Auth-Token`, since clients use
-    /// both); a rejected token is replaced once.
+    /// A GET with the token as cookie `token` (what `payType` reads) and header `X-API-Token`
+    /// (what the balance and remainder endpoints read, ru.md §10); a rejected token is replaced
+    /// once.
     async fn info(&self, cx: &PollContext, path: &'static str, key: &str, value: &str) -> Result<Response, PollError> {
         let response = self
             .state
@@ -307,7 +315,7 @@ impl Beeline {
                         .get(path)
                         .query(key, value)
                         .cookie("token", &token)
-                        .secret_header("x-auth-token", &token)
+                        .secret_header("x-api-token", &token)
                         .send(cx)
                 },
                 token_rejected,
@@ -321,15 +329,47 @@ impl Beeline {
             LoginApi::V1 => self.login_v1(cx).await?,
             LoginApi::V2 => self.login_v2(cx).await?,
             LoginApi::Auto => {
-                let response = self.login_v2(cx).await?;
-                if matches!(response.status().as_u16(), 404 | 405 | 501) {
-                    cx.note("auth 2.0 is not there: logging in through /api/1.0/auth");
-                    self.login_v1(cx).await?
+                // The API that worked last time first (2.0 when none has yet), the other one
+                // when the first is not there (404/405/501).
+                let first = match self.state.login_api.load(Ordering::Relaxed) {
+                    1 => LoginApi::V1,
+                    _ => LoginApi::V2,
+                };
+                let second = if first == LoginApi::V1 { LoginApi::V2 } else { LoginApi::V1 };
+                let response = self.login_with(cx, first).await?;
+                let used = if login_api_missing(&response) {
+                    cx.note(format!(
+                        "auth {} answers HTTP {}: logging in through {}",
+                        api_name(first),
+                        response.status().as_u16(),
+                        api_name(second)
+                    ));
+                    (second, self.login_with(cx, second).await?)
                 } else {
-                    response
-                }
+                    (first, response)
+                };
+                let fresh = self.token_of(used.1, cx)?;
+                self.state.login_api.store(if used.0 == LoginApi::V1 { 1 } else { 2 }, Ordering::Relaxed);
+                return Ok(fresh);
             }
         };
+        self.token_of(response, cx)
+    }
+
+    async fn login_with(&self, cx: &PollContext, api: LoginApi) -> Result<Response, PollError> {
+        match api {
+            LoginApi::V1 => self.login_v1(cx).await,
+            _ => self.login_v2(cx).await,
+        }
+    }
+
+    /// The token of a login answer, or why there is none.
+    fn token_of(&self, response: Response, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
+        if let Ok(WithMeta { meta: Some(meta) }) = serde_json::from_slice::<WithMeta>(response.body()) {
+            if meta.code.map(|c| c.0 as i64) == Some(SYSTEM_ERROR) {
+                return Err(meta_error(&meta, response.shown(), &self.secrets()));
+            }
+        }
         let status = response.status().as_u16();
         if matches!(status, 400 | 401 | 403) {
             let detail = meta_message(&response, &self.secrets()).map(|m| format!(" ({m})")).unwrap_or_default();
@@ -406,6 +446,18 @@ impl MetaFailure {
     }
 }
 
+/// The login API is not there: 404, 405 or 501 (ru.md §10).
+fn login_api_missing(response: &Response) -> bool {
+    matches!(response.status().as_u16(), 404 | 405 | 501)
+}
+
+fn api_name(api: LoginApi) -> &'static str {
+    match api {
+        LoginApi::V1 => "/api/1.0/auth",
+        _ => "/api/2.0/auth/auth",
+    }
+}
+
 /// A rejected token: HTTP 401, or a `meta` complaining about the token or the session [INF].
 fn token_rejected(response: &Response) -> bool {
     if response.status().as_u16() == 401 {
@@ -453,11 +505,10 @@ fn meta_error(meta: &Meta, shown: &str, secrets: &[&str]) -> PollError {
     let what = format!("{shown}: meta {}{code} {message}", meta.status);
     const AUTH: [&str; 6] =
         ["AUTH_", "LOGIN_TRY_NUMBER_EXCEED", "FOR.EXISTENT.USERS.ONLY", "TOKEN", "PASSWORD", "BLOCKED"];
-    // `50000 SYSTEM_ERROR: null` is Beeline failing, not the credentials (ru.md §10): locking
-    // the account out for hours over it would be wrong.
-    if meta.code.is_some_and(|c| c.0 as i64 == SYSTEM_ERROR) || upper.starts_with("SYSTEM_ERROR") {
+    let code = meta.code.map(|c| c.0 as i64);
+    if code == Some(SYSTEM_ERROR) || upper.starts_with("SYSTEM_ERROR") {
         PollError::Unavailable(what.trim_end().to_string())
-    } else if AUTH.iter().any(|a| upper.contains(a)) {
+    } else if code.is_some_and(|c| AUTH_CODES.contains(&c)) || AUTH.iter().any(|a| upper.contains(a)) {
         PollError::Auth(what.trim_end().to_string())
     } else if upper.contains("TOO_MANY") || upper.contains("TOO MANY") {
         PollError::RateLimited { retry_after: None }
@@ -465,9 +516,6 @@ fn meta_error(meta: &Meta, shown: &str, secrets: &[&str]) -> PollError {
         PollError::BadResponse(what.trim_end().to_string())
     }
 }
-
-/// `meta.code` of a transient failure on Beeline's side.
-const SYSTEM_ERROR: i64 = 50_000;
 
 /// `meta.message` of an error answer, for login failures.
 fn meta_message(response: &Response, secrets: &[&str]) -> Option<String> {
@@ -799,5 +847,21 @@ mod tests {
         assert!(!e.to_string().contains("9060000000"), "{e}");
         assert_eq!(meta_error(&meta("LOGIN_TRY_NUMBER_EXCEED"), "x", &secrets).reason().as_str(), "auth");
         assert_eq!(meta_error(&meta("SOMETHING_ELSE"), "x", &secrets).reason().as_str(), "bad_response");
+    }
+
+    #[test]
+    fn meta_codes_decide_before_messages_system_error_is_transient() {
+        let meta = |code: f64, message: Option<&str>| Meta {
+            status: "ERROR".into(),
+            code: Some(Num(code)),
+            message: message.map(str::to_string),
+        };
+        let reason = |m: Meta| meta_error(&m, "PUT /api/2.0/auth/auth", &[]).reason().as_str();
+        assert_eq!(reason(meta(50000.0, Some("SYSTEM_ERROR: null"))), "unavailable");
+        assert_eq!(reason(meta(50000.0, None)), "unavailable");
+        assert_eq!(reason(meta(20002.0, None)), "auth");
+        assert_eq!(reason(meta(20002.0, Some("AUTH_ERROR (weak password)"))), "auth");
+        assert_eq!(reason(meta(20014.0, None)), "auth");
+        assert_eq!(reason(meta(20014.0, Some("AUTH_USER_BLOCKED_ERROR"))), "auth");
     }
 }

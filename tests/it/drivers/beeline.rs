@@ -113,7 +113,11 @@ async fn login_through_api_2_0_and_the_token_as_cookie_and_header() {
     let data = mock.requests("beeline").into_iter().find(|r| r.path == "/api/1.0/info/payType").unwrap();
     let token = mock.issued_tokens().pop().unwrap();
     assert_eq!(data.cookie("token"), Some(token.clone()));
-    assert_eq!(data.header("x-auth-token"), Some(token.as_str()));
+    assert_eq!(data.header("x-auth-token"), None);
+    // The balance endpoints read the header `X-API-Token` (ru.md §10): the mock insists.
+    let balance = mock.requests("beeline").into_iter().find(|r| r.path == "/api/1.0/info/prepaidBalance").unwrap();
+    assert_eq!(balance.header("x-api-token"), Some(token.as_str()));
+    assert_eq!(balance.cookie("token"), Some(token));
 }
 
 #[tokio::test]
@@ -129,6 +133,50 @@ async fn login_falls_back_to_api_1_0_when_2_0_is_missing() {
     let built = Built::new(&config(&mock, "    login_api: v1\n", LINES));
     built.reading("pre").await;
     assert_eq!(mock.count("beeline", "/api/2.0/auth/auth"), 0);
+}
+
+#[tokio::test]
+async fn login_falls_back_to_api_1_0_on_501_and_remembers_it_for_the_account() {
+    let mock = MockOperator::start().await;
+    mock.set_flag("beeline", "v2_not_implemented", true);
+    let built = Built::new(&config(&mock, "", LINES));
+    assert_eq!(built.reading("pre").await, prepaid_reading());
+    assert_eq!((mock.count("beeline", "/api/2.0/auth/auth"), mock.count("beeline", "/api/1.0/auth")), (1, 1));
+    // The next login of the account goes straight to 1.0.
+    mock.expire_tokens("beeline");
+    assert_eq!(built.reading("post").await, postpaid_reading());
+    assert_eq!((mock.count("beeline", "/api/2.0/auth/auth"), mock.count("beeline", "/api/1.0/auth")), (1, 2));
+    // And when 1.0 goes away (405), back to 2.0 (the reverse fallback).
+    mock.set_flag("beeline", "v2_not_implemented", false);
+    mock.set_flag("beeline", "v1_missing", true);
+    mock.expire_tokens("beeline");
+    assert_eq!(built.reading("post").await, postpaid_reading());
+    assert_eq!((mock.count("beeline", "/api/2.0/auth/auth"), mock.count("beeline", "/api/1.0/auth")), (2, 3));
+}
+
+#[tokio::test]
+async fn a_system_error_at_login_is_unavailable_not_auth() {
+    let mock = MockOperator::start().await;
+    mock.set_flag("beeline", "system_error", true);
+    let built = Built::new(&config(&mock, "", LINES));
+    let (result, _) = built.poll("pre", Duration::from_secs(10)).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.reason().as_str(), "unavailable", "{err}");
+    assert!(err.to_string().contains("50000"), "{err}");
+    // Transient: once the operator is back the same credentials log in.
+    mock.set_flag("beeline", "system_error", false);
+    assert_eq!(built.reading("pre").await, prepaid_reading());
+}
+
+#[tokio::test]
+async fn a_blocked_user_is_auth() {
+    let mock = MockOperator::start().await;
+    mock.set_flag("beeline", "blocked", true);
+    let built = Built::new(&config(&mock, "", LINES).replace(secret_of("beeline"), "wrong-password"));
+    let (result, _) = built.poll("pre", Duration::from_secs(10)).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.reason().as_str(), "auth", "{err}");
+    assert!(err.to_string().contains("20014"), "{err}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The my.beeline.ru API as the mock serves it (shapes of `shared/operators/ru.md` §4.1).
+//! The my.beeline.ru API as the mock serves it (shapes of `shared/operators/ru.md` §4.1 and §10):
+//! both logins, the token read from the cookie or the header as each endpoint reads it.
 
 use super::{Ctx, MockRequest, Operator, Reply};
 
@@ -12,13 +13,23 @@ impl Operator for Beeline {
     fn handle(&self, cx: &Ctx<'_>, r: &MockRequest) -> Reply {
         match (r.method.as_str(), r.path.as_str()) {
             ("PUT", "/api/2.0/auth/auth") if cx.flag("v2_missing") => Reply::json(404, r#"{"error":"Not Found"}"#),
+            ("PUT", "/api/2.0/auth/auth") if cx.flag("v2_not_implemented") => {
+                Reply::new(501, "text/html", "<html><body>501 Not Implemented</body></html>")
+            }
             ("PUT", "/api/2.0/auth/auth") => {
                 let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
                 login(cx, r.query("login"), body.get("password").and_then(|p| p.as_str()))
             }
+            ("GET", "/api/1.0/auth") if cx.flag("v1_missing") => Reply::json(405, r#"{"error":"Method Not Allowed"}"#),
             ("GET", "/api/1.0/auth") => login(cx, r.query("login"), r.query("password")),
             _ => {
-                let token = r.cookie("token").or_else(|| r.header("x-auth-token").map(str::to_string));
+                // As ru.md §10 has it: `payType` reads the cookie `token`, the balance and
+                // remainder endpoints the header `X-API-Token`.
+                let token = if r.path == "/api/1.0/info/payType" {
+                    r.cookie("token")
+                } else {
+                    r.header("x-api-token").map(str::to_string)
+                };
                 if !cx.token_valid(token.as_deref()) {
                     return self.expired(cx);
                 }
@@ -33,9 +44,12 @@ impl Operator for Beeline {
 }
 
 fn login(cx: &Ctx<'_>, login: Option<&str>, password: Option<&str>) -> Reply {
+    if cx.flag("system_error") {
+        return cx.fixture("auth-system-error", "");
+    }
     let (user, secret) = cx.credentials();
     if login != Some(user) || password != Some(secret) {
-        return cx.fixture("auth-refused", "");
+        return if cx.flag("blocked") { cx.fixture("auth-blocked", "") } else { cx.fixture("auth-refused", "") };
     }
     let token = cx.issue_token();
     cx.fixture_with(200, "auth", "", &[("token", token)])
