@@ -105,6 +105,21 @@ impl PollError {
             _ => None,
         }
     }
+
+    /// The same error with `detail` appended to its message (an operator's error code, say);
+    /// variants without a message are returned unchanged.
+    pub fn with_detail(self, detail: &str) -> PollError {
+        let add = |m: String| m + detail;
+        match self {
+            PollError::Auth(m) => PollError::Auth(add(m)),
+            PollError::Unavailable(m) => PollError::Unavailable(add(m)),
+            PollError::BadResponse(m) => PollError::BadResponse(add(m)),
+            PollError::Captcha(m) => PollError::Captcha(add(m)),
+            PollError::Modem(m) => PollError::Modem(add(m)),
+            PollError::Config(m) => PollError::Config(add(m)),
+            e @ (PollError::RateLimited { .. } | PollError::Timeout(_)) => e,
+        }
+    }
 }
 
 #[cfg(test)]

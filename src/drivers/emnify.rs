@@ -219,7 +219,11 @@ impl Emnify {
                 code_of(&response)
             ))),
             429 => Err(rate_limited(&response, cx)),
-            _ => response.check(cx)?.json().map(Some),
+            // 409 1405 Duplicated and the rest: the generic reason, with emnify's own code.
+            _ => match response.error(cx.clock.now()) {
+                Some(e) => Err(e.with_detail(&code_of(&response))),
+                None => response.json().map(Some),
+            },
         }
     }
 
@@ -347,8 +351,46 @@ impl Emnify {
 }
 
 /// ` (error_code N)` of an emnify error body, or nothing.
+/// emnify's error code and token, and for a 422 the fields its nested `errors` name (never
+/// their values or messages, which may echo what was sent): ` (error_code 1405 Duplicated)`,
+/// ` (fields: quota.volume)`. Empty when the body says nothing (some 422s are empty, iot.md §9).
 fn code_of(response: &Response) -> String {
-    error_field(response, &["error_code"]).map(|c| format!(" (error_code {c})")).unwrap_or_default()
+    let code = error_field(response, &["error_code"]);
+    let token = error_field(response, &["error_token"]);
+    let fields = nested_error_fields(response.body());
+    let mut parts = Vec::new();
+    match (code, token) {
+        (Some(c), Some(t)) => parts.push(format!("error_code {c} {t}")),
+        (Some(c), None) => parts.push(format!("error_code {c}")),
+        (None, Some(t)) => parts.push(t),
+        (None, None) => {}
+    }
+    if !fields.is_empty() {
+        parts.push(format!("fields: {}", fields.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}
+
+/// The field names of a 422's nested `errors` (array of objects, or an object keyed by field),
+/// at most a few, each short and plain.
+fn nested_error_fields(body: &[u8]) -> Vec<String> {
+    const MAX_FIELDS: usize = 4;
+    let plain = |s: &str| s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-[]".contains(c));
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
+    let names: Vec<String> = match value.get("errors") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|e| e.get("field").or_else(|| e.get("property")).and_then(|f| f.as_str()))
+            .map(str::to_string)
+            .collect(),
+        Some(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    names.into_iter().filter(|n| plain(n)).take(MAX_FIELDS).collect()
 }
 
 /// 429 (error_code 1105): emnify sends no Retry-After, but honour one if it comes.
@@ -364,7 +406,14 @@ fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_f64()?;
     let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-    Some(Duration::from_secs_f64((exp - now).max(0.0)))
+    // A hostile or broken `exp` (1e25, NaN) must not panic `from_secs_f64`: past a year it
+    // is "no useful expiry" and the token is kept until refused.
+    const YEAR: f64 = 365.0 * 86_400.0;
+    let left = exp - now;
+    if !left.is_finite() || left > YEAR {
+        return None;
+    }
+    Some(Duration::from_secs_f64(left.max(0.0)))
 }
 
 fn base64url(text: &str) -> Option<Vec<u8>> {
@@ -521,25 +570,47 @@ mod tests {
         assert!(none.into_line().is_none());
     }
 
+    /// A JWT with `claims` as its payload (unpadded base64url), signature "sig".
+    fn jwt_with(claims: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut payload = String::new();
+        for c in claims.chunks(3) {
+            let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..=c.len() {
+                payload.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            }
+        }
+        format!("eyJhbGciOiJIUzUxMiJ9.{payload}.c2ln")
+    }
+
     #[test]
     fn a_four_hour_token_lives_four_hours() {
-        // {"alg":"HS512"} . {"iat":1700000000,"exp":1700014400} . signature: 4 h, as recorded.
-        let claims = br#"{"iat":1700000000,"exp":1700014400,"esc.app":42}"#;
-        let payload: String = {
-            const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-            let mut out = String::new();
-            for c in claims.chunks(3) {
-                let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-                for i in 0..=c.len() {
-                    out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-                }
-            }
-            out
-        };
-        let token = format!("eyJhbGciOiJIUzUxMiJ9.{payload}.c2ln");
+        // {"iat":1700000000,"exp":1700014400}: 4 h, as recorded.
+        let token = jwt_with(br#"{"iat":1700000000,"exp":1700014400,"esc.app":42}"#);
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(jwt_lifetime(&token, now), Some(Duration::from_secs(4 * 3600)));
+    }
+
+    #[test]
+    fn an_absurd_exp_is_no_expiry_and_no_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for claims in [&br#"{"exp":1e25}"#[..], br#"{"exp":1.7e308}"#, br#"{"exp":-1e300}"#] {
+            let lifetime = jwt_lifetime(&jwt_with(claims), now);
+            assert!(lifetime.is_none() || lifetime == Some(Duration::ZERO), "{lifetime:?}");
+        }
+        assert_eq!(jwt_lifetime(&jwt_with(br#"{"exp":1e25}"#), now), None);
+    }
+
+    #[test]
+    fn error_detail_names_code_token_and_nested_fields_only() {
+        let body = br#"{"error_code":1405,"error_token":"Duplicated","message":"x"}"#;
+        assert_eq!(nested_error_fields(body), Vec::<String>::new());
+        let nested = br#"{"error_code":1000,"errors":[{"field":"quota.volume","message":"must be > 0 (got 79161234567)"},{"property":"status"}]}"#;
+        assert_eq!(nested_error_fields(nested), vec!["quota.volume".to_string(), "status".into()]);
+        let keyed = br#"{"errors":{"volume":["bad"],"<script>":["x"]}}"#;
+        assert_eq!(nested_error_fields(keyed), vec!["volume".to_string()]);
+        assert!(nested_error_fields(b"").is_empty());
     }
 
     #[test]

@@ -552,20 +552,22 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
     for product in products {
         let spec = product.spec.as_ref();
         let name = product.name.as_deref().or(spec.and_then(|s| s.name.as_deref())).unwrap_or("").to_lowercase();
-        let id = spec
-            .and_then(|s| s.id.as_ref())
-            .or(product.external_id.as_ref())
-            .map(|t| t.0.clone())
-            .unwrap_or_else(|| format!("{name}|{:?}", product.valid_for.as_ref().and_then(|v| v.end.clone())));
-        if !seen.insert(id) {
+        let values: Vec<&CharacteristicValue> =
+            spec.map(|s| s.characteristics.iter().flat_map(|c| c.values.iter()).collect()).unwrap_or_default();
+        // `productSpecification.id` names the kind of package, not the instance: two "+5 GB"
+        // add-ons share it with different validity (ru.md §10). Only an exact repeat (same
+        // kind, validity and values) is one package listed twice.
+        let kind = spec.and_then(|s| s.id.as_ref()).or(product.external_id.as_ref()).map_or(name.as_str(), |t| &t.0);
+        let end = product.valid_for.as_ref().and_then(|v| v.end.as_deref());
+        let shown: Vec<(&str, Option<&str>)> =
+            values.iter().map(|v| (v.value_type.as_str(), v.value.as_ref().map(|t| t.0.as_str()))).collect();
+        if !seen.insert(format!("{kind}|{end:?}|{shown:?}")) {
             notes.push(format!("counter `{name}` listed twice: counted once"));
             continue;
         }
         if product.status.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("active")) {
             continue;
         }
-        let values: Vec<&CharacteristicValue> =
-            spec.map(|s| s.characteristics.iter().flat_map(|c| c.values.iter()).collect()).unwrap_or_default();
         let value_of =
             |ty: &str| values.iter().find(|v| v.value_type.eq_ignore_ascii_case(ty)).and_then(|v| v.value.as_ref());
         // Absent type: read as a remainder (older answers carry no CounterValueType).
@@ -759,6 +761,19 @@ mod tests {
         let (r, notes) = map_counters(&blocks(&json));
         assert_eq!(r.sms_remaining, Some(5));
         assert!(notes[0].contains("listed twice"));
+    }
+
+    #[test]
+    fn two_add_ons_of_one_kind_with_different_validity_both_count() {
+        // Same productSpecification.id ("Пакет SMS"), different validFor: two instances.
+        let first = counter("Пакет SMS", "ITEM", "Remainder", None, "5", "2026-07-31T20:59:59Z");
+        let second = counter("Пакет SMS", "ITEM", "Remainder", None, "5", "2026-08-31T20:59:59Z");
+        let json = format!(
+            r#"{{"ForisCounters":{{"customerAccount":{{"productRelationship":[{first},{second},{first}]}}}}}}"#
+        );
+        let (r, notes) = map_counters(&blocks(&json));
+        assert_eq!(r.sms_remaining, Some(10), "both add-ons, the exact repeat once: {notes:?}");
+        assert_eq!(notes.iter().filter(|n| n.contains("listed twice")).count(), 1, "{notes:?}");
     }
 
     #[test]

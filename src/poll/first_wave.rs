@@ -93,19 +93,17 @@ impl FirstWave {
 
     /// A line handed out by [`FirstWave::next`] finished its first poll (or was not polled).
     pub fn done(&mut self, account: &str) {
-        let Some((key, entry)) = self.accounts.get_key_value(account) else { return };
+        let Some(entry) = self.accounts.get_mut(account) else { return };
         if entry.outstanding == 0 {
             return;
         }
-        let key = key.clone();
-        let Some(entry) = self.accounts.get_mut(&key) else { return };
         entry.outstanding -= 1;
         self.outstanding = self.outstanding.saturating_sub(1);
         if entry.queue.is_empty() && entry.outstanding == 0 {
-            self.accounts.remove(&key);
+            self.accounts.remove(account);
         } else if !entry.in_ring && entry.has_room() {
             entry.in_ring = true;
-            self.ring.push_back(key);
+            self.ring.push_back(account.into());
         }
     }
 }

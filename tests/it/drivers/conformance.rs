@@ -37,6 +37,12 @@ pub struct Subject {
     /// The driver logs in for a token (a rejected one is replaced once); false for drivers
     /// that send their credentials with every request (Hologram's API key).
     pub token: bool,
+    /// The wait a 429 without Retry-After means for this operator (MTS documents 20 s,
+    /// ru.md §10); `None` when the operator says nothing and the scheduler's backoff decides.
+    pub bare_429_wait: Option<Duration>,
+    /// What an empty 200 on the data path means (`bad_response` unless the operator documents
+    /// a meaning: 1NCE's "SIM not in this account" is `config`, iot.md §9).
+    pub empty_200: &'static str,
 }
 
 pub const SUBJECTS: &[Subject] = &[
@@ -54,6 +60,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &["79060000001", "9060000001"],
         not_found: "bad_response",
         token: true,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
     Subject {
         driver: "mts",
@@ -69,6 +77,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &["79160000001"],
         not_found: "bad_response",
         token: true,
+        bare_429_wait: Some(Duration::from_secs(20)),
+        empty_200: "bad_response",
     },
     Subject {
         driver: "1nce",
@@ -84,6 +94,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &[],
         not_found: "config",
         token: true,
+        bare_429_wait: None,
+        empty_200: "config",
     },
     Subject {
         driver: "emnify",
@@ -98,6 +110,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &[],
         not_found: "ok",
         token: true,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
     Subject {
         driver: "airalo",
@@ -113,6 +127,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &[],
         not_found: "config",
         token: true,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
     Subject {
         driver: "hologram",
@@ -127,6 +143,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &[],
         not_found: "bad_response",
         token: false,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
     Subject {
         driver: "http_json",
@@ -144,6 +162,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &[],
         not_found: "config",
         token: true,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
     Subject {
         driver: "megafon",
@@ -168,6 +188,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &["79260000001", "9260000001"],
         not_found: "bad_response",
         token: true,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
     Subject {
         driver: "t2",
@@ -189,6 +211,8 @@ pub const SUBJECTS: &[Subject] = &[
         private: &["79520000001", "9520000001"],
         not_found: "bad_response",
         token: true,
+        bare_429_wait: None,
+        empty_200: "bad_response",
     },
 ];
 
@@ -267,7 +291,7 @@ async fn scenarios(s: &Subject) -> Vec<(&'static str, Outcome)> {
     let o = run(s, None, T, |m| m.fault(d, s.data_path, Fault::RateLimited(None))).await;
     // MTS asks for 20 s after a 429 that names no Retry-After (ru.md §10); the others leave
     // the pause to the scheduler's default.
-    let bare = (d == "mts").then(|| Duration::from_secs(20));
+    let bare = s.bare_429_wait;
     assert_eq!(o.result.as_ref().err(), Some(&PollError::RateLimited { retry_after: bare }), "{d}: 429 bare");
     out.push(("429-bare", o));
 
@@ -287,7 +311,7 @@ async fn scenarios(s: &Subject) -> Vec<(&'static str, Outcome)> {
     ] {
         let o = run(s, None, T, |m| m.fault(d, s.data_path, fault)).await;
         // 1NCE answers a SIM of another account with an empty 200 (recorded, iot.md §9).
-        let expected = if d == "1nce" && name == "empty" { "config" } else { "bad_response" };
+        let expected = if name == "empty" { s.empty_200 } else { "bad_response" };
         assert_eq!(reason(&o), expected, "{d}: {name}: {:?}", o.result);
         out.push((name, o));
     }

@@ -80,6 +80,10 @@ async fn status_codes_map_to_reasons() {
         (Fault::Fixture(429, "too-many-requests"), "rate_limited"),
         (Fault::RateLimited(Some("12".into())), "rate_limited"),
         (Fault::Status(401), "ok"),
+        // Recorded bodies (iot.md §9): the reason is the status's, the message carries the code.
+        (Fault::Body(409, "application/json", r#"{"error_code":1405,"error_token":"Duplicated","message":"Duplicated"}"#.into()), "bad_response"),
+        (Fault::Body(422, "application/json", r#"{"error_code":1000,"error_token":"BadRequest","errors":[{"field":"endpoint_id","message":"must be positive"}]}"#.into()), "config"),
+        (Fault::Body(422, "application/json", String::new()), "config"),
     ];
     for (fault, reason) in cases {
         let mock = MockOperator::start().await;
@@ -94,6 +98,15 @@ async fn status_codes_map_to_reasons() {
                 assert_eq!(result.unwrap_err(), PollError::RateLimited { retry_after: Some(Duration::from_secs(12)) })
             }
             Fault::Status(404) => assert_eq!(result.unwrap().data_remaining, None, "no data quota set"),
+            Fault::Body(409, ..) => {
+                let message = result.unwrap_err().to_string();
+                assert!(message.contains("HTTP 409 (error_code 1405 Duplicated)"), "{message}");
+            }
+            Fault::Body(422, _, body) if !body.is_empty() => {
+                let message = result.unwrap_err().to_string();
+                assert!(message.contains("error_code 1000 BadRequest; fields: endpoint_id"), "{message}");
+                assert!(!message.contains("must be positive"), "nested messages are not echoed: {message}");
+            }
             _ => {}
         }
     }

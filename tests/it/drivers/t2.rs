@@ -129,6 +129,23 @@ async fn an_expired_access_token_is_refreshed_once_whether_401_or_meta_error() {
     }
 }
 
+/// ru.md §10: the live answer to an unauthenticated balance request, byte for byte. When it
+/// persists after the one refresh, the poll fails as `auth`, never `bad_response`.
+#[tokio::test]
+async fn the_live_user_must_be_logged_in_body_is_auth() {
+    const LIVE: &str = r#"{"meta":{"status":"ERROR","message":"User must be logged in."}}"#;
+    for status in [200, 401] {
+        let mock = MockOperator::start().await;
+        let balance = "/api/subscribers/79520000001/balance";
+        mock.faults("t2", balance, crate::mock_operator::Fault::Body(status, "application/json", LIVE.into()), 3);
+        let built = one(&mock, &stored(&format!("logged-in-{status}")), "");
+        let (result, _) = built.poll("a", Duration::from_secs(5)).await;
+        let error = result.unwrap_err();
+        assert_eq!(error.reason().as_str(), "auth", "HTTP {status}: {error}");
+        assert_eq!(mock.count("t2", balance), 2, "HTTP {status}: one retry with a fresh token, no loop");
+    }
+}
+
 #[tokio::test]
 async fn the_token_is_renewed_shortly_before_it_expires() {
     let mock = MockOperator::start().await;

@@ -259,9 +259,15 @@ impl Ctx<'_> {
 
     /// A new token, valid until the test expires tokens.
     pub fn issue_token(&self) -> String {
+        self.issue_token_as(|raw| raw)
+    }
+
+    /// A new token in the operator's own wrapping (`wrap` gets the distinctive raw token); the
+    /// wrapped form is what is valid and what leak searches look for.
+    pub fn issue_token_as(&self, wrap: impl FnOnce(String) -> String) -> String {
         let n = self.shared.token_counter.fetch_add(1, Ordering::Relaxed) + 1;
         // Long and distinctive, so a leak into logs is found by a plain search.
-        let token = format!("{}tok{n}x9f3b7c1d5e8a2f6b4d0c9e7a1b3d5f7e", self.operator);
+        let token = wrap(format!("{}tok{n}x9f3b7c1d5e8a2f6b4d0c9e7a1b3d5f7e", self.operator));
         let mut tokens = self.shared.tokens.lock().unwrap();
         let book = tokens.entry(self.operator.to_string()).or_default();
         book.valid.push(token.clone());

@@ -46,7 +46,11 @@ fn token(cx: &Ctx<'_>, r: &MockRequest) -> Reply {
     if !String::from_utf8_lossy(&r.body).contains("\"grant_type\":\"client_credentials\"") {
         return Reply::json(400, r#"{"statusCode":400,"errorCode":"BodyValidationError","message":"grant_type"}"#);
     }
-    let token = cx.issue_token();
+    // Opaque, as the live API answers (iot.md §9): base64 of AWS Cognito's two JWTs, never a JWT.
+    let token = cx.issue_token_as(|raw| {
+        let jwt = format!("eyJraWQiOiJtb2NrIiwiYWxnIjoiUlMyNTYifQ.eyJleHAiOjF9.{raw}");
+        super::base64(format!(r#"{{"idtoken":"{jwt}","accesstoken":"{jwt}"}}"#).as_bytes())
+    });
     cx.fixture_with(200, "token", "", &[("token", token), ("expires_in", cx.expires_in().to_string())])
 }
 
