@@ -5,7 +5,7 @@
 //
 // Screenshots (desktop and phone width) go to tests/browser/artifacts/. Fails, never skips.
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -59,10 +59,17 @@ async function loaded(page, after = 0) {
 const rowNames = (page) => page.$$eval("#rows tr[data-line]", (trs) => trs.map((t) => t.dataset.line));
 
 try {
-  const demo = await startExporter(join(root, "config/demo.yaml"), root);
+  // The demo fleet fills within seconds of start (the first wave), so a pending line is made
+  // to stay pending: two lines on an account allowed one poll an hour (the second one waits).
+  const fleetDir = mkdtempSync(join(tmpdir(), "esim-browser-fleet-"));
+  const demoYaml = readFileSync(join(root, "config/demo.yaml"), "utf8")
+    .replace(/^accounts:\n/m, "accounts:\n  queued:\n    driver: demo\n    seed: 7\n    rate_limit: 1/h\n")
+    .concat("  - {name: queued-01, account: queued, profile: steady}\n  - {name: queued-02, account: queued, profile: steady}\n");
+  writeFileSync(join(fleetDir, "demo.yaml"), demoYaml);
+  const demo = await startExporter(join(fleetDir, "demo.yaml"), root);
   exporters.push(demo);
   const configured = (await api(demo.base, "limit=1000")).lines.map((l) => l.name);
-  assert.equal(configured.length, 27);
+  assert.equal(configured.length, 29);
   const pendingNow = (await api(demo.base, "state=pending")).lines.map((l) => l.name);
 
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
@@ -78,8 +85,8 @@ try {
   });
 
   await check("a line that never polled says pending", async () => {
-    // Lines are spread over their interval: right after start some have not been polled yet.
-    assert.ok(pendingNow.length > 0, "the demo fleet has pending lines right after start");
+    // One queued line waits an hour for its account's rate limit.
+    assert.ok(pendingNow.length > 0, "the fleet has pending lines right after start");
     await page.goto(demo.base);
     await loaded(page);
     const states = await page.$$eval("#rows tr[data-line]", (trs) => Object.fromEntries(trs.map((t) => [t.dataset.line, t.querySelector(".badge").textContent])));
@@ -91,7 +98,7 @@ try {
   });
 
   // Let the fleet poll for the screenshots and the low/failing checks.
-  for (let i = 0; i < 120 && (await api(demo.base, "state=pending")).total > 0; i++) await sleep(500);
+  for (let i = 0; i < 120 && (await api(demo.base, "state=pending")).total > 1; i++) await sleep(500);
 
   await check("sorting by a header, with the mouse and the keyboard", async () => {
     let n = await loaded(page);
