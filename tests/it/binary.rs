@@ -57,7 +57,7 @@ impl Exporter {
         std::fs::write(dir.join("esim.yaml"), config).expect("write config");
         let mut child = Command::new(BIN)
             .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0"])
-            .args(["--web.render-interval", "100ms", "--log.level", "debug"])
+            .args(["--web.render-interval", "100ms", "--log.level", "debug", "--web.enable-lifecycle"])
             .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::null())
@@ -165,7 +165,7 @@ impl Drop for Exporter {
 }
 
 /// The value of `key=` in a logfmt line.
-fn field(line: &str, key: &str) -> Option<String> {
+pub fn field(line: &str, key: &str) -> Option<String> {
     let start = line.find(&format!(" {key}="))? + key.len() + 2;
     let rest = &line[start..];
     Some(rest.split(' ').next().unwrap_or("").trim_matches('"').to_string())
