@@ -55,6 +55,8 @@ const MIN_HEADER_BUFFER: usize = 8192;
 const IDLE: u8 = 0;
 const RECEIVING: u8 = 1;
 const BUSY: u8 = 2;
+/// Told to close (evicted or timed out): never chosen again.
+const CLOSING: u8 = 3;
 
 /// What the reaper and the evictor know about one connection.
 #[derive(Debug)]
@@ -79,7 +81,7 @@ impl ConnState {
 
     fn set(&self, phase: u8) {
         self.since.store(self.now_ms(), Ordering::Release);
-        self.phase.store(phase, Ordering::Release);
+        let _ = self.phase.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| (p != CLOSING).then_some(phase));
     }
 
     /// First bytes after a wait: the header clock starts.
@@ -89,10 +91,18 @@ impl ConnState {
         }
     }
 
-    /// How long it has waited for or on a request; `None` while a request is being answered.
+    /// Tells the connection to close, once.
+    fn close(&self) {
+        if self.phase.swap(CLOSING, Ordering::AcqRel) != CLOSING {
+            self.kill.notify_one();
+        }
+    }
+
+    /// How long it has waited for or on a request; `None` while a request is being answered
+    /// or once it was told to close.
     fn waiting(&self) -> Option<(u8, Duration)> {
         let phase = self.phase.load(Ordering::Acquire);
-        (phase != BUSY).then(|| {
+        (phase == IDLE || phase == RECEIVING).then(|| {
             let since = self.since.load(Ordering::Acquire);
             (phase, Duration::from_millis(self.now_ms().saturating_sub(since)))
         })
@@ -128,7 +138,8 @@ impl Registry {
         let victim = conns.iter().filter_map(|(_, c)| c.waiting().map(|(_, d)| (d, c))).max_by_key(|(d, _)| *d);
         match victim {
             Some((_, c)) => {
-                c.kill.notify_one();
+                // Under the registry lock, so concurrent evictions pick different victims.
+                c.close();
                 true
             }
             None => false,
@@ -140,8 +151,8 @@ impl Registry {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         for (_, c) in conns.iter() {
             match c.waiting() {
-                Some((IDLE, d)) if d > self.limits.idle_timeout => c.kill.notify_one(),
-                Some((RECEIVING, d)) if d > self.limits.read_header_timeout => c.kill.notify_one(),
+                Some((IDLE, d)) if d > self.limits.idle_timeout => c.close(),
+                Some((RECEIVING, d)) if d > self.limits.read_header_timeout => c.close(),
                 _ => {}
             }
         }
@@ -262,10 +273,7 @@ async fn handle(
             let accept = async {
                 let mut tracked = tracked;
                 if !looks_like_tls(&mut tracked).await {
-                    // Go's answer to plain HTTP on a TLS port.
-                    let _ = tracked
-                        .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-                        .await;
+                    refuse_plain_http(&mut tracked.inner).await;
                     return None;
                 }
                 match tokio_rustls::TlsAcceptor::from(config).accept(tracked).await {
@@ -285,6 +293,27 @@ async fn handle(
             }
         }
     }
+}
+
+/// Go's answer to plain HTTP on a TLS port. The request is drained briefly after the answer
+/// (as Go's closeWriteAndWait does): closing with unread input would send a reset that can
+/// destroy the answer before the client reads it.
+async fn refuse_plain_http(stream: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ =
+        stream.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n").await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
 /// Whether the first byte is a TLS handshake record (0x16); waits for it (the reaper bounds
@@ -312,7 +341,10 @@ where
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUFFER)).keep_alive(true);
+    builder
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUFFER) * 2)
+        .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

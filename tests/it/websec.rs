@@ -137,6 +137,7 @@ impl Pki {
         Pki { dir: dir.to_path_buf() }
     }
 
+    #[allow(dead_code)]
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
