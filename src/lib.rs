@@ -48,8 +48,8 @@ pub enum RunError {
     Load { source_name: String, error: app::ApplyError },
     #[error("{0}")]
     Flag(String),
-    #[error("cannot listen on {address}: {error}")]
-    Listen { address: String, error: std::io::Error },
+    #[error("{0}")]
+    Listen(#[from] web::server::ListenError),
     #[error("--web.config.file {0}")]
     WebConfig(#[from] web::webconfig::WebConfigError),
     #[error("HTTP server failed: {0}")]
@@ -102,7 +102,7 @@ async fn serve(
     };
     let mut listeners = Vec::new();
     for address in &flags.listen_addresses {
-        listeners.push(web::server::bind(address).map_err(RunError::Flag)?);
+        listeners.push(web::server::bind(address)?);
     }
     let source_name = source.describe();
     let app = App::start(source, clock, shard, flags.storage_path.clone())

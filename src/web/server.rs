@@ -443,24 +443,32 @@ impl hyper::body::Body for DoneGuard {
     }
 }
 
+/// Why a listen address cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("invalid listen address `{0}` (expected host:port or :port)")]
+    Address(String),
+    #[error("cannot listen on {address}: {error}")]
+    Bind { address: String, error: io::Error },
+}
+
 /// Binds `text` (`host:port` or `:port`). `:port` is every address, IPv6 and IPv4 on one
 /// dual-stack socket as Go does; where IPv6 is unavailable it falls back to IPv4 alone.
-pub fn bind(text: &str) -> Result<TcpListener, String> {
+pub fn bind(text: &str) -> Result<TcpListener, ListenError> {
+    let failed = |error| ListenError::Bind { address: text.to_string(), error };
     if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| format!("invalid listen address `{text}` (bad port)"))?;
+        let port: u16 = port.parse().map_err(|_| ListenError::Address(text.to_string()))?;
         return match bind_socket(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)), true) {
             Ok(listener) => Ok(listener),
             Err(e) if ipv6_unavailable(&e) => {
                 tracing::info!(error = %e, "IPv6 unavailable: listening on IPv4 only");
-                bind_socket(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)), false)
-                    .map_err(|e| format!("cannot listen on {text}: {e}"))
+                bind_socket(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)), false).map_err(failed)
             }
-            Err(e) => Err(format!("cannot listen on {text}: {e}")),
+            Err(e) => Err(failed(e)),
         };
     }
-    let addr: SocketAddr =
-        text.parse().map_err(|_| format!("invalid listen address `{text}` (expected host:port or :port)"))?;
-    bind_socket(addr, false).map_err(|e| format!("cannot listen on {text}: {e}"))
+    let addr: SocketAddr = text.parse().map_err(|_| ListenError::Address(text.to_string()))?;
+    bind_socket(addr, false).map_err(failed)
 }
 
 fn ipv6_unavailable(e: &io::Error) -> bool {
@@ -525,6 +533,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         registry.reap();
         tokio::time::timeout(Duration::from_millis(100), c.kill.notified()).await.expect("reaped");
+    }
+
+    #[tokio::test]
+    async fn listen_address_forms() {
+        assert!(bind("[::1]:0").is_ok() || bind("127.0.0.1:0").is_ok());
+        assert!(matches!(bind("nope"), Err(ListenError::Address(_))));
+        assert!(matches!(bind(":99999"), Err(ListenError::Address(_))));
     }
 
     #[tokio::test]

@@ -12,7 +12,27 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConf
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-use super::webconfig::RawTls;
+use serde::Deserialize;
+
+/// `tls_server_config` as exporter-toolkit defines it; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// Inline PEM, as newer exporter-toolkit versions accept instead of the files.
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub client_auth_type: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub client_ca: Option<String>,
+    pub client_allowed_sans: Option<Vec<String>>,
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub curve_preferences: Option<Vec<String>>,
+    pub prefer_server_cipher_suites: Option<bool>,
+}
 
 /// A validated `tls_server_config`, with the files it was built from (a change to any of them
 /// rebuilds it, so a renewed certificate is picked up without a restart).

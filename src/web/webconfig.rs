@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::auth::Users;
-use super::tls::{self, TlsSettings};
+use super::tls::{self, RawTls, TlsSettings};
 
 /// The largest web config file read: it holds a few hashes and paths.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -37,25 +37,6 @@ pub struct RawWebConfig {
     pub http_server_config: Option<RawHttp>,
     #[serde(default)]
     pub basic_auth_users: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    /// Inline PEM, as newer exporter-toolkit versions accept instead of the files.
-    pub cert: Option<String>,
-    pub key: Option<String>,
-    pub client_auth_type: Option<String>,
-    pub client_ca_file: Option<String>,
-    pub client_ca: Option<String>,
-    pub client_allowed_sans: Option<Vec<String>>,
-    pub min_version: Option<String>,
-    pub max_version: Option<String>,
-    pub cipher_suites: Option<Vec<String>>,
-    pub curve_preferences: Option<Vec<String>>,
-    pub prefer_server_cipher_suites: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,10 +186,6 @@ impl WebConfigSource {
         Ok(WebConfigSource { path: path.to_path_buf(), state: Mutex::new((seen, Arc::new(config))) })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The current config, re-read first if a file changed since the last read.
     pub fn current(&self) -> Arc<WebConfig> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -292,6 +269,18 @@ mod tests {
         std::fs::write(&path, "basic_auth_users: [broken\n").unwrap();
         assert!(!source.current().users.is_empty(), "a broken edit keeps the old users");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The shipped example parses, names only toolkit keys and its user checks out.
+    #[tokio::test]
+    async fn the_example_web_config_is_valid() {
+        let text = include_str!("../../config/web-config.example.yml");
+        let raw = parse(text).unwrap();
+        let users = Arc::new(Users::new(raw.basic_auth_users.unwrap()).unwrap());
+        assert!(users.verify("prometheus", "change-me").await);
+        assert!(headers(raw.http_server_config.unwrap().headers.unwrap()).is_ok());
+        let tls = raw.tls_server_config.unwrap();
+        assert_eq!(tls.client_auth_type.as_deref(), Some("RequireAndVerifyClientCert"));
     }
 
     #[test]

@@ -3,42 +3,20 @@
 //! must be; lifecycle gating; slow-loris and idle connections; size limits; gzip q-values;
 //! `/probe` limits; HTML escaping. Certificates are generated here (rcgen): no key is committed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
-use crate::binary::{field, http};
+use crate::binary::{http, Exporter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_esim-exporter");
 
 const FLEET: &str = "global:\n  poll_interval: 1s\n  timeout: 5s\naccounts:\n  acme: {driver: demo, seed: 1}\nlines:\n  - {name: gate-1, account: acme}\n";
-
-/// A running exporter with its own directory and log.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Server {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("esim-websec-{name}-{}", std::process::id()));
@@ -47,39 +25,10 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Starts the binary in `dir` (which holds `esim.yaml` and whatever the flags name) and waits
-/// for its `listening` line; readiness is the caller's business (it may need TLS).
-fn start(dir: PathBuf, config: &str, extra: &[&str]) -> Server {
-    std::fs::write(dir.join("esim.yaml"), config).expect("write config");
-    let mut child = Command::new(BIN)
-        .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0", "--log.level", "debug"])
-        .args(["--web.render-interval", "100ms"])
-        .args(extra)
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn esim-exporter");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.contains("msg=listening").then(|| field(&line, "address")).flatten() {
-                let _ = tx.send(addr);
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(addr) => addr.parse().expect("socket address"),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("exporter did not start:\n{}", log.lock().unwrap().join("\n"));
-        }
-    };
-    Server { child, addr, dir, log }
+/// Starts the binary in `dir` (holding `esim.yaml` and whatever the flags name), without
+/// `--web.enable-lifecycle`; readiness is the caller's business (it may need TLS).
+fn start(dir: PathBuf, config: &str, extra: &[&str]) -> Exporter {
+    Exporter::spawn_in(dir, config, extra)
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -203,7 +152,7 @@ fn bcrypt_hash(password: &str) -> String {
 }
 
 /// An exporter behind TLS + basic auth (user `prom`, password `s3cret`), with headers.
-fn tls_auth_exporter(name: &str) -> (Server, Pki) {
+fn tls_auth_exporter(name: &str) -> (Exporter, Pki) {
     let dir = temp_dir(name);
     let pki = Pki::generate(&dir);
     let web = format!(
@@ -221,7 +170,7 @@ fn tls_auth_exporter(name: &str) -> (Server, Pki) {
 }
 
 /// An exporter that requires a client certificate from CA A (no basic auth).
-fn client_cert_exporter(name: &str) -> (Server, Pki) {
+fn client_cert_exporter(name: &str) -> (Exporter, Pki) {
     let dir = temp_dir(name);
     let pki = Pki::generate(&dir);
     let web = "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  \
@@ -390,8 +339,10 @@ fn real_prometheus_scrapes_over_tls_with_basic_auth_and_client_certs_and_is_refu
     };
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
-        if let Ok((200, _, body)) = std::panic::catch_unwind(|| http(api, "GET", "/api/v1/targets", &[])) {
-            targets = serde_json::from_slice(&body).unwrap_or_default();
+        // `http` panics when nothing listens: ask only once Prometheus accepts connections.
+        if TcpStream::connect_timeout(&api, Duration::from_millis(200)).is_ok() {
+            let (status, _, body) = http(api, "GET", "/api/v1/targets", &[]);
+            targets = if status == 200 { serde_json::from_slice(&body).unwrap_or_default() } else { targets };
             if settled(&targets) {
                 break;
             }
