@@ -410,12 +410,15 @@ fn slow_loris_and_idle_clients_hold_no_slot_and_do_not_delay_scrapes() {
     let mut held: Vec<TcpStream> = (0..16).map(|_| slow_loris(e.addr)).collect();
     held.extend((0..8).map(|_| TcpStream::connect(e.addr).unwrap()));
     std::thread::sleep(Duration::from_millis(200));
+    let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
         let (status, _, _) = http(e.addr, "GET", "/metrics", &[]);
         assert_eq!(status, 200);
-        assert!(t.elapsed() < Duration::from_millis(500), "scrape took {:?} behind slow clients", t.elapsed());
+        slowest = slowest.max(t.elapsed());
     }
+    assert!(slowest < Duration::from_millis(500), "a scrape took {slowest:?} behind slow clients");
+    eprintln!("slowest of 5 scrapes behind 16 slow-loris + 8 idle connections (cap 8): {slowest:?}");
     // Each held connection is closed: by eviction or by its timeout (1 s header, 2 s idle).
     let t = Instant::now();
     for mut s in held {
