@@ -49,7 +49,7 @@ pub struct Flags {
     #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration_flag, value_name = "DURATION")]
     pub read_header_timeout: Duration,
 
-    /// Time a kept-alive connection may wait for its next request before it is closed.
+    /// Time a kept-alive connection may wait for its next request (or a response for its client to read on) before it is closed.
     #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = parse_duration_flag, value_name = "DURATION")]
     pub idle_timeout: Duration,
 

@@ -32,7 +32,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// From the first byte of a request (or of the TLS handshake) to its complete headers.
     pub read_header_timeout: Duration,
-    /// How long a connection may wait for its next request.
+    /// How long a connection may wait for its next request, and a response for its client to
+    /// read on.
     pub idle_timeout: Duration,
     /// Request line plus headers.
     pub max_header_bytes: usize,
@@ -66,11 +67,20 @@ struct ConnState {
     since: AtomicU64,
     kill: Notify,
     epoch: Instant,
+    /// Milliseconds since the epoch + 1 when a write started to wait for the client (0: not
+    /// waiting): a client that stops reading a response must not hold its slot forever.
+    write_blocked: AtomicU64,
 }
 
 impl ConnState {
     fn new(epoch: Instant) -> ConnState {
-        let state = ConnState { phase: AtomicU8::new(IDLE), since: AtomicU64::new(0), kill: Notify::new(), epoch };
+        let state = ConnState {
+            phase: AtomicU8::new(IDLE),
+            since: AtomicU64::new(0),
+            kill: Notify::new(),
+            epoch,
+            write_blocked: AtomicU64::new(0),
+        };
         state.set(IDLE);
         state
     }
@@ -89,6 +99,21 @@ impl ConnState {
         if self.phase.compare_exchange(IDLE, RECEIVING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.since.store(self.now_ms(), Ordering::Release);
         }
+    }
+
+    /// A write waits for the client to read (`Pending`) or went through.
+    fn write_waits(&self, waiting: bool) {
+        if !waiting {
+            self.write_blocked.store(0, Ordering::Release);
+        } else if self.write_blocked.load(Ordering::Acquire) == 0 {
+            self.write_blocked.store(self.now_ms() + 1, Ordering::Release);
+        }
+    }
+
+    /// How long the current write has waited for the client, if it waits.
+    fn write_stalled(&self) -> Option<Duration> {
+        let at = self.write_blocked.load(Ordering::Acquire);
+        (at != 0).then(|| Duration::from_millis(self.now_ms().saturating_sub(at - 1)))
     }
 
     /// Tells the connection to close, once.
@@ -150,6 +175,11 @@ impl Registry {
     fn reap(&self) {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         for (_, c) in conns.iter() {
+            if c.write_stalled().is_some_and(|d| d > self.limits.idle_timeout) {
+                tracing::debug!("closing a connection whose client stopped reading its response");
+                c.close();
+                continue;
+            }
             match c.waiting() {
                 Some((IDLE, d)) if d > self.limits.idle_timeout => c.close(),
                 Some((RECEIVING, d)) if d > self.limits.read_header_timeout => c.close(),
@@ -375,7 +405,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.state.write_waits(polled.is_pending());
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -391,7 +423,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.state.write_waits(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -533,6 +567,34 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(30)).await;
         registry.reap();
         tokio::time::timeout(Duration::from_millis(100), c.kill.notified()).await.expect("reaped");
+    }
+
+    #[tokio::test]
+    async fn a_response_the_client_does_not_read_is_closed_at_the_idle_timeout() {
+        let limits = Limits { idle_timeout: Duration::from_millis(10), ..Limits::default() };
+        let registry = Registry {
+            conns: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            slots: Arc::new(Semaphore::new(2)),
+            epoch: Instant::now(),
+            limits,
+        };
+        let (_, c) = registry.add();
+        c.set(BUSY);
+        c.write_waits(true);
+        registry.reap();
+        assert!(c.waiting().is_none(), "a write that just started waiting is left alone");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        c.write_waits(true);
+        registry.reap();
+        tokio::time::timeout(Duration::from_millis(100), c.kill.notified()).await.expect("closed");
+        let (_, d) = registry.add();
+        d.set(BUSY);
+        d.write_waits(true);
+        d.write_waits(false);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        registry.reap();
+        assert_eq!(d.phase.load(Ordering::Acquire), BUSY, "writes that go through keep it open");
     }
 
     #[tokio::test]

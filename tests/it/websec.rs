@@ -496,3 +496,22 @@ fn html_escapes_line_names_and_labels() {
     assert!(!html.contains("<img src=x"), "raw label in the page");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the name is shown, escaped");
 }
+
+#[test]
+fn a_client_that_stops_reading_a_response_loses_its_connection_at_the_idle_timeout() {
+    let dir = temp_dir("stalled");
+    let mut config = String::from("global: {poll_interval: 1h}\naccounts:\n  acme: {driver: demo, seed: 1}\nlines:\n");
+    for i in 0..4000 {
+        config += &format!("  - {{name: line-{i:05}, account: acme}}\n");
+    }
+    let e = start(dir, &config, &["--web.idle-timeout", "1s"]);
+    wait_for("ready", || http(e.addr, "GET", "/-/ready", &[]).0 == 200);
+    wait_for("a big exposition", || http(e.addr, "GET", "/metrics", &[]).2.len() > 4_000_000);
+    let s = TcpStream::connect(e.addr).unwrap();
+    socket2::SockRef::from(&s).set_recv_buffer_size(4096).unwrap();
+    let mut s = s;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    wait_for("the stalled response to be closed", || e.log().contains("stopped reading its response"));
+    // The scrape port stays usable meanwhile.
+    assert_eq!(http(e.addr, "GET", "/-/healthy", &[]).0, 200);
+}
