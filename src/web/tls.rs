@@ -10,7 +10,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use serde::Deserialize;
 
@@ -76,11 +76,6 @@ impl ClientAuth {
 
 /// Builds the rustls config; relative paths are relative to `dir` (the web config's directory).
 pub fn settings(raw: RawTls, dir: &Path) -> Result<TlsSettings, String> {
-    if raw.client_allowed_sans.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err("tls_server_config.client_allowed_sans: not supported by this exporter yet; \
-                    use a client CA that issues only the allowed clients"
-            .into());
-    }
     let mut files = Vec::new();
     let certs = certificates(&raw, dir, &mut files)?;
     let key = private_key(&raw, dir, &mut files)?;
@@ -88,6 +83,10 @@ pub fn settings(raw: RawTls, dir: &Path) -> Result<TlsSettings, String> {
     let versions = versions(raw.min_version.as_deref(), raw.max_version.as_deref())?;
     let auth = ClientAuth::parse(raw.client_auth_type.as_deref().unwrap_or(""))?;
     let verifier = client_verifier(auth, &raw, dir, &provider, &mut files)?;
+    let verifier = match allowed_sans(raw.client_allowed_sans.as_deref().unwrap_or(&[]), auth)? {
+        Some(allowed) => Arc::new(AllowedSans { inner: verifier, allowed }) as Arc<dyn ClientCertVerifier>,
+        None => verifier,
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?
@@ -263,6 +262,91 @@ fn client_verifier(
     }
 }
 
+/// `client_allowed_sans`: DNS names and IP addresses (what rustls' webpki can match; an email
+/// or URI entry is refused by name). Only with a client auth type that asks for a certificate.
+fn allowed_sans(names: &[String], auth: ClientAuth) -> Result<Option<Vec<ServerName<'static>>>, String> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    if auth == ClientAuth::NoClientCert {
+        return Err(
+            "tls_server_config.client_allowed_sans: needs a client_auth_type that asks for a certificate".into()
+        );
+    }
+    let parsed = names
+        .iter()
+        .map(|n| {
+            ServerName::try_from(n.clone()).map_err(|_| {
+                format!(
+                    "tls_server_config.client_allowed_sans: `{n}` is not a DNS name or IP address \
+                     (email and URI names are not supported)"
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(parsed))
+}
+
+/// Verifies as `inner` does, then requires a presented certificate to name one of `allowed`
+/// in its subject alternative names (exporter-toolkit's `client_allowed_sans`).
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<ServerName<'static>>,
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        if self.allowed.iter().any(|name| cert.verify_is_valid_for_subject_name(name).is_ok()) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Go's `RequestClientCert` / `RequireAnyClientCert`: a certificate is asked for (and for the
 /// latter required) but not verified against a CA; its signature over the handshake still is,
 /// so the client does hold the key.
@@ -333,6 +417,16 @@ mod tests {
         assert!(cipher_suite("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256").is_ok());
         assert!(cipher_suite("TLS_RSA_WITH_AES_128_CBC_SHA").unwrap_err().contains("cipher_suites"));
         assert!(curve("CurveP521").unwrap_err().contains("curve_preferences"));
+    }
+
+    #[test]
+    fn allowed_sans_are_dns_names_or_ips() {
+        assert!(allowed_sans(&[], ClientAuth::NoClientCert).unwrap().is_none());
+        let ok = allowed_sans(&["prometheus".into(), "10.0.0.1".into()], ClientAuth::RequireAndVerifyClientCert);
+        assert_eq!(ok.unwrap().unwrap().len(), 2);
+        let e = allowed_sans(&["a@b.c".into()], ClientAuth::RequireAndVerifyClientCert).unwrap_err();
+        assert!(e.contains("client_allowed_sans") && e.contains("a@b.c"), "{e}");
+        assert!(allowed_sans(&["x".into()], ClientAuth::NoClientCert).unwrap_err().contains("client_auth_type"));
     }
 
     #[test]

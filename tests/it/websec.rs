@@ -237,6 +237,13 @@ fn client_certificates_from_the_ca_are_required() {
     let other =
         tls_get(e.addr, &pki.dir, Some(("other-client.pem", "other-client-key.pem")), None, "/metrics").unwrap_err();
     assert!(other.contains("UnknownCA") || other.contains("BadCertificate") || other.contains("alert"), "{other}");
+    // client_allowed_sans, applied on the next connection after an edit.
+    let web = std::fs::read_to_string(e.dir.join("web.yml")).unwrap();
+    let mine = || tls_get(e.addr, &pki.dir, Some(("client.pem", "client-key.pem")), None, "/-/healthy");
+    std::fs::write(e.dir.join("web.yml"), format!("{web}  client_allowed_sans: [someone-else]\n")).unwrap();
+    wait_for("a SAN outside the list to be refused", || mine().is_err());
+    std::fs::write(e.dir.join("web.yml"), format!("{web}  client_allowed_sans: [someone-else, prometheus]\n")).unwrap();
+    wait_for("a listed SAN to be admitted", || mine().is_ok_and(|r| r.0 == 200));
 }
 
 #[test]
