@@ -1,7 +1,6 @@
 //! Command-line flags, Prometheus-exporter style (`--config.file`, `--web.listen-address`).
 //! Two stages, like the config: clap parses [`Flags`]; `Options` holds them resolved.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,9 +33,25 @@ pub struct Flags {
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_name = "PATH")]
     pub telemetry_path: String,
 
-    /// exporter-toolkit compatible web config (TLS, basic auth).
+    /// exporter-toolkit compatible web config (TLS, client certificates, basic auth, headers); re-read when it changes. See docs/SECURITY.md.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+
+    /// Allow `POST /-/reload` over HTTP (Prometheus' flag). Without it the endpoint answers 403; SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Most connections open at once, all listeners together. Over the cap, the connection that has waited longest without a request is closed.
+    #[arg(long = "web.max-connections", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_connections: u32,
+
+    /// Time a client has from the first byte of a request (or TLS handshake) to its last header line.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub read_header_timeout: Duration,
+
+    /// Time a kept-alive connection may wait for its next request (or a response for its client to read on) before it is closed.
+    #[arg(long = "web.idle-timeout", default_value = "2m", value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub idle_timeout: Duration,
 
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
@@ -135,12 +150,6 @@ pub const fn long_version_text() -> &'static str {
     )
 }
 
-/// Parses a listen address: `:10063` means every interface, like Go's net.Listen.
-pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
-    let full = if let Some(port) = text.strip_prefix(':') { format!("0.0.0.0:{port}") } else { text.to_string() };
-    full.parse().map_err(|_| format!("invalid listen address `{text}` (expected host:port or :port)"))
-}
-
 /// Paths the exporter serves itself; the telemetry path must not shadow them.
 const RESERVED_PATHS: &[&str] = &["/", "/api/v1/lines", "/-/healthy", "/-/ready", "/-/reload", "/probe"];
 
@@ -204,13 +213,6 @@ mod tests {
         assert_eq!(after.storage_path, Some(PathBuf::from("/s/state.json")));
         assert!(Flags::try_parse_from(["esim-exporter", "login"]).is_err(), "--account is required");
         assert!(Flags::parse_from(["esim-exporter", "--once"]).command.is_none());
-    }
-
-    #[test]
-    fn listen_address_forms() {
-        assert_eq!(parse_listen_address(":10063").unwrap().port(), 10063);
-        assert!(parse_listen_address("[::1]:9").is_ok());
-        assert!(parse_listen_address("nope").is_err());
     }
 
     #[test]

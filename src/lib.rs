@@ -48,8 +48,10 @@ pub enum RunError {
     Load { source_name: String, error: app::ApplyError },
     #[error("{0}")]
     Flag(String),
-    #[error("cannot listen on {address}: {error}")]
-    Listen { address: String, error: std::io::Error },
+    #[error("{0}")]
+    Listen(#[from] web::server::ListenError),
+    #[error("--web.config.file {0}")]
+    WebConfig(#[from] web::webconfig::WebConfigError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -62,11 +64,6 @@ pub async fn run(flags: Flags) -> Result<Outcome, RunError> {
     let source = config_source(&flags);
     if flags.config_check {
         return Ok(once::check_config(&source));
-    }
-    if flags.web_config_file.is_some() {
-        return Err(RunError::Flag(
-            "--web.config.file (TLS and basic auth) is not supported yet; run behind a reverse proxy meanwhile".into(),
-        ));
     }
     let shard = match &flags.shard {
         Some(text) => Some(Shard::parse(text).map_err(|e| RunError::Flag(format!("--shard: {e}")))?),
@@ -98,13 +95,14 @@ async fn serve(
     shard: Option<Shard>,
 ) -> Result<Outcome, RunError> {
     cli::check_telemetry_path(&flags.telemetry_path).map_err(RunError::Flag)?;
+    // The web config first: a bad file must stop the start before anything listens.
+    let web = match &flags.web_config_file {
+        Some(path) => Some(Arc::new(web::WebConfigSource::open(path)?)),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for address in &flags.listen_addresses {
-        let addr = cli::parse_listen_address(address).map_err(RunError::Flag)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|error| RunError::Listen { address: address.clone(), error })?;
-        listeners.push(listener);
+        listeners.push(web::server::bind(address)?);
     }
     let source_name = source.describe();
     let app = App::start(source, clock, shard, flags.storage_path.clone())
@@ -114,13 +112,21 @@ async fn serve(
     app.spawn_saver(STATE_SAVE_PERIOD, stop_rx.clone());
     for listener in &listeners {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(address = %addr, config = %source_name, lines = app.config().lines.len(), "listening");
+            let tls = web.as_ref().is_some_and(|w| w.current().tls.is_some());
+            tracing::info!(address = %addr, tls, config = %source_name, lines = app.config().lines.len(), "listening");
         }
     }
-    let router = web::router(app.clone(), &flags.telemetry_path);
+    let options = web::RouterOptions { enable_lifecycle: flags.enable_lifecycle, web: web.clone() };
+    let router = web::router(app.clone(), &flags.telemetry_path, options);
+    let limits = web::Limits {
+        max_connections: flags.max_connections as usize,
+        read_header_timeout: flags.read_header_timeout,
+        idle_timeout: flags.idle_timeout,
+        ..web::Limits::default()
+    };
     let signals = tokio::spawn(handle_signals(app.clone(), stop_tx));
     let mut shutdown_rx = stop_rx;
-    let served = web::serve(listeners, router, async move {
+    let served = web::serve(listeners, router, web, limits, async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
     })
     .await;

@@ -185,7 +185,8 @@ def bench_size(args, workdir, n, results):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     warm = Proc(f"exporter-{n}-warm", [args.exporter, "--config.file", warm_cfg, "--web.listen-address",
-                                       f"127.0.0.1:{port}", "--log.level", "error", "--storage.path", state], workdir)
+                                       f"127.0.0.1:{port}", "--log.level", "error", "--storage.path", state,
+                                       "--web.enable-lifecycle"], workdir)
     wait_until_ready(base + "/-/ready", warm)
     # The first wave (issue 12): no storage yet, so every line polls right after start, paced
     # only by its account's limits. Measured from ready until every line has a poll outcome.
@@ -208,7 +209,7 @@ def bench_size(args, workdir, n, results):
     metrics = base + "/metrics"
     t = time.time()
     ex = Proc(f"exporter-{n}", [args.exporter, "--config.file", cfg, "--web.listen-address", f"127.0.0.1:{port}",
-                                "--log.level", "error", "--storage.path", state,
+                                "--log.level", "error", "--storage.path", state, "--web.enable-lifecycle",
                                 "--web.render-interval", f"{RENDER_INTERVAL:g}s"], workdir)
     wait_until_ready(base + "/-/ready", ex)
     r["ready_s"] = time.time() - t
@@ -287,7 +288,8 @@ def bench_size(args, workdir, n, results):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     ex = Proc(f"exporter-{n}-arenas", [args.exporter, "--config.file", cfg, "--web.listen-address",
-                                       f"127.0.0.1:{port}", "--log.level", "error", "--storage.path", state],
+                                       f"127.0.0.1:{port}", "--log.level", "error", "--storage.path", state,
+                                       "--web.enable-lifecycle"],
               workdir, {"MALLOC_ARENA_MAX": "2"})
     wait_until_ready(base + "/-/ready", ex)
     time.sleep(8)

@@ -14,7 +14,9 @@ use crate::app::App;
 use crate::metrics::{negotiate, Format, PartsBody};
 
 use super::api::{self, LinesQuery};
+use super::probe_limit::PROBE_MIN_INTERVAL;
 use super::status_page;
+use super::Routes;
 
 /// Kept off the scrape timeout so the answer arrives before Prometheus gives up.
 const PROBE_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
@@ -36,18 +38,28 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     response
 }
 
-/// Whether `Accept-Encoding` allows gzip (a `q=0` refuses it).
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): an explicit `gzip` entry decides
+/// by its q-value, otherwise `*` does; `q=0` refuses. So `gzip;q=0, *` gets identity.
 fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|value| {
-        value.split(',').any(|item| {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-        })
-    })
+    let Some(value) = accept_encoding else { return false };
+    let mut gzip = None;
+    let mut any = None;
+    for item in value.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .find_map(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(gzip.map_or(q, |g: f32| g.max(q)));
+        } else if coding == "*" {
+            any = Some(q);
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
 /// `/`: the status page. Rows are copied from the store under one short read lock; the HTML
@@ -106,8 +118,17 @@ pub async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-pub async fn reload(State(app): State<Arc<App>>) -> Response {
-    match app.reload().await {
+/// `POST /-/reload`: only with `--web.enable-lifecycle` (Prometheus' flag and answer); SIGHUP
+/// always reloads.
+pub async fn reload(State(routes): State<Routes>) -> Response {
+    if !routes.enable_lifecycle {
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled. Start with --web.enable-lifecycle or send SIGHUP.\n",
+        )
+            .into_response();
+    }
+    match routes.app.reload().await {
         Ok(()) => (StatusCode::OK, "config reloaded\n").into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response(),
     }
@@ -116,7 +137,7 @@ pub async fn reload(State(app): State<Arc<App>>) -> Response {
 /// `/probe?line=NAME[&debug=true]`: polls one configured line now and returns its series.
 /// Only configured names are accepted; nothing in the request chooses where to connect.
 pub async fn probe(
-    State(app): State<Arc<App>>,
+    State(routes): State<Routes>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
@@ -124,6 +145,20 @@ pub async fn probe(
         return (StatusCode::BAD_REQUEST, "missing parameter `line` (a configured line name)\n").into_response();
     };
     let debug = query.get("debug").is_some_and(|d| d == "true" || d == "1");
+    let app = &routes.app;
+    if app.store.get(line).is_none() {
+        return (StatusCode::NOT_FOUND, "no configured line of that name\n").into_response();
+    }
+    if let Err(wait) = routes.probes.try_start(line) {
+        let seconds = wait.as_secs() + 1;
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("line `{line}` was probed less than {PROBE_MIN_INTERVAL:?} ago; retry in {seconds} s\n"),
+        )
+            .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return r;
+    }
     let timeout = scrape_timeout(&headers);
     let Some(probe) = app.probe(line, timeout).await else {
         return (StatusCode::NOT_FOUND, "no configured line of that name\n").into_response();
@@ -161,6 +196,12 @@ mod tests {
             (Some("identity"), false),
             (Some("*"), true),
             (Some("GZIP"), true),
+            (Some("gzip;q=0, *"), false),
+            (Some("*, gzip;q=0"), false),
+            (Some("*;q=0"), false),
+            (Some("identity, *;q=0.1"), true),
+            (Some("gzip; q=0.000"), false),
+            (Some("br, gzip;q=bogus"), false),
         ];
         for (header, expected) in cases {
             assert_eq!(accepts_gzip(header), expected, "{header:?}");

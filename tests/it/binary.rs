@@ -30,7 +30,7 @@ lines:
 ";
 
 pub struct Exporter {
-    child: Child,
+    pub child: Child,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
@@ -52,8 +52,18 @@ impl Exporter {
         Exporter::start_in(dir, config, extra)
     }
 
-    /// Starts the binary in `dir` (kept as it is, so a restart finds its files).
+    /// Starts the binary in `dir` (kept as it is, so a restart finds its files), with
+    /// `--web.enable-lifecycle` so tests can reload over HTTP, and waits until it is ready.
     pub fn start_in(dir: PathBuf, config: &str, extra: &[&str]) -> Exporter {
+        let flags = [&["--web.enable-lifecycle"], extra].concat();
+        let exporter = Exporter::spawn_in(dir, config, &flags);
+        exporter.wait_until("ready", |e| e.get("/-/ready").0 == 200);
+        exporter
+    }
+
+    /// Starts the binary in `dir` and waits for its `listening` line only (readiness may need
+    /// TLS or credentials the caller has).
+    pub fn spawn_in(dir: PathBuf, config: &str, extra: &[&str]) -> Exporter {
         std::fs::write(dir.join("esim.yaml"), config).expect("write config");
         let mut child = Command::new(BIN)
             .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0"])
@@ -83,9 +93,7 @@ impl Exporter {
                 panic!("exporter did not start:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        let exporter = Exporter { child, addr, dir, log, keep_dir: false };
-        exporter.wait_until("ready", |e| e.get("/-/ready").0 == 200);
-        exporter
+        Exporter { child, addr, dir, log, keep_dir: false }
     }
 
     /// A GET with optional headers; returns status, headers and the raw body.
@@ -380,7 +388,8 @@ fn every_endpoint_answers() {
     assert!(probe.contains("esim_balance{line=\"good-1\""), "{probe}");
     assert!(!probe.contains("line=\"low-1\""), "only the probed line");
     promtool_check_metrics(&probe);
-    let (status, debug) = e.get("/probe?line=good-1&debug=true");
+    // Another line: a line is probed at most once a second (429 within that, see websec.rs).
+    let (status, debug) = e.get("/probe?line=unlimited-1&debug=true");
     assert_eq!(status, 200);
     assert!(debug.contains("poll succeeded"), "{debug}");
     assert_eq!(e.get("/probe?line=nope").0, 404);

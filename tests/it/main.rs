@@ -11,3 +11,4 @@ mod support;
 mod support_modem;
 mod tidy;
 mod ussd;
+mod websec;
