@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod drivers;
 pub mod error;
+pub mod fsutil;
 mod heap;
 pub mod logging;
 mod login;
