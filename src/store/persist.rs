@@ -580,4 +580,19 @@ pub(super) mod tests {
         assert!(err.contains("FIFO"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_counter_restores_to_exactly_the_value_it_had() {
+        let dir = scratch_dir("exact");
+        let path = dir.join("state.json");
+        let store = store_with(&["a"]);
+        record(&store, "a", 0, Ok(rub(100.0)));
+        // This total parsed one ULP low with serde_json's default float parser.
+        store.update_each([("a".to_string(), ())], |(), s| s.money[0].spent = 0.009999999999990905);
+        save(&store, &path).unwrap();
+        let after = store_with(&["a"]);
+        restore(&after, &path).unwrap();
+        assert_eq!(after.get("a").unwrap().money[0].spent.to_bits(), 0.009999999999990905f64.to_bits());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
