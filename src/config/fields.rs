@@ -187,6 +187,11 @@ impl<'a> Fields<'a> {
                 self.error(key, node.pos, format!("{i} is out of range (expected {min} to {max})"));
                 None
             }
+            // A whole number past i64 arrives as a float.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() > i64::MAX as f64 => {
+                self.error(key, node.pos, format!("number is too large (expected {min} to {max})"));
+                None
+            }
             ref other => {
                 self.error(key, node.pos, format!("expected a whole number, found {}", describe(other)));
                 None

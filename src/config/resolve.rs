@@ -79,6 +79,7 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<
         sink.error(Some(tree.pos), "lines", "the config has no lines to poll");
     }
     warn_unused_accounts(&sink, &accounts, &lines);
+    warn_timeout_not_under_interval(&sink, &lines);
 
     let mut diagnostics = sink.diagnostics.into_inner();
     diagnostics::sort(&mut diagnostics);
@@ -472,7 +473,19 @@ fn check_line_name(f: &Fields<'_>, name: &str, pos: Pos) {
         f.error("name", pos, format!("line name is longer than {LINE_NAME_MAX} characters"));
     } else if name.chars().any(char::is_control) {
         f.error("name", pos, "line name contains control characters");
+    } else if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
+        f.error(
+            "name",
+            pos,
+            format!("line name contains the bidirectional control character U+{:04X}, which can make it display as another name", c as u32),
+        );
     }
+}
+
+/// Unicode's explicit directional formatting characters (UAX #9): invisible, and able to show
+/// `evil\u{202E}gnp` as `evilpng` on a status page or in Grafana.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Normalises an MSISDN to `+` and digits (spaces, dashes and brackets dropped).
@@ -544,6 +557,29 @@ fn merge_labels(interner: &mut Interner, account: &Labels, line: &OwnLabels) -> 
     let mut merged: BTreeMap<&str, &str> = account.iter().collect();
     merged.extend(line.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     interner.labels(merged)
+}
+
+/// A timeout at or over the poll interval means a hanging operator keeps a line's polls
+/// overlapping its schedule; one warning for the whole config (fleets have many lines).
+fn warn_timeout_not_under_interval(sink: &Sink, lines: &[Arc<Line>]) {
+    let mut over = lines.iter().filter(|l| l.timeout >= l.poll_interval);
+    let Some(first) = over.next() else { return };
+    let others = over.count();
+    let and_others = match others {
+        0 => String::new(),
+        1 => " (and 1 more line)".to_string(),
+        n => format!(" (and {n} more lines)"),
+    };
+    sink.warning(
+        None,
+        "",
+        format!(
+            "line `{}`{and_others}: timeout {} is not shorter than poll_interval {}; polls may overlap their schedule",
+            first.name,
+            humantime::format_duration(first.timeout),
+            humantime::format_duration(first.poll_interval),
+        ),
+    );
 }
 
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {

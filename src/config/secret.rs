@@ -67,10 +67,16 @@ pub fn is_reference(raw: &str) -> bool {
     raw.contains("${")
 }
 
+/// The largest secret file read: tokens and keys are a few KB; `/dev/zero` or a log file
+/// pointed at by mistake must not be read into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
 /// Reads a `*_file` secret: the whole file, one trailing newline trimmed (editors add one).
+/// Only a regular file (a FIFO would block the start or a reload forever) of at most
+/// [`MAX_SECRET_FILE_BYTES`].
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
+    let text = crate::fsutil::read_regular_text(path, MAX_SECRET_FILE_BYTES, crate::fsutil::Symlinks::Follow)
+        .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
     let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     if value.is_empty() {
         return Err(format!("secret file `{}` is empty", path.display()));
