@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn values_past_the_bounds_are_refused_with_what_was_wrong() {
         let rub = |amount| Some(Money { amount, currency: Currency::RUB });
-        let cases: [(&str, Box<dyn FnOnce(&mut Reading)>); 8] = [
+        type Set<'a> = Box<dyn FnOnce(&mut Reading) + 'a>;
+        let cases: [(&str, Set); 8] = [
             ("balance inf", Box::new(|r| r.balance = rub(f64::INFINITY))),
             ("balance nan", Box::new(|r| r.balance = rub(f64::NAN))),
             ("balance 1.7e308", Box::new(|r| r.balance = rub(-1.7e308))),

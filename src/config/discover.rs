@@ -404,6 +404,7 @@ mod tests {
             max_concurrency: None,
             alert: AlertThresholds::default(),
             discover: Some(Arc::new(discover)),
+            credentials: 0,
         })
     }
 

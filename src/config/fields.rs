@@ -56,6 +56,8 @@ pub struct Fields<'a> {
     pos: Pos,
     entries: Vec<(&'a Key, &'a Node, bool)>,
     asked: Vec<&'static str>,
+    /// A digest of every secret read through these fields (see [`Fields::credentials`]).
+    secrets: std::cell::Cell<u64>,
 }
 
 impl<'a> Fields<'a> {
@@ -76,7 +78,7 @@ impl<'a> Fields<'a> {
             Value::Null => {}
             other => sink.error(Some(node.pos), &path, format!("expected a mapping of keys, found {}", other.kind())),
         }
-        Fields { sink, path, pos: node.pos, entries, asked: Vec::new() }
+        Fields { sink, path, pos: node.pos, entries, asked: Vec::new(), secrets: std::cell::Cell::new(0) }
     }
 
     pub fn sink(&self) -> &'a Sink {
@@ -239,6 +241,36 @@ impl<'a> Fields<'a> {
     /// A secret, from `key` (`${ENV}` or, with a warning, literal) or from `key_file`. Giving
     /// both is an error. `key_file` is a `&'static str` so that unknown-key hints know it.
     pub fn secret(&mut self, key: &'static str, key_file: &'static str) -> Option<Secret> {
+        let secret = self.read_secret(key, key_file)?;
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.secrets.get(), key, secret.expose()).hash(&mut h);
+        self.secrets.set(h.finish());
+        Some(secret)
+    }
+
+    /// What makes these fields' credentials: every top-level scalar (logins, client ids, base
+    /// URLs) and every secret read so far, as one digest that means something only within this
+    /// process. Two loads of an account with the same credentials give the same digest, so a
+    /// reload can tell "the password was fixed" from "the same password again".
+    pub fn credentials(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.secrets.get().hash(&mut h);
+        for (key, node, _) in &self.entries {
+            let scalar = match &node.value {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            (&key.name, scalar).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn read_secret(&mut self, key: &'static str, key_file: &'static str) -> Option<Secret> {
         let inline_node = self.node(key);
         let file_node = self.node(key_file);
         match (inline_node, file_node) {

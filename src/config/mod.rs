@@ -152,6 +152,9 @@ pub struct Account {
     pub alert: AlertThresholds,
     /// `discover:`: the account lists its SIMs and each becomes a line.
     pub discover: Option<Arc<discover::Discover>>,
+    /// A digest of the account's credentials and other settings (`Fields::credentials`): a
+    /// reload ends an auth lock-out only when it changes.
+    pub credentials: u64,
 }
 
 impl Account {

@@ -218,6 +218,7 @@ fn resolve_accounts(
             max_concurrency,
             alert: common.alert.or(global.alert),
             discover,
+            credentials: f.credentials(),
         };
         let defaults =
             AccountDefaults { pos: key.pos, operator, poll_interval: common.poll_interval, timeout: common.timeout };
@@ -434,6 +435,7 @@ fn resolve_line(
                 max_concurrency: None,
                 alert: global.alert,
                 discover: None,
+                credentials: f.credentials(),
             });
             implicit.push(account.clone());
             (account, AccountDefaults { pos: f.pos(), operator: None, poll_interval: None, timeout: None })
@@ -695,5 +697,20 @@ mod tests {
         assert!(raw::parse_streamed(&text, |_, _| ()).is_some(), "{} bytes stream", text.len());
         let config = crate::config::parse("t.yaml", &text).expect("resolves");
         assert_eq!(format!("{config:?}"), format!("{:?}", whole(&text).expect("resolves")));
+    }
+
+    #[test]
+    fn the_credentials_digest_changes_with_a_secret_or_login_and_not_with_a_line() {
+        let digest = |login: &str, password: &str, extra_line: bool| {
+            let extra = if extra_line { "  - {name: second, account: b, msisdn: \"+79031234568\"}\n" } else { "" };
+            let text = format!(
+                "accounts:\n  b: {{driver: beeline, login: \"{login}\", password: {password}}}\nlines:\n  - {{name: x, account: b, msisdn: \"+79031234567\"}}\n{extra}"
+            );
+            crate::config::parse("t.yaml", &text).expect("config").accounts[0].credentials
+        };
+        let base = digest("9031234567", "secret-1", false);
+        assert_eq!(base, digest("9031234567", "secret-1", true), "lines are not credentials");
+        assert_ne!(base, digest("9031234567", "secret-2", false), "a new password");
+        assert_ne!(base, digest("9031234568", "secret-1", false), "a new login");
     }
 }

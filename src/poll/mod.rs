@@ -347,13 +347,16 @@ impl Engine {
             let gate = match old_gates.remove(&account.name) {
                 Some(gate) if gate.fits(account) => {
                     if reload {
-                        gate.end_lockout();
+                        gate.reconfigured(account);
                     }
                     gate
                 }
                 previous => {
                     if let Some(previous) = &previous {
-                        previous.end_lockout();
+                        // The new gate carries a lock-out over when the credentials stay.
+                        if previous.driver() != account.driver.name || !previous.same_credentials(account) {
+                            previous.end_lockout();
+                        }
                         if previous.driver() != account.driver.name {
                             self.telemetry.forget_account(previous.name(), previous.driver());
                         }
