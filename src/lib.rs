@@ -19,6 +19,7 @@ pub mod metrics;
 mod once;
 pub mod poll;
 pub mod reading;
+pub mod redact;
 pub mod store;
 pub mod web;
 

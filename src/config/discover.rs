@@ -405,6 +405,7 @@ mod tests {
             alert: AlertThresholds::default(),
             discover: Some(Arc::new(discover)),
             credentials: 0,
+            redactor: Default::default(),
         })
     }
 

@@ -56,8 +56,8 @@ pub struct Fields<'a> {
     pos: Pos,
     entries: Vec<(&'a Key, &'a Node, bool)>,
     asked: Vec<&'static str>,
-    /// A digest of every secret read through these fields (see [`Fields::credentials`]).
-    secrets: std::cell::Cell<u64>,
+    /// Every secret read through these fields (see [`Fields::credentials`], [`Fields::redactor`]).
+    secrets: std::cell::RefCell<Vec<Secret>>,
 }
 
 impl<'a> Fields<'a> {
@@ -78,7 +78,7 @@ impl<'a> Fields<'a> {
             Value::Null => {}
             other => sink.error(Some(node.pos), &path, format!("expected a mapping of keys, found {}", other.kind())),
         }
-        Fields { sink, path, pos: node.pos, entries, asked: Vec::new(), secrets: std::cell::Cell::new(0) }
+        Fields { sink, path, pos: node.pos, entries, asked: Vec::new(), secrets: Default::default() }
     }
 
     pub fn sink(&self) -> &'a Sink {
@@ -242,11 +242,31 @@ impl<'a> Fields<'a> {
     /// both is an error. `key_file` is a `&'static str` so that unknown-key hints know it.
     pub fn secret(&mut self, key: &'static str, key_file: &'static str) -> Option<Secret> {
         let secret = self.read_secret(key, key_file)?;
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.secrets.get(), key, secret.expose()).hash(&mut h);
-        self.secrets.set(h.finish());
+        self.secrets.borrow_mut().push(secret.clone());
         Some(secret)
+    }
+
+    /// The top-level string values (logins, client ids, URLs).
+    fn scalars(&self) -> impl Iterator<Item = (&str, String)> {
+        self.entries.iter().filter_map(|(key, node, _)| {
+            let scalar = match &node.value {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((key.name.as_str(), scalar))
+        })
+    }
+
+    /// Recognises the secrets read so far in an operator's text, also as the Basic
+    /// credentials of any top-level value (the login or client id) with them.
+    pub fn redactor(&self) -> crate::redact::Redactor {
+        let secrets = self.secrets.borrow();
+        let users: Vec<String> = self.scalars().map(|(_, v)| v).collect();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        crate::redact::Redactor::new(secrets.iter().map(Secret::expose), &users)
     }
 
     /// What makes these fields' credentials: every top-level scalar (logins, client ids, base
@@ -256,16 +276,11 @@ impl<'a> Fields<'a> {
     pub fn credentials(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.secrets.get().hash(&mut h);
-        for (key, node, _) in &self.entries {
-            let scalar = match &node.value {
-                Value::Str(s) => s.clone(),
-                Value::Int(i) => i.to_string(),
-                Value::Float(f) => f.to_string(),
-                Value::Bool(b) => b.to_string(),
-                _ => continue,
-            };
-            (&key.name, scalar).hash(&mut h);
+        for secret in self.secrets.borrow().iter() {
+            secret.expose().hash(&mut h);
+        }
+        for scalar in self.scalars() {
+            scalar.hash(&mut h);
         }
         h.finish()
     }

@@ -155,6 +155,8 @@ pub struct Account {
     /// A digest of the account's credentials and other settings (`Fields::credentials`): a
     /// reload ends an auth lock-out only when it changes.
     pub credentials: u64,
+    /// Its secrets as they may be echoed in an operator's text (see `redact`).
+    pub redactor: crate::redact::Redactor,
 }
 
 impl Account {

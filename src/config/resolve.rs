@@ -219,6 +219,7 @@ fn resolve_accounts(
             alert: common.alert.or(global.alert),
             discover,
             credentials: f.credentials(),
+            redactor: f.redactor(),
         };
         let defaults =
             AccountDefaults { pos: key.pos, operator, poll_interval: common.poll_interval, timeout: common.timeout };
@@ -436,6 +437,7 @@ fn resolve_line(
                 alert: global.alert,
                 discover: None,
                 credentials: f.credentials(),
+                redactor: f.redactor(),
             });
             implicit.push(account.clone());
             (account, AccountDefaults { pos: f.pos(), operator: None, poll_interval: None, timeout: None })

@@ -8,19 +8,30 @@ use std::sync::Arc;
 use super::diagnostics::Diagnostic;
 
 /// A password, token or key. `Debug` and `Display` print `<secret>`; only `expose` reveals it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
+/// Copies share one allocation (`secrecy::SecretString`), zeroized when the last is dropped, so
+/// a reload that replaces credentials leaves no old password in freed memory.
+#[derive(Clone)]
+pub struct Secret(Arc<secrecy::SecretString>);
 
 impl Secret {
-    pub fn new(value: impl Into<Arc<str>>) -> Secret {
-        Secret(value.into())
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(Arc::new(secrecy::SecretString::from(value.into())))
     }
 
     /// The secret itself, for the one place that sends it to an operator.
     pub fn expose(&self) -> &str {
-        &self.0
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

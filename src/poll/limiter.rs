@@ -156,6 +156,8 @@ pub struct AccountGate {
     telemetry: Telemetry,
     /// The account's `credentials` digest the gate was last configured with.
     credentials: std::sync::atomic::AtomicU64,
+    /// The account's redactor, for the messages of its listings.
+    redactor: Mutex<crate::redact::Redactor>,
 }
 
 /// Held while a poll runs: a global permit and, when the account has a limit, an account permit.
@@ -201,7 +203,13 @@ impl AccountGate {
             state: Mutex::new(GateState { bucket, paused_until, locked_until, lockouts }),
             telemetry,
             credentials: std::sync::atomic::AtomicU64::new(account.credentials),
+            redactor: Mutex::new(account.redactor.clone()),
         }
+    }
+
+    /// Removes the account's credentials from `text` (see `redact`).
+    pub fn redact(&self, text: String) -> String {
+        self.redactor.lock().unwrap_or_else(|p| p.into_inner()).redact(text)
     }
 
     /// Whether `account` has the credentials this gate was configured with.
@@ -215,6 +223,7 @@ impl AccountGate {
     pub fn reconfigured(&self, account: &Account) {
         if !self.same_credentials(account) {
             self.credentials.store(account.credentials, std::sync::atomic::Ordering::Relaxed);
+            *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = account.redactor.clone();
             self.end_lockout();
         }
     }
@@ -522,6 +531,7 @@ mod pacing_tests {
             alert: AlertThresholds::default(),
             discover: None,
             credentials: 0,
+            redactor: Default::default(),
         };
         AccountGate::new(&account, None, Telemetry::disabled(), Instant::now())
     }

@@ -161,6 +161,7 @@ fn account(name: &str, max_concurrency: Option<usize>, rate_limit: Option<Rate>)
         alert: AlertThresholds::default(),
         discover: None,
         credentials: 0,
+        redactor: Default::default(),
     })
 }
 

@@ -5,6 +5,7 @@
 
 mod airalo;
 mod beeline;
+mod canary;
 mod conformance;
 mod emnify;
 mod exporter;
