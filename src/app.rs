@@ -253,7 +253,10 @@ impl App {
             logins: self.logins.clone(),
             token_dir: self.storage.as_deref().map(crate::drivers::token_file::dir_beside),
         };
-        let plan = Plan::build(&config, &cx, self.shard)?;
+        // An account that waits for a person is not polled until its token file changes (the
+        // driver's latch), so a reload may end its lock-out without risking failed logins.
+        let relogged = config.accounts.iter().filter(|a| self.logins.is_waiting(&a.name)).map(|a| a.name.clone());
+        let plan = Plan::build(&config, &cx, self.shard)?.with_relogged(relogged.collect());
         self.logins.retain(|account| config.accounts.iter().any(|a| a.name == account));
         for warning in &config.warnings {
             tracing::warn!(source = %self.source.describe(), "{warning}");

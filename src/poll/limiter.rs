@@ -218,9 +218,13 @@ impl AccountGate {
     }
 
     /// A reload kept this gate for `account`: a lock-out ends only when the credentials
-    /// changed. Ending it on every reload let `POST /-/reload` + `/probe` send a failed login
+    /// changed (or see `relogged`). Ending it on every reload let `POST /-/reload` + `/probe` send a failed login
     /// per round and get a customer's operator account blocked.
-    pub fn reconfigured(&self, account: &Account) {
+    /// `relogged`: the account waited for a person and its lock-out ends anyway.
+    pub fn reconfigured(&self, account: &Account, relogged: bool) {
+        if relogged {
+            self.end_lockout();
+        }
         if !self.same_credentials(account) {
             self.credentials.store(account.credentials, std::sync::atomic::Ordering::Relaxed);
             *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = account.redactor.clone();

@@ -347,14 +347,15 @@ impl Engine {
             let gate = match old_gates.remove(&account.name) {
                 Some(gate) if gate.fits(account) => {
                     if reload {
-                        gate.reconfigured(account);
+                        gate.reconfigured(account, plan.relogged(&account.name));
                     }
                     gate
                 }
                 previous => {
                     if let Some(previous) = &previous {
                         // The new gate carries a lock-out over when the credentials stay.
-                        if previous.driver() != account.driver.name || !previous.same_credentials(account) {
+                        let keeps = previous.same_credentials(account) && !plan.relogged(&account.name);
+                        if previous.driver() != account.driver.name || !keeps {
                             previous.end_lockout();
                         }
                         if previous.driver() != account.driver.name {
