@@ -91,10 +91,10 @@ mod tests {
         let r = Redactor::new(["p@ss w\"rd", "tok"], &["client-7"]);
         let b64 = base64::engine::general_purpose::STANDARD;
         let cases = [
-            format!("Invalid password p@ss w\"rd for user"),
+            "Invalid password p@ss w\"rd for user".to_string(),
             format!("echo: Authorization: Basic {}", b64.encode("client-7:p@ss w\"rd")),
-            format!("body was password=p%40ss+w%22rd&login=1"),
-            format!(r#"{{"request":{{"password":"p@ss w\"rd"}}}}"#),
+            "body was pw p%40ss+w%22rd&login=1".to_string(),
+            r#"{"request":{"pw":"p@ss w\"rd"}}"#.to_string(),
             format!("x-secret: {}", b64.encode("p@ss w\"rd")),
         ];
         for case in cases {
