@@ -6,7 +6,7 @@
 mod airalo;
 mod beeline;
 mod canary;
-mod conformance;
+pub mod conformance;
 mod emnify;
 mod exporter;
 mod hologram;
