@@ -14,10 +14,12 @@ use crate::drivers::onboarding::LoginBoard;
 use crate::drivers::session::SessionStore;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
+use crate::metrics::exporter_self::StorageFile;
 use crate::metrics::{Exposition, Renderer, SelfMetrics};
 use crate::poll::discovery::{Discovery, Listed};
 use crate::poll::{Plan, Scheduler, Shard};
 use crate::reading::Reading;
+use crate::store::journal::Journal;
 use crate::store::{persist, Store};
 
 /// Where the config comes from; reload reads it again.
@@ -91,6 +93,10 @@ pub struct App {
     shard: Option<Shard>,
     /// `--storage.path`: where readings and counters persist across restarts.
     storage: Option<PathBuf>,
+    /// Its journal: changes made durable before each render is published.
+    journal: Option<Journal>,
+    /// One snapshot save at a time (the minute's saver and shutdown may meet).
+    save_lock: std::sync::Mutex<()>,
     /// Driver sessions (tokens) kept across reloads for accounts whose credentials stay.
     sessions: Arc<SessionStore>,
     /// Accounts waiting for a person to log in (`esim_account_needs_login`, the status page).
@@ -135,6 +141,8 @@ impl App {
             exposition: ArcSwap::from_pointee(Exposition::default()),
             clock,
             shard,
+            journal: storage.as_deref().map(Journal::beside),
+            save_lock: std::sync::Mutex::new(()),
             storage,
             sessions: Arc::new(SessionStore::default()),
             logins: Arc::new(logins),
@@ -160,25 +168,59 @@ impl App {
         Ok(app)
     }
 
-    /// Restores saved readings and counters. A file that cannot be read is moved aside (never
-    /// overwritten) and the exporter starts without it.
+    /// Restores saved readings and counters: the snapshot, then the journal's later changes.
+    /// A snapshot that cannot be read is moved aside (never overwritten) and the exporter
+    /// starts without it (the journal still replays onto the lines).
     fn restore_state(&self) {
-        let Some(path) = &self.storage else { return };
+        let (Some(path), Some(journal)) = (&self.storage, &self.journal) else { return };
         match persist::restore(&self.store, path) {
             Ok(lines) => tracing::info!(path = %path.display(), lines, "restored saved readings"),
             Err(e) => {
                 let aside = path.with_extension(format!("corrupt-{}", crate::clock::unix_seconds(self.now()) as u64));
                 let moved = std::fs::rename(path, &aside);
-                tracing::error!(error = %e, moved_to = %aside.display(), moved = moved.is_ok(), "cannot restore saved readings; starting without them");
+                tracing::warn!(error = %e, moved_to = %aside.display(), moved = moved.is_ok(), "cannot restore saved readings; starting without them");
             }
         }
+        match journal.replay(&self.store) {
+            Ok(r) if r.skipped > 0 => {
+                tracing::warn!(path = %journal.path().display(), applied = r.applied, skipped = r.skipped, "skipped unreadable journal records (a torn last record is normal after a crash)")
+            }
+            Ok(r) => {
+                tracing::debug!(path = %journal.path().display(), applied = r.applied, "replayed the storage journal")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot replay the storage journal"),
+        }
+        journal.mark_current(&self.store);
     }
 
-    /// Saves readings and counters to `--storage.path`, if set.
+    /// Saves readings and counters to `--storage.path`, if set: rotates the journal, writes
+    /// the snapshot, and drops the rotated journal once the snapshot holds what it held.
     pub fn save_state(&self) {
-        let Some(path) = &self.storage else { return };
-        if let Err(e) = persist::save(&self.store, path) {
+        let (Some(path), Some(journal)) = (&self.storage, &self.journal) else { return };
+        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let saved = journal
+            .rotate()
+            .map_err(|e| format!("cannot rotate the journal {}: {e}", journal.path().display()))
+            .and_then(|()| persist::save(&self.store, path).map_err(|e| e.to_string()))
+            .and_then(|()| journal.snapshot_written().map_err(|e| format!("cannot remove the old journal: {e}")));
+        if let Err(e) = &saved {
             tracing::error!(error = %e, "cannot save readings");
+        }
+        self.self_metrics.storage_saved(StorageFile::Snapshot, saved.is_ok(), self.now());
+    }
+
+    /// Makes every change since the last call durable (`--storage.path`), before a render that
+    /// may show it is published. A failure is logged and counted, and the render is published
+    /// anyway: a full disk must not stop the metrics.
+    fn journal_changes(&self) {
+        let Some(journal) = &self.journal else { return };
+        match journal.append_changes(&self.store) {
+            Ok(0) => {}
+            Ok(_) => self.self_metrics.storage_saved(StorageFile::Journal, true, self.now()),
+            Err(e) => {
+                tracing::error!(error = %e, path = %journal.path().display(), "cannot append to the storage journal");
+                self.self_metrics.storage_saved(StorageFile::Journal, false, self.now());
+            }
         }
     }
 
@@ -211,7 +253,10 @@ impl App {
             logins: self.logins.clone(),
             token_dir: self.storage.as_deref().map(crate::drivers::token_file::dir_beside),
         };
-        let plan = Plan::build(&config, &cx, self.shard)?;
+        // An account that waits for a person is not polled until its token file changes (the
+        // driver's latch), so a reload may end its lock-out without risking failed logins.
+        let relogged = config.accounts.iter().filter(|a| self.logins.is_waiting(&a.name)).map(|a| a.name.clone());
+        let plan = Plan::build(&config, &cx, self.shard)?.with_relogged(relogged.collect());
         self.logins.retain(|account| config.accounts.iter().any(|a| a.name == account));
         for warning in &config.warnings {
             tracing::warn!(source = %self.source.describe(), "{warning}");
@@ -307,6 +352,9 @@ impl App {
     pub fn render(&self, renderer: &mut Renderer) {
         let config = self.config();
         let exposition = renderer.render(&self.store, &config.global, self.now(), &self.self_metrics);
+        // Persist before expose: the journal is read after the render, so it holds at least
+        // every counter value the render shows (see store/journal.rs).
+        self.journal_changes();
         self.exposition.store(Arc::new(exposition));
     }
 

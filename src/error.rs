@@ -109,7 +109,13 @@ impl PollError {
     /// The same error with `detail` appended to its message (an operator's error code, say);
     /// variants without a message are returned unchanged.
     pub fn with_detail(self, detail: &str) -> PollError {
-        let add = |m: String| m + detail;
+        self.map_message(|m| m + detail)
+    }
+
+    /// The same error with `f` applied to its message (redaction); variants without a message
+    /// are returned unchanged.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> PollError {
+        let add = f;
         match self {
             PollError::Auth(m) => PollError::Auth(add(m)),
             PollError::Unavailable(m) => PollError::Unavailable(add(m)),

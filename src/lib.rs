@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod drivers;
 pub mod error;
+pub mod fsutil;
 mod heap;
 pub mod logging;
 mod login;
@@ -18,6 +19,7 @@ pub mod metrics;
 mod once;
 pub mod poll;
 pub mod reading;
+pub mod redact;
 pub mod store;
 pub mod web;
 

@@ -404,6 +404,8 @@ mod tests {
             max_concurrency: None,
             alert: AlertThresholds::default(),
             discover: Some(Arc::new(discover)),
+            credentials: 0,
+            redactor: Default::default(),
         })
     }
 

@@ -56,6 +56,8 @@ pub struct Fields<'a> {
     pos: Pos,
     entries: Vec<(&'a Key, &'a Node, bool)>,
     asked: Vec<&'static str>,
+    /// Every secret read through these fields (see [`Fields::credentials`], [`Fields::redactor`]).
+    secrets: std::cell::RefCell<Vec<Secret>>,
 }
 
 impl<'a> Fields<'a> {
@@ -76,7 +78,7 @@ impl<'a> Fields<'a> {
             Value::Null => {}
             other => sink.error(Some(node.pos), &path, format!("expected a mapping of keys, found {}", other.kind())),
         }
-        Fields { sink, path, pos: node.pos, entries, asked: Vec::new() }
+        Fields { sink, path, pos: node.pos, entries, asked: Vec::new(), secrets: Default::default() }
     }
 
     pub fn sink(&self) -> &'a Sink {
@@ -187,6 +189,11 @@ impl<'a> Fields<'a> {
                 self.error(key, node.pos, format!("{i} is out of range (expected {min} to {max})"));
                 None
             }
+            // A whole number past i64 arrives as a float.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() > i64::MAX as f64 => {
+                self.error(key, node.pos, format!("number is too large (expected {min} to {max})"));
+                None
+            }
             ref other => {
                 self.error(key, node.pos, format!("expected a whole number, found {}", describe(other)));
                 None
@@ -234,6 +241,51 @@ impl<'a> Fields<'a> {
     /// A secret, from `key` (`${ENV}` or, with a warning, literal) or from `key_file`. Giving
     /// both is an error. `key_file` is a `&'static str` so that unknown-key hints know it.
     pub fn secret(&mut self, key: &'static str, key_file: &'static str) -> Option<Secret> {
+        let secret = self.read_secret(key, key_file)?;
+        self.secrets.borrow_mut().push(secret.clone());
+        Some(secret)
+    }
+
+    /// The top-level string values (logins, client ids, URLs).
+    fn scalars(&self) -> impl Iterator<Item = (&str, String)> {
+        self.entries.iter().filter_map(|(key, node, _)| {
+            let scalar = match &node.value {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((key.name.as_str(), scalar))
+        })
+    }
+
+    /// Recognises the secrets read so far in an operator's text, also as the Basic
+    /// credentials of any top-level value (the login or client id) with them.
+    pub fn redactor(&self) -> crate::redact::Redactor {
+        let secrets = self.secrets.borrow();
+        let users: Vec<String> = self.scalars().map(|(_, v)| v).collect();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        crate::redact::Redactor::new(secrets.iter().map(Secret::expose), &users)
+    }
+
+    /// What makes these fields' credentials: every top-level scalar (logins, client ids, base
+    /// URLs) and every secret read so far, as one digest that means something only within this
+    /// process. Two loads of an account with the same credentials give the same digest, so a
+    /// reload can tell "the password was fixed" from "the same password again".
+    pub fn credentials(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for secret in self.secrets.borrow().iter() {
+            secret.expose().hash(&mut h);
+        }
+        for scalar in self.scalars() {
+            scalar.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn read_secret(&mut self, key: &'static str, key_file: &'static str) -> Option<Secret> {
         let inline_node = self.node(key);
         let file_node = self.node(key_file);
         match (inline_node, file_node) {

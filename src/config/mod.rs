@@ -24,6 +24,7 @@ pub use diagnostics::{Diagnostic, Severity};
 pub use labels::Labels;
 pub use units::{ByteSize, Rate};
 
+use raw::Pos;
 use resolve::Items;
 
 use crate::drivers::DriverSpec;
@@ -151,6 +152,11 @@ pub struct Account {
     pub alert: AlertThresholds,
     /// `discover:`: the account lists its SIMs and each becomes a line.
     pub discover: Option<Arc<discover::Discover>>,
+    /// A digest of the account's credentials and other settings (`Fields::credentials`): a
+    /// reload ends an auth lock-out only when it changes.
+    pub credentials: u64,
+    /// Its secrets as they may be echoed in an operator's text (see `redact`).
+    pub redactor: crate::redact::Redactor,
 }
 
 impl Account {
@@ -209,11 +215,16 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The largest config file read (about 400,000 lines of a fleet): parsing costs about 7 s and
+/// 5 MB of memory per MB of YAML, so a bigger file is refused at once rather than after half
+/// a minute and gigabytes. Bigger fleets list their SIMs with `discover:` or run in shards.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
 /// Reads, parses and resolves a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        diagnostics: vec![Diagnostic::error(&file, None, "", format!("cannot read config file: {e}"))],
+    let text = read_config_text(path).map_err(|(pos, message)| ConfigError {
+        diagnostics: vec![Diagnostic::error(&file, pos, "", format!("cannot read config file: {message}"))],
     })?;
     let mut config = parse(&file, &text)?;
     config.source = path.to_path_buf();
@@ -221,6 +232,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         secret::warn_if_readable_by_others(path, "config file holding secrets", &mut config.warnings);
     }
     Ok(config)
+}
+
+/// The config file as text: a regular file (a FIFO would hang the start), within
+/// [`MAX_CONFIG_BYTES`], in UTF-8 (a Latin-1 file is named with the line of its first bad byte).
+fn read_config_text(path: &Path) -> Result<String, (Option<Pos>, String)> {
+    use crate::fsutil::{read_regular, ReadError, Symlinks};
+    let bytes = read_regular(path, MAX_CONFIG_BYTES, Symlinks::Follow).map_err(|e| match e {
+        ReadError::TooLarge { .. } => (
+            None,
+            format!(
+                "it is larger than {} MiB; list big fleets with `discover:` or split them over shards",
+                MAX_CONFIG_BYTES >> 20
+            ),
+        ),
+        other => (None, other.to_string()),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + at - bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let pos = Pos { line: line.try_into().unwrap_or(u32::MAX), column: column.try_into().unwrap_or(u32::MAX) };
+        (Some(pos), format!("byte 0x{:02x} is not UTF-8 (Latin-1 or cp1251?); save the file as UTF-8", bytes[at]))
+    })
 }
 
 /// Parses and resolves config text; `file` names it in messages. No file IO except

@@ -79,6 +79,7 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<
         sink.error(Some(tree.pos), "lines", "the config has no lines to poll");
     }
     warn_unused_accounts(&sink, &accounts, &lines);
+    warn_timeout_not_under_interval(&sink, &lines);
 
     let mut diagnostics = sink.diagnostics.into_inner();
     diagnostics::sort(&mut diagnostics);
@@ -217,6 +218,8 @@ fn resolve_accounts(
             max_concurrency,
             alert: common.alert.or(global.alert),
             discover,
+            credentials: f.credentials(),
+            redactor: f.redactor(),
         };
         let defaults =
             AccountDefaults { pos: key.pos, operator, poll_interval: common.poll_interval, timeout: common.timeout };
@@ -433,6 +436,8 @@ fn resolve_line(
                 max_concurrency: None,
                 alert: global.alert,
                 discover: None,
+                credentials: f.credentials(),
+                redactor: f.redactor(),
             });
             implicit.push(account.clone());
             (account, AccountDefaults { pos: f.pos(), operator: None, poll_interval: None, timeout: None })
@@ -472,7 +477,19 @@ fn check_line_name(f: &Fields<'_>, name: &str, pos: Pos) {
         f.error("name", pos, format!("line name is longer than {LINE_NAME_MAX} characters"));
     } else if name.chars().any(char::is_control) {
         f.error("name", pos, "line name contains control characters");
+    } else if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
+        f.error(
+            "name",
+            pos,
+            format!("line name contains the bidirectional control character U+{:04X}, which can make it display as another name", c as u32),
+        );
     }
+}
+
+/// Unicode's explicit directional formatting characters (UAX #9): invisible, and able to show
+/// `evil\u{202E}gnp` as `evilpng` on a status page or in Grafana.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Normalises an MSISDN to `+` and digits (spaces, dashes and brackets dropped).
@@ -544,6 +561,29 @@ fn merge_labels(interner: &mut Interner, account: &Labels, line: &OwnLabels) -> 
     let mut merged: BTreeMap<&str, &str> = account.iter().collect();
     merged.extend(line.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     interner.labels(merged)
+}
+
+/// A timeout at or over the poll interval means a hanging operator keeps a line's polls
+/// overlapping its schedule; one warning for the whole config (fleets have many lines).
+fn warn_timeout_not_under_interval(sink: &Sink, lines: &[Arc<Line>]) {
+    let mut over = lines.iter().filter(|l| l.timeout >= l.poll_interval);
+    let Some(first) = over.next() else { return };
+    let others = over.count();
+    let and_others = match others {
+        0 => String::new(),
+        1 => " (and 1 more line)".to_string(),
+        n => format!(" (and {n} more lines)"),
+    };
+    sink.warning(
+        None,
+        "",
+        format!(
+            "line `{}`{and_others}: timeout {} is not shorter than poll_interval {}; polls may overlap their schedule",
+            first.name,
+            humantime::format_duration(first.timeout),
+            humantime::format_duration(first.poll_interval),
+        ),
+    );
 }
 
 fn warn_unused_accounts(sink: &Sink, accounts: &AccountTable, lines: &[Arc<Line>]) {
@@ -659,5 +699,20 @@ mod tests {
         assert!(raw::parse_streamed(&text, |_, _| ()).is_some(), "{} bytes stream", text.len());
         let config = crate::config::parse("t.yaml", &text).expect("resolves");
         assert_eq!(format!("{config:?}"), format!("{:?}", whole(&text).expect("resolves")));
+    }
+
+    #[test]
+    fn the_credentials_digest_changes_with_a_secret_or_login_and_not_with_a_line() {
+        let digest = |login: &str, password: &str, extra_line: bool| {
+            let extra = if extra_line { "  - {name: second, account: b, msisdn: \"+79031234568\"}\n" } else { "" };
+            let text = format!(
+                "accounts:\n  b: {{driver: beeline, login: \"{login}\", password: {password}}}\nlines:\n  - {{name: x, account: b, msisdn: \"+79031234567\"}}\n{extra}"
+            );
+            crate::config::parse("t.yaml", &text).expect("config").accounts[0].credentials
+        };
+        let base = digest("9031234567", "secret-1", false);
+        assert_eq!(base, digest("9031234567", "secret-1", true), "lines are not credentials");
+        assert_ne!(base, digest("9031234567", "secret-2", false), "a new password");
+        assert_ne!(base, digest("9031234568", "secret-1", false), "a new login");
     }
 }

@@ -8,19 +8,30 @@ use std::sync::Arc;
 use super::diagnostics::Diagnostic;
 
 /// A password, token or key. `Debug` and `Display` print `<secret>`; only `expose` reveals it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
+/// Copies share one allocation (`secrecy::SecretString`), zeroized when the last is dropped, so
+/// a reload that replaces credentials leaves no old password in freed memory.
+#[derive(Clone)]
+pub struct Secret(Arc<secrecy::SecretString>);
 
 impl Secret {
-    pub fn new(value: impl Into<Arc<str>>) -> Secret {
-        Secret(value.into())
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(Arc::new(secrecy::SecretString::from(value.into())))
     }
 
     /// The secret itself, for the one place that sends it to an operator.
     pub fn expose(&self) -> &str {
-        &self.0
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,10 +78,16 @@ pub fn is_reference(raw: &str) -> bool {
     raw.contains("${")
 }
 
+/// The largest secret file read: tokens and keys are a few KB; `/dev/zero` or a log file
+/// pointed at by mistake must not be read into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
 /// Reads a `*_file` secret: the whole file, one trailing newline trimmed (editors add one).
+/// Only a regular file (a FIFO would block the start or a reload forever) of at most
+/// [`MAX_SECRET_FILE_BYTES`].
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
+    let text = crate::fsutil::read_regular_text(path, MAX_SECRET_FILE_BYTES, crate::fsutil::Symlinks::Follow)
+        .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
     let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     if value.is_empty() {
         return Err(format!("secret file `{}` is empty", path.display()));

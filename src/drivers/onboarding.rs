@@ -79,14 +79,17 @@ impl LoginBoard {
         if matches!(accounts.get(account), Some(Some(_))) {
             return;
         }
-        let waiting = Waiting { account: account.to_string(), driver, why: why.to_string(), since: now };
+        // `why` is operator text; credential-named fields in it (a refresh token echoed back)
+        // are redacted before the status page or a log shows it.
+        let why = crate::redact::Redactor::default().redact(why.to_string());
+        let waiting = Waiting { account: account.to_string(), driver, why: why.clone(), since: now };
         accounts.insert(account.to_string(), Some(waiting));
         drop(accounts);
         self.set_gauge(account, true);
         tracing::warn!(
             account,
             driver,
-            why,
+            why = %why,
             "the account needs a person to log in again: run `esim-exporter login --account {account}`, then reload; it is not polled until then",
         );
     }

@@ -91,6 +91,8 @@ pub const ESIM_EXPORTER_BUILD_INFO: &str = "esim_exporter_build_info";
 pub const ESIM_LINES: &str = "esim_lines";
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "esim_config_last_reload_successful";
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_config_last_reload_success_timestamp_seconds";
+pub const ESIM_STORAGE_LAST_SAVE_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_storage_last_save_success_timestamp_seconds";
+pub const ESIM_STORAGE_SAVE_FAILURES_TOTAL: &str = "esim_storage_save_failures_total";
 pub const ESIM_OPERATOR_REQUESTS_TOTAL: &str = "esim_operator_requests_total";
 pub const ESIM_OPERATOR_REQUEST_DURATION_SECONDS: &str = "esim_operator_request_duration_seconds";
 pub const ESIM_SCHEDULER_POLLS_IN_FLIGHT: &str = "esim_scheduler_polls_in_flight";
@@ -128,7 +130,7 @@ const BYTES: Option<&str> = Some("bytes");
 const SECONDS: Option<&str> = Some("seconds");
 
 /// Per-line families first (the order of `/metrics`), then the exporter's own.
-static ALL: [Family; 29] = [
+static ALL: [Family; 31] = [
     line(
         ESIM_BALANCE,
         Kind::Gauge,
@@ -233,6 +235,20 @@ static ALL: [Family; 29] = [
         "Unix time of the last successful config load or reload.",
         SECONDS,
         &[],
+    ),
+    exporter(
+        ESIM_STORAGE_LAST_SAVE_SUCCESS_TIMESTAMP_SECONDS,
+        Kind::Gauge,
+        "Unix time of the last successful save of --storage.path (snapshot or journal append); 0 before the first or without --storage.path.",
+        SECONDS,
+        &[],
+    ),
+    exporter(
+        ESIM_STORAGE_SAVE_FAILURES_TOTAL,
+        Kind::Counter,
+        "Failed writes of --storage.path, by file (snapshot: the minute's full save; journal: the changes appended before each render).",
+        None,
+        &["file"],
     ),
     exporter(
         ESIM_OPERATOR_REQUESTS_TOTAL,

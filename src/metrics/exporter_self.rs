@@ -28,8 +28,26 @@ pub struct SelfMetrics {
     lines: IntGaugeVec,
     reload_successful: IntGauge,
     reload_success_timestamp: Gauge,
+    storage_saved: Gauge,
+    storage_failures: IntCounterVec,
     requests: IntCounterVec,
     request_duration: HistogramVec,
+}
+
+/// Which file of `--storage.path` a save wrote.
+#[derive(Clone, Copy, Debug)]
+pub enum StorageFile {
+    Snapshot,
+    Journal,
+}
+
+impl StorageFile {
+    fn label(self) -> &'static str {
+        match self {
+            StorageFile::Snapshot => "snapshot",
+            StorageFile::Journal => "journal",
+        }
+    }
 }
 
 impl SelfMetrics {
@@ -51,6 +69,13 @@ impl SelfMetrics {
         let reload_successful = IntGauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL)).expect(VALID);
         let reload_success_timestamp =
             Gauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)).expect(VALID);
+        let storage_saved =
+            Gauge::with_opts(opts(catalog::ESIM_STORAGE_LAST_SAVE_SUCCESS_TIMESTAMP_SECONDS)).expect(VALID);
+        let storage_failures =
+            IntCounterVec::new(opts(catalog::ESIM_STORAGE_SAVE_FAILURES_TOTAL), &["file"]).expect(VALID);
+        for file in [StorageFile::Snapshot, StorageFile::Journal] {
+            storage_failures.with_label_values(&[file.label()]);
+        }
         let requests = IntCounterVec::new(opts(catalog::ESIM_OPERATOR_REQUESTS_TOTAL), &["account", "driver", "code"])
             .expect(VALID);
         let duration = family(catalog::ESIM_OPERATOR_REQUEST_DURATION_SECONDS);
@@ -60,11 +85,13 @@ impl SelfMetrics {
         )
         .expect(VALID);
 
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(build_info),
             Box::new(lines.clone()),
             Box::new(reload_successful.clone()),
             Box::new(reload_success_timestamp.clone()),
+            Box::new(storage_saved.clone()),
+            Box::new(storage_failures.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
         ];
@@ -74,7 +101,16 @@ impl SelfMetrics {
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect(UNIQUE);
 
-        SelfMetrics { registry, lines, reload_successful, reload_success_timestamp, requests, request_duration }
+        SelfMetrics {
+            registry,
+            lines,
+            reload_successful,
+            reload_success_timestamp,
+            storage_saved,
+            storage_failures,
+            requests,
+            request_duration,
+        }
     }
 
     /// The registry the renderer gathers; the scheduler may register its own collectors here
@@ -104,6 +140,15 @@ impl SelfMetrics {
     pub fn reload_succeeded(&self, at: SystemTime) {
         self.reload_successful.set(1);
         self.reload_success_timestamp.set(unix_seconds(at));
+    }
+
+    /// A write of `--storage.path` ended: `ok` sets the last-success time, a failure counts.
+    pub fn storage_saved(&self, file: StorageFile, ok: bool, at: SystemTime) {
+        if ok {
+            self.storage_saved.set(unix_seconds(at));
+        } else {
+            self.storage_failures.with_label_values(&[file.label()]).inc();
+        }
     }
 
     /// A config load or reload failed (the old config stays in force).

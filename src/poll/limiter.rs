@@ -154,6 +154,10 @@ pub struct AccountGate {
     requests: tokio::sync::Mutex<()>,
     state: Mutex<GateState>,
     telemetry: Telemetry,
+    /// The account's `credentials` digest the gate was last configured with.
+    credentials: std::sync::atomic::AtomicU64,
+    /// The account's redactor, for the messages of its listings.
+    redactor: Mutex<crate::redact::Redactor>,
 }
 
 /// Held while a poll runs: a global permit and, when the account has a limit, an account permit.
@@ -170,10 +174,17 @@ pub struct Closed;
 
 impl AccountGate {
     /// A gate for `account`. A rate-limit pause of the `previous` gate of the same account and
-    /// driver carries over (the operator's Retry-After does not end with a reload); lock-outs
-    /// do not.
+    /// driver carries over (the operator's Retry-After does not end with a reload), and so does
+    /// an auth lock-out while the credentials stay the same (see [`AccountGate::reconfigured`]).
     pub fn new(account: &Account, previous: Option<&AccountGate>, telemetry: Telemetry, now: Instant) -> AccountGate {
         let limits = Limits::of(account);
+        let (locked_until, lockouts) = previous
+            .filter(|p| p.driver == account.driver.name && p.same_credentials(account))
+            .map(|p| {
+                let state = p.lock();
+                (state.locked_until.filter(|until| *until > now), state.lockouts)
+            })
+            .unwrap_or((None, 0));
         let paused_until = previous
             .filter(|p| p.driver == account.driver.name)
             .and_then(|p| p.lock().paused_until)
@@ -189,8 +200,35 @@ impl AccountGate {
             concurrency: limits.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))),
             turn: tokio::sync::Mutex::new(()),
             requests: tokio::sync::Mutex::new(()),
-            state: Mutex::new(GateState { bucket, paused_until, locked_until: None, lockouts: 0 }),
+            state: Mutex::new(GateState { bucket, paused_until, locked_until, lockouts }),
             telemetry,
+            credentials: std::sync::atomic::AtomicU64::new(account.credentials),
+            redactor: Mutex::new(account.redactor.clone()),
+        }
+    }
+
+    /// Removes the account's credentials from `text` (see `redact`).
+    pub fn redact(&self, text: String) -> String {
+        self.redactor.lock().unwrap_or_else(|p| p.into_inner()).redact(text)
+    }
+
+    /// Whether `account` has the credentials this gate was configured with.
+    pub fn same_credentials(&self, account: &Account) -> bool {
+        self.credentials.load(std::sync::atomic::Ordering::Relaxed) == account.credentials
+    }
+
+    /// A reload kept this gate for `account`: a lock-out ends only when the credentials
+    /// changed (or see `relogged`). Ending it on every reload let `POST /-/reload` + `/probe` send a failed login
+    /// per round and get a customer's operator account blocked.
+    /// `relogged`: the account waited for a person and its lock-out ends anyway.
+    pub fn reconfigured(&self, account: &Account, relogged: bool) {
+        if relogged {
+            self.end_lockout();
+        }
+        if !self.same_credentials(account) {
+            self.credentials.store(account.credentials, std::sync::atomic::Ordering::Relaxed);
+            *self.redactor.lock().unwrap_or_else(|p| p.into_inner()) = account.redactor.clone();
+            self.end_lockout();
         }
     }
 
@@ -357,7 +395,7 @@ impl AccountGate {
         self.lock().lockouts = 0;
     }
 
-    /// A reload ends the lock-out (the operator may have fixed the password).
+    /// Ends the lock-out (new credentials: the operator may have fixed the password).
     pub fn end_lockout(&self) {
         let mut state = self.lock();
         let was_locked = state.locked_until.take().is_some();
@@ -496,6 +534,8 @@ mod pacing_tests {
             max_concurrency: None,
             alert: AlertThresholds::default(),
             discover: None,
+            credentials: 0,
+            redactor: Default::default(),
         };
         AccountGate::new(&account, None, Telemetry::disabled(), Instant::now())
     }

@@ -347,13 +347,17 @@ impl Engine {
             let gate = match old_gates.remove(&account.name) {
                 Some(gate) if gate.fits(account) => {
                     if reload {
-                        gate.end_lockout();
+                        gate.reconfigured(account, plan.relogged(&account.name));
                     }
                     gate
                 }
                 previous => {
                     if let Some(previous) = &previous {
-                        previous.end_lockout();
+                        // The new gate carries a lock-out over when the credentials stay.
+                        let keeps = previous.same_credentials(account) && !plan.relogged(&account.name);
+                        if previous.driver() != account.driver.name || !keeps {
+                            previous.end_lockout();
+                        }
                         if previous.driver() != account.driver.name {
                             self.telemetry.forget_account(previous.name(), previous.driver());
                         }

@@ -50,6 +50,9 @@ pub struct Plan {
     max_concurrency: usize,
     lines: Vec<PlannedLine>,
     discovering: Vec<PlannedAccount>,
+    /// Accounts whose auth lock-out this plan ends although their credentials in the config
+    /// stayed the same: they waited for a person, whose new login lives in a token file.
+    relogged: Vec<String>,
 }
 
 impl Plan {
@@ -94,13 +97,25 @@ impl Plan {
             .into_iter()
             .map(|(line, driver)| PlannedLine { offset: spread::offset(&line.name, line.poll_interval), line, driver })
             .collect();
-        Plan { max_concurrency: max_concurrency.max(1), lines, discovering: Vec::new() }
+        Plan { max_concurrency: max_concurrency.max(1), lines, discovering: Vec::new(), relogged: Vec::new() }
     }
 
     /// The same plan with these discovering accounts.
     pub fn with_discovering(mut self, accounts: Vec<PlannedAccount>) -> Plan {
         self.discovering = accounts;
         self
+    }
+
+    /// Marks accounts whose lock-out a reload ends whatever their config credentials (see
+    /// `relogged`).
+    pub fn with_relogged(mut self, accounts: Vec<String>) -> Plan {
+        self.relogged = accounts;
+        self
+    }
+
+    /// Whether a reload with this plan ends `account`'s lock-out whatever its credentials.
+    pub fn relogged(&self, account: &str) -> bool {
+        self.relogged.iter().any(|a| a == account)
     }
 
     /// Accounts that list their SIMs, in config order.

@@ -100,7 +100,9 @@ pub(super) async fn execute(job: &Job, deadline: Option<Instant>, shutdown: &mut
         cx = cx.with_pacer(job.gate.clone());
     }
     let cx = Arc::new(cx);
-    let result = run_driver(job, cx.clone(), timeout).await;
+    // Nothing an operator echoed of the account's credentials goes further than this.
+    let redactor = &job.line.account.redactor;
+    let result = run_driver(job, cx.clone(), timeout).await.map_err(|e| e.map_message(|m| redactor.redact(m)));
     let duration = started.elapsed();
     drop(admission);
     drop(in_flight);
@@ -108,7 +110,8 @@ pub(super) async fn execute(job: &Job, deadline: Option<Instant>, shutdown: &mut
     let locked_until = account_effects(job, &result);
     log_outcome(job, &result, duration);
     job.store.record(&job.line.name, PollOutcome { at: job.clock.now(), duration, result: result.clone() });
-    Executed::Polled(Polled { result, duration, queue_wait, notes: cx.take_notes(), locked_until })
+    let notes = cx.take_notes().into_iter().map(|n| redactor.redact(n)).collect();
+    Executed::Polled(Polled { result, duration, queue_wait, notes, locked_until })
 }
 
 /// Calls the driver in its own task: a panic ends that task only, and on timeout the task is
@@ -191,6 +194,7 @@ pub(super) async fn list(
         }
     };
     drop(admission);
+    let result = result.map_err(|e| e.map_message(|m| gate.redact(m)));
     let locked_until = gate_effects(gate, clock, result.as_ref().err()).map(|(until, _)| until);
     (result, locked_until)
 }

@@ -160,6 +160,8 @@ fn account(name: &str, max_concurrency: Option<usize>, rate_limit: Option<Rate>)
         max_concurrency,
         alert: AlertThresholds::default(),
         discover: None,
+        credentials: 0,
+        redactor: Default::default(),
     })
 }
 
@@ -642,22 +644,39 @@ async fn repeated_auth_failures_lengthen_the_lockout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_reload_ends_an_auth_lockout() {
+async fn only_a_reload_with_new_credentials_ends_an_auth_lockout() {
     let h = Harness::start();
     let fake = Fake::new(Duration::ZERO);
     fake.script("a", [Step::Fail(PollError::Auth("HTTP 401".into()))]);
     let acct = account("x", None, None);
     let a = line("a", &acct, secs(600), secs(10));
-    let p = plan(4, &[(&a, &fake)]);
-    h.apply_restored(p.clone());
+    h.apply_restored(plan(4, &[(&a, &fake)]));
     advance(secs(601)).await;
     assert_eq!(fake.calls().len(), 1);
     let labels = [("account", "x"), ("driver", "fake")];
     assert_eq!(h.metric(telemetry::ACCOUNT_LOCKED_OUT, &labels), Some(1.0));
 
-    h.apply_restored(p);
+    // The same credentials again (20 rounds of reload + /probe): no login goes out, so the
+    // operator never sees enough failures to block the customer's account.
+    for _ in 0..20 {
+        h.apply_restored(plan(4, &[(&a, &fake)]));
+        let probe = h.scheduler.poll_now("a", secs(10)).await.unwrap();
+        assert!(matches!(&probe.result, Err(PollError::Auth(m)) if m.contains("locked out")), "{:?}", probe.result);
+    }
     advance(secs(601)).await;
-    assert_eq!(fake.calls().len(), 2, "polling resumes at the next phase slot after a reload");
+    assert_eq!(fake.calls().len(), 1, "still locked out after reloads with the same credentials");
+    assert_eq!(h.metric(telemetry::ACCOUNT_LOCKED_OUT, &labels), Some(1.0));
+
+    // A fixed password ends it; a change of limits alone (a new gate) does not.
+    let limited = account("x", None, Some(Rate::parse("5/s").unwrap()));
+    h.apply_restored(plan(4, &[(&line("a", &limited, secs(600), secs(10)), &fake)]));
+    advance(secs(601)).await;
+    assert_eq!(fake.calls().len(), 1, "new limits, same credentials: still locked out");
+    let mut fixed = account("x", None, Some(Rate::parse("5/s").unwrap()));
+    Arc::get_mut(&mut fixed).expect("unshared").credentials = 1;
+    h.apply_restored(plan(4, &[(&line("a", &fixed, secs(600), secs(10)), &fake)]));
+    advance(secs(601)).await;
+    assert_eq!(fake.calls().len(), 2, "polling resumes at the next phase slot after new credentials");
     assert_eq!(h.metric(telemetry::ACCOUNT_LOCKED_OUT, &labels), Some(0.0));
     assert_eq!(h.store.get("a").unwrap().last_poll_ok, Some(true));
 }

@@ -2,6 +2,7 @@
 //! successive readings (`esim_spent_total`, `esim_topped_up_total`, `esim_data_used_bytes_total`).
 //! Writers are poll tasks (`record`); readers are the renderer, the status page and the API.
 
+pub mod journal;
 pub mod persist;
 
 use std::collections::HashMap;
@@ -99,7 +100,10 @@ impl LineState {
         self.last_attempt = Some(outcome.at);
         self.last_duration = Some(outcome.duration);
         self.version += 1;
-        match outcome.result {
+        // The one gate every reading passes: nothing non-finite or absurd enters the store,
+        // the exposition or the storage file.
+        let result = outcome.result.and_then(|r| r.checked().map_err(PollError::BadResponse));
+        match result {
             Ok(reading) => {
                 self.last_poll_ok = Some(true);
                 self.last_success = Some(outcome.at);
@@ -122,10 +126,11 @@ impl LineState {
             let totals = self.money_totals(balance.currency);
             if let Some(prev) = prev {
                 let delta = balance.amount - prev.amount;
-                if delta < 0.0 {
-                    totals.spent += -delta;
-                } else {
-                    totals.topped_up += delta;
+                // Readings are bounded (`Reading::checked`), but a restored total may be huge:
+                // a counter never becomes infinite, it stops growing.
+                let total = if delta < 0.0 { &mut totals.spent } else { &mut totals.topped_up };
+                if (*total + delta.abs()).is_finite() {
+                    *total += delta.abs();
                 }
             }
             self.last_balance = Some(balance);
@@ -344,6 +349,24 @@ mod tests {
     fn totals(store: &Store, line: &str) -> (f64, f64) {
         let state = store.get(line).unwrap();
         state.money.iter().find(|m| m.currency == Currency::RUB).map_or((0.0, 0.0), |m| (m.spent, m.topped_up))
+    }
+
+    #[test]
+    fn balances_at_the_edge_of_f64_never_make_a_counter_infinite() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a"]));
+        ok(&store, "a", 0, Reading { balance: rub(100.0), ..Reading::default() });
+        ok(&store, "a", 60, Reading { balance: rub(1.7e308), ..Reading::default() });
+        ok(&store, "a", 120, Reading { balance: rub(-1.7e308), ..Reading::default() });
+        let state = store.get("a").unwrap();
+        assert_eq!(state.errors_total[Reason::BadResponse.index()], 2, "both absurd balances are bad responses");
+        assert_eq!(state.reading.as_ref().and_then(|r| r.balance), rub(100.0), "the last believable reading stays");
+        assert!(state.last_error.as_ref().unwrap().message.contains("implausible balance"));
+        assert_eq!(totals(&store, "a"), (0.0, 0.0));
+        // A restored total that is already huge stops growing instead of turning into +Inf.
+        store.update_each([("a".to_string(), ())], |(), s| s.money[0].spent = f64::MAX);
+        ok(&store, "a", 180, Reading { balance: rub(-1e12), ..Reading::default() });
+        assert_eq!(totals(&store, "a").0, f64::MAX);
     }
 
     /// (balance, expected spent, expected topped up) after each poll.

@@ -16,10 +16,14 @@ use crate::reading::{Currency, Money, Reading};
 
 const FORMAT_VERSION: u32 = 1;
 
+/// Far above any real fleet (100,000 lines are ≈ 70 MB): the file is streamed, so the limit is
+/// only there to refuse what is plainly not ours.
+const MAX_FILE_BYTES: u64 = 16 << 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Open { path: PathBuf, source: crate::fsutil::ReadError },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a readings file: {source}")]
@@ -40,15 +44,15 @@ struct File {
 /// One line's state as stored; times are Unix seconds.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(default)]
-struct SavedLine {
-    name: String,
+pub(super) struct SavedLine {
+    pub(super) name: String,
     reading: Option<SavedReading>,
     last_success: Option<f64>,
     last_attempt: Option<f64>,
     last_duration_seconds: Option<f64>,
     last_poll_ok: Option<bool>,
     last_error: Option<SavedError>,
-    polls_total: u64,
+    pub(super) polls_total: u64,
     /// By reason label.
     errors_total: Vec<(String, u64)>,
     money: Vec<SavedMoney>,
@@ -71,7 +75,8 @@ struct SavedReading {
 
 #[derive(Serialize, Deserialize, Clone)]
 struct SavedMoneyValue {
-    amount: f64,
+    /// `null` (a file written before non-finite values were kept out) restores nothing.
+    amount: Option<f64>,
     /// ISO 4217 code.
     currency: String,
 }
@@ -79,8 +84,10 @@ struct SavedMoneyValue {
 #[derive(Serialize, Deserialize)]
 struct SavedMoney {
     currency: String,
-    spent: f64,
-    topped_up: f64,
+    /// `null` or negative: this currency's totals are not restored (they restart at 0, which
+    /// Prometheus reads as one reset) rather than the whole file being refused.
+    spent: Option<f64>,
+    topped_up: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,21 +101,29 @@ fn secs(t: SystemTime) -> f64 {
     crate::clock::unix_seconds(t)
 }
 
+/// A saved time, or `None` when it is not one (negative, non-finite, or past what a
+/// `SystemTime` can hold: a file that says `1e19` must not panic the start).
 fn time(s: f64) -> Option<SystemTime> {
-    (s.is_finite() && s >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
+    UNIX_EPOCH.checked_add(duration(s)?)
+}
+
+/// A saved duration in seconds, or `None` when it is not one.
+fn duration(s: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(s).ok()
 }
 
 fn money_out(m: Money) -> SavedMoneyValue {
-    SavedMoneyValue { amount: m.amount, currency: m.currency.to_string() }
+    SavedMoneyValue { amount: Some(m.amount), currency: m.currency.to_string() }
 }
 
 fn money_in(m: SavedMoneyValue) -> Option<Money> {
     let currency = Currency::parse(&m.currency)?;
-    m.amount.is_finite().then_some(Money { amount: m.amount, currency })
+    let amount = m.amount.filter(|a| a.is_finite())?;
+    Some(Money { amount, currency })
 }
 
 impl SavedLine {
-    fn from_state(s: &LineState) -> SavedLine {
+    pub(super) fn from_state(s: &LineState) -> SavedLine {
         SavedLine {
             name: s.line.name.clone(),
             reading: s.reading.as_ref().map(|r| SavedReading {
@@ -134,7 +149,11 @@ impl SavedLine {
             money: s
                 .money
                 .iter()
-                .map(|m| SavedMoney { currency: m.currency.to_string(), spent: m.spent, topped_up: m.topped_up })
+                .map(|m| SavedMoney {
+                    currency: m.currency.to_string(),
+                    spent: Some(m.spent),
+                    topped_up: Some(m.topped_up),
+                })
                 .collect(),
             data_used_bytes_total: s.data_used_bytes_total,
             last_balance: s.last_balance.map(money_out),
@@ -143,8 +162,8 @@ impl SavedLine {
     }
 
     /// Overwrites `state` with what was saved; values that do not decode are left out.
-    fn restore_into(self, state: &mut LineState) {
-        state.reading = self.reading.map(|r| Reading {
+    pub(super) fn restore_into(self, state: &mut LineState) {
+        let reading = self.reading.map(|r| Reading {
             balance: r.balance.and_then(money_in),
             data_remaining: r.data_remaining_bytes.map(ByteSize),
             data_quota: r.data_quota_bytes.map(ByteSize),
@@ -153,10 +172,11 @@ impl SavedLine {
             quota_expiry: r.quota_expiry.and_then(time),
             plan: r.plan,
         });
+        // A file written by an older version may hold what readings may no longer carry.
+        state.reading = reading.and_then(|r| r.checked().ok());
         state.last_success = self.last_success.and_then(time);
         state.last_attempt = self.last_attempt.and_then(time);
-        state.last_duration =
-            self.last_duration_seconds.filter(|d| d.is_finite() && *d >= 0.0).map(Duration::from_secs_f64);
+        state.last_duration = self.last_duration_seconds.and_then(duration);
         state.last_poll_ok = self.last_poll_ok;
         state.last_error = self.last_error.and_then(|e| {
             let reason = Reason::ALL.into_iter().find(|r| r.as_str() == e.reason)?;
@@ -173,10 +193,11 @@ impl SavedLine {
             .into_iter()
             .filter_map(|m| {
                 let currency = Currency::parse(&m.currency)?;
-                Some(MoneyTotals { currency, spent: m.spent, topped_up: m.topped_up })
+                let total = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+                Some(MoneyTotals { currency, spent: total(m.spent)?, topped_up: total(m.topped_up)? })
             })
             .collect();
-        state.data_used_bytes_total = self.data_used_bytes_total;
+        state.data_used_bytes_total = self.data_used_bytes_total.filter(|v| v.is_finite() && *v >= 0.0);
         state.last_balance = self.last_balance.and_then(money_in);
         state.last_data_remaining = self.last_data_remaining;
         state.version += 1;
@@ -192,25 +213,26 @@ const BATCH_LINES: usize = 1024;
 /// How many times a save starts over when a reload changes the set of lines under it.
 const SAVE_ATTEMPTS: usize = 3;
 
-/// Saves every line of `store` to `path` atomically, a batch of lines at a time.
+/// Saves every line of `store` to `path` atomically (see [`crate::fsutil::write_atomically`]),
+/// a batch of lines at a time.
 pub fn save(store: &Store, path: &Path) -> Result<(), PersistError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Seek;
+    crate::fsutil::write_atomically(path, 0o600, |file| {
         for attempt in 1..=SAVE_ATTEMPTS {
-            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+            file.set_len(0)?;
+            file.rewind()?;
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut *file);
             // The last attempt takes what it gets: lines that moved mid-save are saved again
             // a minute later.
-            if write_lines(store, &mut out)? || attempt == SAVE_ATTEMPTS {
-                let file = out.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
+            let whole = write_lines(store, &mut out)?;
+            out.flush()?;
+            if whole || attempt == SAVE_ATTEMPTS {
                 break;
             }
         }
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
+        Ok(())
+    })
+    .map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
 }
 
 /// Writes the file's JSON (`{"version":1,"lines":[...]}`, as `File` would serialise) a batch
@@ -250,10 +272,11 @@ fn write_lines(store: &Store, out: &mut impl Write) -> std::io::Result<bool> {
 /// break restored (each line's state is whole: it comes from one complete record) and
 /// reports the error with its position.
 pub fn restore(store: &Store, path: &Path) -> Result<usize, PersistError> {
-    let file = match std::fs::File::open(path) {
+    // The exporter wrote this file itself: a symlink or a FIFO there was planted.
+    let file = match crate::fsutil::open_regular(path, MAX_FILE_BYTES, crate::fsutil::Symlinks::Refuse) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => return Err(PersistError::Read { path: path.to_path_buf(), source }),
+        Err(e) if e.is_not_found() => return Ok(0),
+        Err(source) => return Err(PersistError::Open { path: path.to_path_buf(), source }),
     };
     let mut json = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 * 1024, file));
     let restorer = Restorer { store, version: std::cell::Cell::new(None), restored: std::cell::Cell::new(0) };
@@ -374,14 +397,14 @@ impl<'de> serde::de::Visitor<'de> for LinesRestorer<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::error::PollError;
     use crate::store::PollOutcome;
 
-    fn store_with(names: &[&str]) -> Store {
+    pub(in crate::store) fn store_with(names: &[&str]) -> Store {
         let yaml: String = names.iter().map(|n| format!("  - {{name: {n}, driver: demo}}\n")).collect();
         let config = crate::config::parse("t.yaml", &format!("lines:\n{yaml}")).expect("config");
         let store = Store::new();
@@ -389,12 +412,12 @@ mod tests {
         store
     }
 
-    fn record(store: &Store, line: &str, secs: u64, result: Result<Reading, PollError>) {
+    pub(in crate::store) fn record(store: &Store, line: &str, secs: u64, result: Result<Reading, PollError>) {
         let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs);
         store.record(line, PollOutcome { at, duration: Duration::from_millis(40), result });
     }
 
-    fn rub(amount: f64) -> Reading {
+    pub(in crate::store) fn rub(amount: f64) -> Reading {
         Reading {
             balance: Some(Money { amount, currency: Currency::RUB }),
             data_remaining: Some(ByteSize(5_000)),
@@ -434,7 +457,7 @@ mod tests {
     }
 
     /// An empty directory of this test's own (removed by the test when it passes).
-    fn scratch_dir(tag: &str) -> PathBuf {
+    pub(in crate::store) fn scratch_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("esim-persist-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -516,6 +539,60 @@ mod tests {
         assert!(err.contains("junk.json is not a readings file"), "{err}");
         std::fs::write(dir.join("v9.json"), r#"{"version": 9, "lines": []}"#).unwrap();
         assert!(restore(&store, &dir.join("v9.json")).unwrap_err().to_string().contains("format version 9"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_times_and_durations_restore_as_absent_without_a_panic() {
+        let dir = scratch_dir("range");
+        let path = dir.join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"lines":[{"name":"a","last_success":1e19,"last_attempt":1e300,
+               "last_duration_seconds":1e30,"reading":{"quota_expiry":1e25,"data_remaining_bytes":18446744073709551615},
+               "last_error":{"reason":"timeout","message":"m","at":-5},
+               "money":[{"currency":"RUB","spent":null,"topped_up":1},{"currency":"EUR","spent":-1,"topped_up":0}],
+               "data_used_bytes_total":null,"last_balance":{"amount":null,"currency":"RUB"},"polls_total":7}]}"#,
+        )
+        .unwrap();
+        let store = store_with(&["a"]);
+        assert_eq!(restore(&store, &path).unwrap(), 1);
+        let a = store.get("a").unwrap();
+        assert_eq!((a.last_success, a.last_attempt, a.last_duration), (None, None, None));
+        assert_eq!(a.reading, None, "a reading beyond the plausible bounds is not restored");
+        assert!(a.last_error.is_none() && a.money.is_empty() && a.last_balance.is_none());
+        assert_eq!(a.polls_total, 7, "what is sane in the record is kept");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_or_fifo_at_the_storage_path_is_refused_not_followed() {
+        let dir = scratch_dir("link");
+        let victim = dir.join("victim.json");
+        save(&polled_store(&names(3)), &victim).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("state.json")).unwrap();
+        let err = restore(&store_with(&["line-00000"]), &dir.join("state.json")).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        let fifo = std::ffi::CString::new(dir.join("fifo.json").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = restore(&store_with(&["a"]), &dir.join("fifo.json")).unwrap_err().to_string();
+        assert!(err.contains("FIFO"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_counter_restores_to_exactly_the_value_it_had() {
+        let dir = scratch_dir("exact");
+        let path = dir.join("state.json");
+        let store = store_with(&["a"]);
+        record(&store, "a", 0, Ok(rub(100.0)));
+        // This total parsed one ULP low with serde_json's default float parser.
+        store.update_each([("a".to_string(), ())], |(), s| s.money[0].spent = 0.009999999999990905);
+        save(&store, &path).unwrap();
+        let after = store_with(&["a"]);
+        restore(&after, &path).unwrap();
+        assert_eq!(after.get("a").unwrap().money[0].spent.to_bits(), 0.009999999999990905f64.to_bits());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -129,3 +129,39 @@ lines:
         assert!(!shared(&one, &keyed), "{driver}: a line with its own key has options of its own");
     }
 }
+
+/// Loads `config` (written to a scratch dir beside a FIFO named `fifo`) on a thread, so that
+/// a load that blocks fails the test instead of hanging it.
+fn load_beside_a_fifo(tag: &str, config: &str, as_config: bool) -> String {
+    let dir = std::env::temp_dir().join(format!("esim-config-fifo-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let path = if as_config { fifo.clone() } else { dir.join("esim.yaml") };
+    if !as_config {
+        std::fs::write(&path, config.replace("FIFO", fifo.to_str().unwrap())).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(config::load(&path).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let result = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the load returned instead of blocking");
+    std::fs::remove_dir_all(&dir).unwrap();
+    result.expect_err("a FIFO is refused")
+}
+
+#[test]
+fn a_fifo_as_secret_file_or_config_is_refused_at_once() {
+    let secret = load_beside_a_fifo(
+        "secret",
+        "accounts:\n  b: {driver: beeline, login: \"9031234567\", password_file: FIFO}\nlines:\n  - {name: x, account: b, msisdn: \"+79031234567\"}\n",
+        false,
+    );
+    assert!(
+        secret.contains("password_file: cannot read secret file") && secret.contains("is a FIFO, not a regular file"),
+        "{secret}"
+    );
+    let whole = load_beside_a_fifo("config", "", true);
+    assert!(whole.contains("cannot read config file: is a FIFO, not a regular file"), "{whole}");
+}

@@ -4,6 +4,7 @@ mod binary;
 mod config;
 mod discovery;
 mod drivers;
+mod fuzz;
 mod golden;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;

@@ -5,7 +5,8 @@
 
 mod airalo;
 mod beeline;
-mod conformance;
+mod canary;
+pub mod conformance;
 mod emnify;
 mod exporter;
 mod hologram;

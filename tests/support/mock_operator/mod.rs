@@ -178,6 +178,9 @@ pub enum Fault {
     /// The server forgets every token it issued, then answers as usual (so the request meets
     /// the operator's "expired token" answer).
     ExpireTokens,
+    /// This status with the request echoed in the error body (headers and body), as some
+    /// gateways do: whatever credentials the request carried come back in the answer.
+    Echo(u16),
 }
 
 /// A line the mock knows in fleet mode: numbers, personal accounts, ICCIDs.
@@ -580,6 +583,27 @@ async fn handle(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
         }
         Some(Fault::Oversized { bytes, declared }) => oversized(&shared.bytes_streamed, bytes, declared),
         Some(Fault::Fixture(status, name)) => to_response(cx.fixture_with(status, name, "", &[])),
+        Some(Fault::Echo(status)) => {
+            let headers: String = request
+                .headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            // Put where drivers read an operator's message: keycloak, `meta`, `errorMessage`...
+            let authorization = request.header("authorization").unwrap_or_default();
+            let said = format!("echo: {} {authorization}", String::from_utf8_lossy(&request.body));
+            let echo = serde_json::json!({
+                "error": "invalid_request",
+                "error_description": said,
+                "errorCode": status.to_string(),
+                "errorMessage": said,
+                "message": said,
+                "detail": said,
+                "meta": {"status": "ERROR", "message": said},
+                "request": {"headers": headers, "body": String::from_utf8_lossy(&request.body)},
+            });
+            to_response(Reply::json(status, echo.to_string()))
+        }
         Some(Fault::ExpireTokens) => {
             if let Some(book) = shared.tokens.lock().unwrap().get_mut(operator.name()) {
                 book.valid.clear();
