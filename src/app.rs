@@ -121,7 +121,7 @@ impl App {
         let store = Arc::new(Store::new());
         let self_metrics = Arc::new(SelfMetrics::new());
         let scheduler = Scheduler::start(store.clone(), clock.clone(), self_metrics.registry());
-        let logins = LoginBoard::register(self_metrics.registry()).unwrap_or_else(|e| {
+        let logins = crate::metrics::login_gauge::login_board(self_metrics.registry()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot register esim_account_needs_login; going on without it");
             LoginBoard::default()
         });

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::onence::{error_field, msisdn, required_secret, total_pages, Quota};
+use super::kit::ids::Msisdn;
+use super::onence::{error_field, required_secret, total_pages, Quota};
 use super::session::{Fresh, Session, Shared};
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
@@ -530,7 +531,7 @@ impl Endpoint {
         fact("tariff_profile", self.tariff_profile.and_then(|p| p.name));
         facts.sort();
         Some(DiscoveredLine {
-            msisdn: sim.msisdn.and_then(|m| msisdn(&m.0)),
+            msisdn: sim.msisdn.and_then(|m| Msisdn(&m.0).normalized()),
             iccid: Some(iccid.clone()),
             labels: facts,
             options: DriverOptions(Arc::new(LineOptions { endpoint_id: Some(self.id) })),

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::onence::{msisdn, required_secret};
+use super::kit::ids::Msisdn;
+use super::onence::required_secret;
 use super::session::Shared;
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
@@ -345,7 +346,7 @@ impl Device {
             }
             facts.sort();
             let line = DiscoveredLine {
-                msisdn: link.msisdn.as_ref().and_then(|m| msisdn(&m.0)),
+                msisdn: link.msisdn.as_ref().and_then(|m| Msisdn(&m.0).normalized()),
                 iccid: Some(iccid.clone()),
                 labels: facts,
                 options: DriverOptions::none(),

@@ -12,7 +12,8 @@ use serde_json::Value as Json;
 use serde_json_path::JsonPath;
 
 use super::http::{self, HttpClient, HttpOptions, Method, Response};
-use super::onence::{msisdn, required_secret};
+use super::kit::ids::Msisdn;
+use super::onence::required_secret;
 use super::session::{Fresh, Session};
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::discover::Template;
@@ -673,7 +674,7 @@ fn item_line(list: &Listing, item: &Json) -> Option<DiscoveredLine> {
         params.insert("iccid".into(), i.clone());
     }
     Some(DiscoveredLine {
-        msisdn: list.msisdn.as_ref().and_then(first).and_then(|m| msisdn(&m)),
+        msisdn: list.msisdn.as_ref().and_then(first).and_then(|m| Msisdn(&m).normalized()),
         iccid,
         labels: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         options: DriverOptions(Arc::new(LineOptions { params })),

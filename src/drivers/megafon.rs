@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Request, Response, Text};
+use super::kit::ids::Msisdn;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
 use super::remainders::{Kind, Remainders};
 use super::session::{Fresh, Session};
@@ -482,10 +483,8 @@ impl Megafon {
         };
         let step = || PollContext::new(STEP_TIMEOUT, self.clock.clone());
         let device_id = onboarding::random_uuid();
-        person.tell(&format!(
-            "Asking MegaFon to send an SMS code to {}.",
-            crate::metrics::mask(&format!("+7{}", self.login))
-        ));
+        person
+            .tell(&format!("Asking MegaFon to send an SMS code to {}.", Msisdn(&format!("+7{}", self.login)).masked()));
         let cx = step();
         let request = self.client.post(OTP_REQUEST).form_body(&[("login", self.login.as_str())]);
         let response = request.header("x-mlk-device-id", &device_id).send(&cx).await?;

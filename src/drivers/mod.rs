@@ -14,6 +14,7 @@ pub mod emnify;
 pub mod hologram;
 pub mod http;
 pub mod http_json;
+pub mod kit;
 pub mod megafon;
 pub mod mts;
 pub mod onboarding;
@@ -111,12 +112,6 @@ pub struct DiscoveredLine {
 pub trait RequestObserver: Send + Sync {
     /// `code` is the HTTP status (`200`, `429`) or a short word (`timeout`, `connect`, `io`).
     fn observe_request(&self, account: &str, driver: &str, code: &str, duration: Duration);
-}
-
-impl RequestObserver for crate::metrics::SelfMetrics {
-    fn observe_request(&self, account: &str, driver: &str, code: &str, duration: Duration) {
-        crate::metrics::SelfMetrics::observe_request(self, account, driver, code, duration);
-    }
 }
 
 /// An observer that forgets everything (`--once`, tests).

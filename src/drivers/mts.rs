@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::kit::ids::Msisdn;
 use super::remainders::{self, Kind, Remainders};
 use super::session::{Fresh, Session, Shared};
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
@@ -175,7 +176,7 @@ impl Driver for Mts {
 impl Mts {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
         let options = line.options.get::<LineOptions>().cloned().unwrap_or_default();
-        let msisdn = line.msisdn.as_deref().map(number11);
+        let msisdn = line.msisdn.as_deref().map(|m| Msisdn(m).number11());
         let balance = match (&options.account_no, &msisdn) {
             (Some(ls), _) => {
                 // Lines of one ЛС share its balance; a value younger than half the line's
@@ -654,7 +655,7 @@ fn collect_numbers(value: &serde_json::Value, account_no: Option<&str>, found: &
             let own = map.get("accountNo").and_then(scalar);
             let account_no = own.as_deref().or(account_no);
             if let Some(number) = map.get("productSerialNumber").and_then(scalar) {
-                let digits = number11(&number);
+                let digits = Msisdn(&number).number11();
                 if digits.len() >= 10 && digits.bytes().all(|b| b.is_ascii_digit()) {
                     let iccid = ["iccid", "ICCID", "sim", "simNumber", "iccId"]
                         .iter()
@@ -681,16 +682,6 @@ fn has_more(value: &serde_json::Value) -> Option<bool> {
         serde_json::Value::Bool(b) => Some(*b),
         serde_json::Value::String(s) => Some(s.eq_ignore_ascii_case("true")),
         _ => None,
-    }
-}
-
-/// `7XXXXXXXXXX`: the form MTS wants (from `+7…`, `8…` or 10 digits).
-fn number11(msisdn: &str) -> String {
-    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        10 => format!("7{digits}"),
-        11 if digits.starts_with('8') => format!("7{}", &digits[1..]),
-        _ => digits,
     }
 }
 
@@ -778,9 +769,9 @@ mod tests {
 
     #[test]
     fn numbers_are_normalised_for_mts() {
-        assert_eq!(number11("+79161234567"), "79161234567");
-        assert_eq!(number11("89161234567"), "79161234567");
-        assert_eq!(number11("9161234567"), "79161234567");
+        assert_eq!(Msisdn("+79161234567").number11(), "79161234567");
+        assert_eq!(Msisdn("89161234567").number11(), "79161234567");
+        assert_eq!(Msisdn("9161234567").number11(), "79161234567");
     }
 
     #[test]

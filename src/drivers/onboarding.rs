@@ -1,18 +1,17 @@
 //! Accounts whose login needs a person: the [`Person`] a driver talks to during
 //! `esim-exporter login` (an SMS code, once), and the [`LoginBoard`] where drivers say that an
-//! account waits for one again. The board is the framework's side: it sets
-//! `esim_account_needs_login{account}`, logs each change once, and lists the waiting accounts
-//! for the status page, so drivers still know nothing about metrics.
+//! account waits for one again. The board logs each change once, lists the waiting accounts for
+//! the status page, and reports each change to a [`LoginObserver`]: the metrics side turns
+//! those events into `esim_account_needs_login{account}`, so drivers never register a series.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use prometheus::{IntGaugeVec, Opts, Registry};
+use std::sync::Arc;
 
 use super::token_file::TokenFile;
 use crate::error::PollError;
-use crate::metrics::catalog;
 
 /// The person at the terminal during `esim-exporter login`.
 pub trait Person: Send {
@@ -32,23 +31,28 @@ pub struct Waiting {
     pub since: SystemTime,
 }
 
+/// Where the board reports that an account started or stopped waiting for a person (the
+/// framework's `esim_account_needs_login` gauge; nothing in tests and `--once`).
+pub trait LoginObserver: Send + Sync {
+    /// The account waits for a person (`true`) or is fine (`false`).
+    fn needs_login(&self, account: &str, waiting: bool);
+    /// The account left the config.
+    fn forget(&self, account: &str);
+}
+
 /// Which accounts wait for a person. One per process, shared by every build (a reload keeps
 /// what it knows until the account logs in or leaves the config).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LoginBoard {
-    gauge: Option<IntGaugeVec>,
+    observer: Option<Arc<dyn LoginObserver>>,
     /// Accounts of drivers with a person-made login, by name: `Some` while waiting.
     accounts: Mutex<BTreeMap<String, Option<Waiting>>>,
 }
 
 impl LoginBoard {
-    /// A board whose `esim_account_needs_login` lives in `registry`.
-    pub fn register(registry: &Registry) -> Result<LoginBoard, prometheus::Error> {
-        let family = catalog::find(catalog::ESIM_ACCOUNT_NEEDS_LOGIN);
-        let help = family.map_or(catalog::ESIM_ACCOUNT_NEEDS_LOGIN, |f| f.help);
-        let gauge = IntGaugeVec::new(Opts::new(catalog::ESIM_ACCOUNT_NEEDS_LOGIN, help), &["account"])?;
-        registry.register(Box::new(gauge.clone()))?;
-        Ok(LoginBoard { gauge: Some(gauge), accounts: Mutex::default() })
+    /// A board that reports every change to `observer`.
+    pub fn observed(observer: Arc<dyn LoginObserver>) -> LoginBoard {
+        LoginBoard { observer: Some(observer), accounts: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Waiting>>> {
@@ -56,8 +60,8 @@ impl LoginBoard {
     }
 
     fn set_gauge(&self, account: &str, waiting: bool) {
-        if let Some(gauge) = &self.gauge {
-            gauge.with_label_values(&[account]).set(i64::from(waiting));
+        if let Some(observer) = &self.observer {
+            observer.needs_login(account, waiting);
         }
     }
 
@@ -123,11 +127,17 @@ impl LoginBoard {
             accounts.remove(account);
         }
         drop(accounts);
-        if let Some(gauge) = &self.gauge {
+        if let Some(observer) = &self.observer {
             for account in &gone {
-                let _ = gauge.remove_label_values(&[account]);
+                observer.forget(account);
             }
         }
+    }
+}
+
+impl std::fmt::Debug for LoginBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBoard").field("accounts", &self.accounts).finish_non_exhaustive()
     }
 }
 
@@ -217,43 +227,6 @@ pub fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn value(registry: &Registry, account: &str) -> Option<i64> {
-        let families = registry.gather();
-        let family = families.iter().find(|f| f.name() == catalog::ESIM_ACCOUNT_NEEDS_LOGIN)?;
-        family
-            .get_metric()
-            .iter()
-            .find(|m| m.get_label().iter().any(|l| l.value() == account))
-            .map(|m| m.get_gauge().value() as i64)
-    }
-
-    #[test]
-    fn the_gauge_follows_the_account_from_tracked_to_waiting_and_back() {
-        let registry = Registry::new();
-        let board = LoginBoard::register(&registry).unwrap();
-        board.track("corp");
-        assert_eq!(value(&registry, "corp"), Some(0));
-        let at = SystemTime::UNIX_EPOCH;
-        board.needs_person("corp", "megafon", "the stored login was refused", at);
-        board.needs_person("corp", "megafon", "again", at + std::time::Duration::from_secs(60));
-        assert_eq!(value(&registry, "corp"), Some(1));
-        let waiting = board.waiting();
-        assert_eq!(waiting.len(), 1);
-        assert_eq!(
-            (waiting[0].why.as_str(), waiting[0].since),
-            ("the stored login was refused", at),
-            "first episode kept"
-        );
-        assert!(board.is_waiting("corp"));
-        board.track("corp");
-        assert!(board.is_waiting("corp"), "tracking again (a reload) keeps the episode");
-        board.logged_in("corp");
-        assert_eq!(value(&registry, "corp"), Some(0));
-        assert!(board.waiting().is_empty());
-        board.retain(|a| a != "corp");
-        assert_eq!(value(&registry, "corp"), None, "a removed account's series goes");
-    }
 
     #[test]
     fn the_latch_stays_closed_until_the_token_file_changes() {

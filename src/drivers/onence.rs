@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use super::http::{self, HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::kit::ids::Msisdn;
 use super::session::{Fresh, Session};
 use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
@@ -369,19 +370,13 @@ impl SimCard {
         fact("status", self.status);
         facts.sort();
         Some(DiscoveredLine {
-            msisdn: self.msisdn.and_then(|m| msisdn(&m.0)),
+            msisdn: self.msisdn.and_then(|m| Msisdn(&m.0).normalized()),
             iccid: Some(iccid.clone()),
             labels: facts,
             options: DriverOptions::none(),
             id: iccid,
         })
     }
-}
-
-/// `+` and digits from a platform's MSISDN, if it is one (5 to 15 digits).
-pub(crate) fn msisdn(raw: &str) -> Option<String> {
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    (5..=15).contains(&digits.len()).then(|| format!("+{digits}"))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response};
+use super::kit::ids::Msisdn;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
 use super::remainders::{self, Kind, Remainders};
 use super::session::{Fresh, Session};
@@ -74,7 +75,7 @@ struct AccountOptions {
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
     let pos = f.node("login").map(|n| n.pos);
-    let login = f.required_string("login").map(|l| number11(&l)).unwrap_or_default();
+    let login = f.required_string("login").map(|l| Msisdn(&l).number11()).unwrap_or_default();
     if let (Some(pos), false) = (pos, login.len() == 11 && login.bytes().all(|b| b.is_ascii_digit())) {
         f.error("login", pos, "expected the T2 number, e.g. +79520000000");
     }
@@ -193,7 +194,7 @@ impl T2 {
     }
 
     async fn read_line(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let number = line.msisdn.as_deref().map_or_else(|| self.login.clone(), number11);
+        let number = line.msisdn.as_deref().map_or_else(|| self.login.clone(), |m| Msisdn(m).number11());
         let balance_path = format!("/api/subscribers/{number}/balance");
         let response = self.get(cx, &balance_path, "/api/subscribers/{msisdn}/balance").await?;
         let balance: Envelope<BalanceData> = response.json()?;
@@ -392,8 +393,7 @@ impl T2 {
             )));
         };
         let step = || PollContext::new(STEP_TIMEOUT, self.clock.clone());
-        person
-            .tell(&format!("Asking T2 to send an SMS code to {}.", crate::metrics::mask(&format!("+{}", self.login))));
+        person.tell(&format!("Asking T2 to send an SMS code to {}.", Msisdn(&format!("+{}", self.login)).masked()));
         let cx = step();
         let path = format!("/api/validation/number/{}", self.login);
         let request = self.client.post(&path).log_as("/api/validation/number/{msisdn}");
@@ -641,16 +641,6 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
     (sums.into_reading(), notes)
 }
 
-/// `7XXXXXXXXXX`, the form T2 wants (from `+7…`, `8…` or ten digits).
-fn number11(msisdn: &str) -> String {
-    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        10 => format!("7{digits}"),
-        11 if digits.starts_with('8') => format!("7{}", &digits[1..]),
-        _ => digits,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,9 +707,9 @@ mod tests {
 
     #[test]
     fn numbers_are_eleven_digits() {
-        assert_eq!(number11("+79521234567"), "79521234567");
-        assert_eq!(number11("89521234567"), "79521234567");
-        assert_eq!(number11("9521234567"), "79521234567");
+        assert_eq!(Msisdn("+79521234567").number11(), "79521234567");
+        assert_eq!(Msisdn("89521234567").number11(), "79521234567");
+        assert_eq!(Msisdn("9521234567").number11(), "79521234567");
     }
 
     #[test]

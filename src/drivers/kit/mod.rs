@@ -1,0 +1,4 @@
+//! The driver kit: what operator files share, so that they never import each other. An
+//! operator file holds its spec, its request paths and its response decoding; the rest is here.
+
+pub mod ids;
