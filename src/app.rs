@@ -31,8 +31,10 @@ pub enum ConfigSource {
 impl ConfigSource {
     pub fn load(&self) -> Result<Config, ConfigError> {
         match self {
-            ConfigSource::File(path) => config::load(path),
-            ConfigSource::Embedded => config::parse("embedded:config/demo.yaml", crate::cli::EMBEDDED_DEMO_CONFIG),
+            ConfigSource::File(path) => config::load(path, crate::drivers::REGISTRY),
+            ConfigSource::Embedded => {
+                config::parse("embedded:config/demo.yaml", crate::cli::EMBEDDED_DEMO_CONFIG, crate::drivers::REGISTRY)
+            }
         }
     }
 

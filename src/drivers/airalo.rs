@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
 use super::onence::{mb, required_secret};
 use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -415,7 +416,7 @@ impl SimItem {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn reading(json: &str) -> Reading {
         let cx = PollContext::new(Duration::from_secs(1), Arc::new(SystemClock));

@@ -11,13 +11,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Response, Text};
 use super::remainders::{Kind, Remainders};
 use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Money, Reading};
 
@@ -783,7 +784,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     #[test]
     fn accumulators_map_units_and_skip_roaming_tethering_and_unlimited() {

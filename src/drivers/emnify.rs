@@ -10,15 +10,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
 use super::kit::ids::Msisdn;
 use super::onence::{error_field, required_secret, total_pages, Quota};
 use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::raw::Value;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 

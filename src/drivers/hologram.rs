@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
 use super::kit::ids::Msisdn;
 use super::onence::required_secret;
 use super::session::Shared;
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::units::{ByteSize, Rate};
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 

@@ -42,10 +42,11 @@ use tokio::time::Instant;
 use tracing::debug;
 use url::Url;
 
-use super::{BuildContext, BuildError, PollContext, RequestObserver};
+use super::contract::{BuildContext, BuildError, PollContext, RequestObserver};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize};
+use crate::config::units::ByteSize;
+use crate::drivers::contract::Account;
 use crate::error::PollError;
 
 /// The User-Agent of every operator request.

@@ -11,16 +11,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value as Json;
 use serde_json_path::JsonPath;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{self, HttpClient, HttpOptions, Method, Response};
 use super::kit::ids::Msisdn;
 use super::onence::required_secret;
 use super::session::{Fresh, Session};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::discover::Template;
 use crate::config::fields::Fields;
 use crate::config::raw::{Pos, Value};
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line};
+use crate::config::units::ByteSize;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -708,13 +709,16 @@ fn timestamp(value: &Json, format: TimeFormat) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The configs these tests load name only this driver.
+    static ONLY_HTTP_JSON: crate::config::Registry = &[&SPEC];
     use crate::clock::SystemClock;
 
     fn driver(yaml_fields: &str) -> HttpJson {
         let yaml = format!(
             "accounts:\n  a:\n    driver: http_json\n    base_url: http://127.0.0.1:9\n    currency: EUR\n    request: {{path: \"/x/{{iccid}}\"}}\n    fields:\n{yaml_fields}lines:\n  - {{name: l, account: a, iccid: \"8935711001000000001\"}}\n"
         );
-        let config = crate::config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::config::parse("t.yaml", &yaml, ONLY_HTTP_JSON).unwrap_or_else(|e| panic!("{e}"));
         let o = config.accounts[0].options.get::<AccountOptions>().unwrap().clone();
         let cx = BuildContext::new(Arc::new(SystemClock));
         let client = HttpClient::new(&config.accounts[0], &o.http, &cx).unwrap();
@@ -772,7 +776,7 @@ mod tests {
     #[test]
     fn bad_paths_and_units_are_config_errors() {
         let yaml = "accounts:\n  a:\n    driver: http_json\n    base_url: http://x\n    request: {path: \"/x\"}\n    fields:\n      data_remaining: {path: \"$.a[\", unit: parsecs}\n      sms_remaining: {path: \"$.b\", unit: furlongs}\nlines:\n  - {name: l, account: a}\n";
-        let err = crate::config::parse("t.yaml", yaml).unwrap_err().to_string();
+        let err = crate::config::parse("t.yaml", yaml, ONLY_HTTP_JSON).unwrap_err().to_string();
         assert!(err.contains("is not an RFC 9535 JSONPath"), "{err}");
         assert!(err.contains("multiplier"), "{err}");
     }

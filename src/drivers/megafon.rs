@@ -13,17 +13,18 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Request, Response, Text};
 use super::kit::ids::Msisdn;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
 use super::remainders::{Kind, Remainders};
 use super::session::{Fresh, Session};
 use super::token_file::TokenFile;
-use super::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -693,7 +694,7 @@ fn end_of(r: &Remainder) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn remainders(json: &str) -> (Reading, Vec<String>) {
         let body: RemaindersBody = serde_json::from_str(json).unwrap();

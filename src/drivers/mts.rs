@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response, Text};
 use super::kit::ids::Msisdn;
 use super::remainders::{self, Kind, Remainders};
 use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -688,7 +689,7 @@ fn has_more(value: &serde_json::Value) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn blocks(json: &str) -> Vec<Block> {
         serde_json::from_str::<Blocks>(json).unwrap().0

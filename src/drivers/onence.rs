@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::http::{self, HttpClient, HttpOptions, Num, Request, Response, Text};
 use super::kit::ids::Msisdn;
 use super::session::{Fresh, Session};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::units::{ByteSize, Rate};
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::Reading;
 

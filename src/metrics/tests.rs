@@ -11,8 +11,8 @@ use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
 use super::catalog::{self, Kind};
 use super::*;
 use crate::clock::unix_seconds;
-use crate::drivers::kit::ids::Msisdn;
 use crate::config::{self, ByteSize, Config, Global};
+use crate::drivers::kit::ids::Msisdn;
 use crate::error::{PollError, Reason};
 use crate::reading::{Currency, Money, Reading};
 use crate::store::{PollOutcome, Store};
@@ -59,7 +59,7 @@ lines:
 "#;
 
 fn parse_config(yaml: &str) -> Config {
-    match config::parse("test.yaml", yaml) {
+    match config::parse("test.yaml", yaml, crate::drivers::REGISTRY) {
         Ok(c) => c,
         Err(e) => panic!("test config does not load:\n{e}"),
     }

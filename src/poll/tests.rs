@@ -815,7 +815,7 @@ fn demo_config(lines: usize) -> crate::config::Config {
     for i in 0..lines {
         yaml.push_str(&format!("  - name: demo-{i:03}\n    driver: demo\n"));
     }
-    crate::config::parse("test.yaml", &yaml).unwrap()
+    crate::config::parse("test.yaml", &yaml, crate::drivers::REGISTRY).unwrap()
 }
 
 #[test]

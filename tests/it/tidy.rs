@@ -122,7 +122,11 @@ fn every_driver_is_documented_has_fixtures_and_examples() {
         if !example_yaml.contains(&format!("driver: {name}")) {
             missing.push(format!("config/example.yaml has no `driver: {name}`"));
         }
-        match esim_exporter::config::parse(&format!("{name}-example.yaml"), spec.example) {
+        match esim_exporter::config::parse(
+            &format!("{name}-example.yaml"),
+            spec.example,
+            esim_exporter::drivers::REGISTRY,
+        ) {
             Ok(config) if config.lines.iter().any(|l| l.driver().name == name) => {}
             Ok(_) => missing.push(format!("the example of `{name}` has no line of that driver")),
             Err(e) => missing.push(format!("the example of `{name}` does not load:\n{e}")),
@@ -142,7 +146,8 @@ fn example_config_loads() {
         std::env::set_var(&rest[i + 2..name_end], "placeholder-secret");
         rest = &rest[name_end..];
     }
-    let config = esim_exporter::config::parse("config/example.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let config = esim_exporter::config::parse("config/example.yaml", &text, esim_exporter::drivers::REGISTRY)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!config.lines.is_empty());
 }
 

@@ -2,3 +2,4 @@
 //! operator file holds its spec, its request paths and its response decoding; the rest is here.
 
 pub mod ids;
+pub mod session_store;

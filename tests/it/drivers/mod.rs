@@ -75,7 +75,8 @@ impl Built {
 
     /// Builds with a given session store (reload tests share one between two builds).
     pub fn with_sessions(yaml: &str, sessions: Arc<SessionStore>) -> Built {
-        let config = esim_exporter::config::parse("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        let config = esim_exporter::config::parse("test.yaml", yaml, esim_exporter::drivers::REGISTRY)
+            .unwrap_or_else(|e| panic!("{e}"));
         let observed = Arc::new(Observed::default());
         let logins = Arc::new(LoginBoard::default());
         let cx = BuildContext {
