@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
-use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::onence::{mb, required_secret};
+use super::kit::decode::mb;
+use super::kit::decode::{Num, Text};
+use super::kit::http::{HttpClient, HttpOptions, Request, Response};
+use super::kit::options::required_secret;
 use super::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -339,7 +341,7 @@ impl Usage {
         if self.total_text.is_some_and(|t| t.0 > 0.0) {
             r.sms_remaining = self.remaining_text.map(|n| n.0.max(0.0).round() as u64);
         }
-        r.quota_expiry = self.expired_at.as_deref().and_then(super::http::parse_rfc3339);
+        r.quota_expiry = self.expired_at.as_deref().and_then(super::kit::decode::parse_rfc3339);
         if let Some(status) = &self.status {
             cx.note(format!("eSIM status: {status}"));
         }
@@ -433,7 +435,7 @@ mod tests {
         assert_eq!(r.data_quota, Some(ByteSize(2048 << 20)));
         assert_eq!(r.voice_remaining, Some(Duration::from_secs(1800)));
         assert_eq!(r.sms_remaining, Some(12));
-        assert_eq!(r.quota_expiry, super::super::http::parse_rfc3339("2025-08-01T10:30:45Z"));
+        assert_eq!(r.quota_expiry, super::super::kit::decode::parse_rfc3339("2025-08-01T10:30:45Z"));
     }
 
     #[test]

@@ -11,9 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
-use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::kit::decode::{Num, Text};
+use super::kit::http::error_field;
+use super::kit::http::total_pages;
+use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
-use super::onence::{error_field, required_secret, total_pages, Quota};
+use super::kit::options::required_secret;
+use super::kit::quota::Quota;
 use super::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::raw::Value;

@@ -12,9 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
-use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::kit::decode::{Num, Text};
+use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
-use super::onence::required_secret;
+use super::kit::options::required_secret;
 use super::session::Shared;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -363,7 +364,7 @@ impl Cellular {
     /// cutoff, so data left and total stay absent.
     fn reading(&self, cx: &PollContext) -> Reading {
         let mut r = Reading {
-            quota_expiry: self.whenexpires.as_deref().and_then(super::http::parse_rfc3339),
+            quota_expiry: self.whenexpires.as_deref().and_then(super::kit::decode::parse_rfc3339),
             plan: self.plan.as_ref().and_then(|p| p.name.clone()),
             ..Reading::default()
         };

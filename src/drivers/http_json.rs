@@ -12,9 +12,10 @@ use serde_json::Value as Json;
 use serde_json_path::JsonPath;
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
-use super::http::{self, HttpClient, HttpOptions, Method, Response};
+use super::kit::decode;
+use super::kit::http::{HttpClient, HttpOptions, Method, Response};
 use super::kit::ids::Msisdn;
-use super::onence::required_secret;
+use super::kit::options::required_secret;
 use super::session::{Fresh, Session};
 use crate::config::discover::Template;
 use crate::config::fields::Fields;
@@ -687,7 +688,7 @@ fn item_line(list: &Listing, item: &Json) -> Option<DiscoveredLine> {
 fn number(value: &Json) -> Option<f64> {
     match value {
         Json::Number(n) => n.as_f64(),
-        Json::String(s) => http::parse_amount(s),
+        Json::String(s) => decode::parse_amount(s),
         _ => None,
     }
 }
@@ -695,7 +696,9 @@ fn number(value: &Json) -> Option<f64> {
 fn timestamp(value: &Json, format: TimeFormat) -> Option<SystemTime> {
     let from_seconds = |s: f64| (s.is_finite() && s >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(s));
     match (value, format) {
-        (Json::String(s), TimeFormat::Auto) if !s.trim().bytes().all(|b| b.is_ascii_digit()) => http::parse_rfc3339(s),
+        (Json::String(s), TimeFormat::Auto) if !s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            decode::parse_rfc3339(s)
+        }
         (v, TimeFormat::UnixMs) => from_seconds(number(v)? / 1000.0),
         (v, TimeFormat::Unix) => from_seconds(number(v)?),
         (v, TimeFormat::Auto) => {

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Request, Response, Text};
+use super::kit::decode::{self, one_or_many, Num, Quantity, Text};
+use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
 use super::remainders::{Kind, Remainders};
@@ -89,7 +90,7 @@ struct AccountOptions {
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
     let pos = f.node("login").map(|n| n.pos);
-    let login = f.required_string("login").map(|l| http::national_number(&l)).unwrap_or_default();
+    let login = f.required_string("login").map(|l| decode::national_number(&l)).unwrap_or_default();
     if let (Some(pos), false) = (pos, login.len() == 10 && login.bytes().all(|b| b.is_ascii_digit())) {
         f.error("login", pos, "expected the MegaFon number, e.g. +79260000000");
     }
@@ -229,7 +230,7 @@ enum Login {
 
 impl Megafon {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        if let Some(number) = line.msisdn.as_deref().map(http::national_number) {
+        if let Some(number) = line.msisdn.as_deref().map(decode::national_number) {
             if number != self.login {
                 return Err(PollError::Config(
                     "the line's msisdn is not the account's login: the MegaFon API reads only the number it is logged in as"
@@ -585,7 +586,7 @@ struct ValueWithUnit {
 /// The kind a Russian (or English) unit string counts: `ГБ`/`МБ`/`КБ`, `мин`, `сек`, `шт`/`SMS`.
 fn kind_of(unit: &str, name: &str) -> Option<Kind> {
     let u = unit.trim().trim_end_matches('.').to_lowercase();
-    if let Some(bytes) = http::data_unit_bytes(&u) {
+    if let Some(bytes) = decode::data_unit_bytes(&u) {
         return Some(Kind::Data(bytes as f64));
     }
     if u.starts_with("мин") || u.starts_with("min") {
@@ -649,7 +650,7 @@ fn map_remainders(models: &[Model]) -> (Reading, Vec<String>) {
                 notes.push(format!("remainder `{name}` skipped (unit `{unit}`)"));
                 continue;
             };
-            if let Some(why) = http::excluded_package(&name) {
+            if let Some(why) = decode::excluded_package(&name) {
                 notes.push(format!("remainder `{name}` skipped ({why})"));
                 continue;
             }
@@ -684,10 +685,10 @@ fn map_remainders(models: &[Model]) -> (Reading, Vec<String>) {
 
 /// `dateTo`, or a month after `dateFrom` for a monthly package.
 fn end_of(r: &Remainder) -> Option<SystemTime> {
-    if let Some(end) = r.date_to.as_deref().and_then(http::parse_rfc3339) {
+    if let Some(end) = r.date_to.as_deref().and_then(decode::parse_rfc3339) {
         return Some(end);
     }
-    let from = r.date_from.as_deref().and_then(http::parse_rfc3339)?;
+    let from = r.date_from.as_deref().and_then(decode::parse_rfc3339)?;
     (r.monthly == Some(true)).then(|| from + Duration::from_secs(30 * 86_400))
 }
 
@@ -720,7 +721,7 @@ mod tests {
         assert_eq!(r.data_quota, Some(ByteSize((31.0 * GIB + 2048.0 * 1024.0) as u64)));
         assert_eq!(r.voice_remaining, Some(Duration::from_secs(420 * 60 + 30)));
         assert_eq!(r.sms_remaining, Some(100));
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-20T20:59:59Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-07-20T20:59:59Z"));
         assert_eq!(notes.len(), 1, "MMS skipped: {notes:?}");
     }
 
@@ -764,7 +765,7 @@ mod tests {
         );
         assert_eq!(r.data_remaining, Some(ByteSize((1.5 * GIB) as u64)));
         assert_eq!(r.data_quota, None, "no total: absent");
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-31T00:00:00Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-07-31T00:00:00Z"));
     }
 
     #[test]

@@ -13,7 +13,6 @@ pub mod contract;
 pub mod demo;
 pub mod emnify;
 pub mod hologram;
-pub mod http;
 pub mod http_json;
 pub mod kit;
 pub mod megafon;

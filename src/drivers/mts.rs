@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response, Text};
+use super::kit::decode::{self, currency_of, one_or_many, Num, Text};
+use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::remainders::{self, Kind, Remainders};
 use super::session::{Fresh, Session, Shared};
@@ -435,15 +436,6 @@ fn parse_balance(response: &Response) -> Result<Money, PollError> {
     Ok(Money { amount: amount.amount.0, currency })
 }
 
-/// Rubles under their many spellings; another ISO code as itself; anything else rubles.
-pub(crate) fn currency_of(text: &str) -> Currency {
-    let t = text.trim().trim_end_matches('.').to_lowercase();
-    match t.as_str() {
-        "rub" | "rur" | "руб" | "р" | "₽" | "rouble" | "ruble" => Currency::RUB,
-        _ => Currency::parse(&t).unwrap_or(Currency::RUB),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(transparent)]
 struct Blocks(#[serde(deserialize_with = "one_or_many")] Vec<Block>);
@@ -530,7 +522,7 @@ fn kind_of(unit: &str, name: &str) -> Option<Kind> {
         "MINUTE" | "MINUTES" | "MIN" => Some(Kind::Voice(60.0)),
         "ITEM" | "ITEMS" | "PIECE" | "SMS" => (!(name.contains("ммс") || name.contains("mms"))).then_some(Kind::Sms),
         "MONEY" | "RUB" | "RUR" => None,
-        _ => http::data_unit_bytes(&u).map(|b| Kind::Data(b as f64)),
+        _ => decode::data_unit_bytes(&u).map(|b| Kind::Data(b as f64)),
     }
 }
 
@@ -576,7 +568,7 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
         if value_of("CounterValueType").is_some_and(|t| !t.0.eq_ignore_ascii_case("Remainder")) {
             continue;
         }
-        if let Some(why) = http::excluded_package(&name) {
+        if let Some(why) = decode::excluded_package(&name) {
             notes.push(format!("counter `{name}` skipped ({why})"));
             continue;
         }
@@ -587,14 +579,14 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
             }
             continue;
         };
-        let Some(current) = value_of("CurrentValue").and_then(|t| http::parse_amount(&t.0)) else {
+        let Some(current) = value_of("CurrentValue").and_then(|t| decode::parse_amount(&t.0)) else {
             notes.push(format!("counter `{name}` has no CurrentValue"));
             continue;
         };
-        let initial = value_of("PeriodInitialValue").and_then(|t| http::parse_amount(&t.0));
+        let initial = value_of("PeriodInitialValue").and_then(|t| decode::parse_amount(&t.0));
         // Sentinels of "no limit": a negative package size, all nines, an absurd amount.
-        let absurd = matches!(kind, Kind::Data(f) if current * f >= http::UNLIMITED_DATA_BYTES);
-        if initial.is_some_and(|i| i < 0.0) || http::is_unlimited_sentinel(current) || absurd {
+        let absurd = matches!(kind, Kind::Data(f) if current * f >= decode::UNLIMITED_DATA_BYTES);
+        if initial.is_some_and(|i| i < 0.0) || decode::is_unlimited_sentinel(current) || absurd {
             notes.push(format!("counter `{name}` skipped (unlimited)"));
             continue;
         }
@@ -604,7 +596,7 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
             Kind::Voice(_) | Kind::Sms => None,
         };
         sums.add(kind, current * kind.factor(), total);
-        let end = product.valid_for.as_ref().and_then(|v| v.end.as_deref()).and_then(http::parse_rfc3339);
+        let end = product.valid_for.as_ref().and_then(|v| v.end.as_deref()).and_then(decode::parse_rfc3339);
         if let Some(end) = end.filter(|e| remainders::is_bounded(*e)) {
             sums.ends_at(end);
         }
@@ -730,7 +722,7 @@ mod tests {
         assert_eq!(r.sms_remaining, Some(42));
         assert_eq!(r.data_remaining, Some(ByteSize(5_368_709_120)));
         assert_eq!(r.data_quota, Some(ByteSize(10_737_418_240)));
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-20T20:59:59Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-07-20T20:59:59Z"));
         assert_eq!(notes.len(), 3, "{notes:?}");
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::contract::PollContext;
-use super::http::Response;
+use super::kit::http::Response;
 // The store lives in the kit so that the contract's `BuildContext` can hold it without
 // importing this file (which speaks `PollContext`); it is still found here.
 pub use super::kit::session_store::SessionStore;

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response};
+use super::kit::decode::{self, one_or_many, Num};
+use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
 use super::remainders::{self, Kind, Remainders};
@@ -582,7 +583,7 @@ fn kind_of(uom: &str, traffic_type: Option<&str>, name: &str) -> Option<Kind> {
             let mms = |s: &str| s.to_lowercase().contains("mms") || s.to_lowercase().contains("ммс");
             (!mms(name) && !traffic_type.is_some_and(mms)).then_some(Kind::Sms)
         }
-        other => http::data_unit_bytes(other).map(|b| Kind::Data(b as f64)),
+        other => decode::data_unit_bytes(other).map(|b| Kind::Data(b as f64)),
     }
 }
 
@@ -611,7 +612,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
             notes.push(format!("rest `{name}` skipped (rollover)"));
             continue;
         }
-        if let Some(why) = http::excluded_package(&name) {
+        if let Some(why) = decode::excluded_package(&name) {
             notes.push(format!("rest `{name}` skipped ({why})"));
             continue;
         }
@@ -626,15 +627,15 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
         }
         let factor = kind.factor();
         let unlimited = rest.unlimited == Some(true)
-            || http::is_unlimited_sentinel(remain.0)
-            || size.is_some_and(|s| http::is_unlimited_sentinel(s.0))
-            || matches!(kind, Kind::Data(_) if remain.0 * factor >= http::UNLIMITED_DATA_BYTES);
+            || decode::is_unlimited_sentinel(remain.0)
+            || size.is_some_and(|s| decode::is_unlimited_sentinel(s.0))
+            || matches!(kind, Kind::Data(_) if remain.0 * factor >= decode::UNLIMITED_DATA_BYTES);
         if unlimited {
             notes.push(format!("rest `{name}` skipped (unlimited)"));
             continue;
         }
         sums.add(kind, remain.0 * factor, size.map(|s| s.0 * factor));
-        let end = rest.end_day.as_deref().and_then(http::parse_rfc3339);
+        let end = rest.end_day.as_deref().and_then(decode::parse_rfc3339);
         if let Some(end) = end.filter(|e| remainders::is_bounded(*e)) {
             sums.ends_at(end);
         }
@@ -670,7 +671,7 @@ mod tests {
         assert_eq!(r.data_quota, Some(ByteSize(15360 * 1_048_576 + 2 * (1 << 30))));
         assert_eq!(r.voice_remaining, Some(Duration::from_secs(312 * 60)));
         assert_eq!(r.sms_remaining, Some(40));
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-08-01T20:59:59Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-08-01T20:59:59Z"));
         assert_eq!(notes.len(), 5, "{notes:?}");
     }
 

@@ -196,5 +196,5 @@ pub fn token_file(key: &str, contents: &str) -> std::path::PathBuf {
 
 /// Seconds since the epoch of an RFC 3339 time, for expected expiries.
 pub fn at(text: &str) -> SystemTime {
-    esim_exporter::drivers::http::parse_rfc3339(text).expect("timestamp")
+    esim_exporter::drivers::kit::decode::parse_rfc3339(text).expect("timestamp")
 }
