@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, ConfigError};
+use crate::drivers::kit::session_store::SessionStore;
 use crate::drivers::onboarding::LoginBoard;
-use crate::drivers::session::SessionStore;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
 use crate::metrics::{Exposition, Renderer, SelfMetrics};
@@ -211,7 +211,7 @@ impl App {
             requests: self.self_metrics.clone(),
             sessions: self.sessions.clone(),
             logins: self.logins.clone(),
-            token_dir: self.storage.as_deref().map(crate::drivers::token_file::dir_beside),
+            token_dir: self.storage.as_deref().map(crate::drivers::kit::token_file::dir_beside),
         };
         let plan = Plan::build(&config, &cx, self.shard)?;
         self.logins.retain(|account| config.accounts.iter().any(|a| a.name == account));

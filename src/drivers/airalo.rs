@@ -15,7 +15,7 @@ use super::kit::decode::mb;
 use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::options::required_secret;
-use super::session::{Fresh, Session, Shared};
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::units::Rate;
@@ -58,6 +58,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "airalo",
     // Airalo publishes no account-wide limit (only per ICCID and for /token); a conservative
@@ -111,7 +112,7 @@ struct Airalo {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "airalo")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "airalo")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("airalo", &account.name, fingerprint, State::default);

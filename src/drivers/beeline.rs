@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::kit::decode::{self, one_or_many, Num, Quantity, Text};
 use super::kit::http::{self, HttpClient, HttpOptions, Response};
-use super::remainders::{Kind, Remainders};
-use super::session::{Fresh, Session, Shared};
+use super::kit::remainders::{Kind, Remainders};
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::units::Rate;
@@ -63,6 +63,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "beeline",
     // No documented limit; clients that work keep to about one request a second and get 429s
@@ -164,7 +165,7 @@ struct Beeline {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "beeline")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "beeline")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.login, o.password.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("beeline", &account.name, fingerprint, State::default);

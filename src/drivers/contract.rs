@@ -252,6 +252,9 @@ pub struct DriverSpec {
     /// True when lines must name an account; false for drivers whose lines may carry their
     /// keys themselves (`driver:` on the line), such as demo and ussd.
     pub needs_account: bool,
+    /// True when the driver talks to an operator's HTTP API (through `kit::http`): the
+    /// conformance suite and the mock operator must then cover it (a tidy test checks).
+    pub speaks_http: bool,
     /// True when the driver lists the account's SIMs ([`Driver::discover`]), so that an
     /// account may say `discover:`.
     pub can_discover: bool,

@@ -28,6 +28,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: false,
+    speaks_http: false,
     can_discover: false,
     default_operator: "demo",
     default_rate_limit: None,

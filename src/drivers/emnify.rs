@@ -18,7 +18,7 @@ use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::quota::Quota;
-use super::session::{Fresh, Session, Shared};
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::raw::Value;
 use crate::config::secret::Secret;
@@ -61,6 +61,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "emnify",
     // "2 000 requests per IP per rolling 5 minutes" (iot.md §3.7), counted per request.
@@ -135,7 +136,7 @@ struct Emnify {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "emnify")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "emnify")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[o.application_token.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("emnify", &account.name, fingerprint, State::default);

@@ -16,7 +16,7 @@ use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
-use super::session::Shared;
+use super::kit::session::Shared;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::units::{ByteSize, Rate};
@@ -50,6 +50,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "hologram",
     // Hologram publishes no limit ("wait 5–10 s after a 429"); listings are few, so 2
@@ -121,7 +122,7 @@ struct Hologram {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "hologram")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "hologram")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let orgid = o.orgid.clone().unwrap_or_default();
     let fingerprint = cx.sessions.fingerprint(&[o.api_key.expose(), &orgid, o.http.base_url.as_str()]);

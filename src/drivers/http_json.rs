@@ -16,7 +16,7 @@ use super::kit::decode;
 use super::kit::http::{HttpClient, HttpOptions, Method, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
-use super::session::{Fresh, Session};
+use super::kit::session::{Fresh, Session};
 use crate::config::discover::Template;
 use crate::config::fields::Fields;
 use crate::config::raw::{Pos, Value};
@@ -53,6 +53,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: false,
+    speaks_http: true,
     can_discover: true,
     default_operator: "http_json",
     default_rate_limit: None,
@@ -407,7 +408,7 @@ struct HttpJson {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "http_json")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "http_json")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let secret = match &o.auth {
         Auth::OAuth2 { client_id, client_secret, token_path, .. } => {

@@ -17,10 +17,10 @@ use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverS
 use super::kit::decode::{self, one_or_many, Num, Quantity, Text};
 use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
+use super::kit::remainders::{Kind, Remainders};
+use super::kit::session::{Fresh, Session};
+use super::kit::token_file::TokenFile;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
-use super::remainders::{Kind, Remainders};
-use super::session::{Fresh, Session};
-use super::token_file::TokenFile;
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -69,6 +69,7 @@ lines:
     msisdn: "+79260000000"            # the login's own number (the API reads no other)
 "#,
     needs_account: true,
+    speaks_http: true,
     can_discover: false,
     default_operator: "megafon",
     // No documented limit. A consumer API: clients that last poll hourly; two requests a poll.
@@ -166,7 +167,7 @@ struct Megafon {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "megafon")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "megafon")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let tokens = TokenFile::locate(&account.name, o.token_file.as_deref(), cx.token_dir.as_deref());
     // Read once here; a file that cannot be used is the first poll's problem, not the config's.

@@ -19,11 +19,11 @@ pub mod megafon;
 pub mod mts;
 pub mod onboarding;
 pub mod onence;
-pub mod remainders;
-pub mod session;
 pub mod t2;
-pub mod token_file;
 pub mod ussd;
+
+// The kit's session, token file and remainders, where the rest of the crate finds them.
+pub use kit::{remainders, session, token_file};
 
 // The contract's names, where the rest of the crate has always found them.
 pub use contract::{

@@ -13,8 +13,8 @@ use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine,
 use super::kit::decode::{self, currency_of, one_or_many, Num, Text};
 use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
-use super::remainders::{self, Kind, Remainders};
-use super::session::{Fresh, Session, Shared};
+use super::kit::remainders::{self, Kind, Remainders};
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::units::Rate;
@@ -53,6 +53,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "mts",
     // 60 requests a minute and at most 3 a second (the smallest API package); a poll is two
@@ -143,7 +144,7 @@ struct Mts {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "mts")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "mts")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("mts", &account.name, fingerprint, State::default);

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use std::sync::Arc;
 
-use super::token_file::TokenFile;
+use super::kit::token_file::TokenFile;
 use crate::error::PollError;
 
 /// The person at the terminal during `esim-exporter login`.

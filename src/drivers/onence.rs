@@ -14,7 +14,7 @@ use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Reques
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::quota::Quota;
-use super::session::{Fresh, Session};
+use super::kit::session::{Fresh, Session};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::config::units::Rate;
@@ -53,6 +53,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "1nce",
     // "/sims: 10 requests per second per customer" (iot.md §2.7), counted per request.
@@ -102,7 +103,7 @@ struct Onence {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "1nce")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "1nce")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("1nce", &account.name, fingerprint, State::default);

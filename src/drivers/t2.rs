@@ -16,10 +16,10 @@ use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverS
 use super::kit::decode::{self, one_or_many, Num};
 use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
+use super::kit::remainders::{self, Kind, Remainders};
+use super::kit::session::{Fresh, Session};
+use super::kit::token_file::TokenFile;
 use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
-use super::remainders::{self, Kind, Remainders};
-use super::session::{Fresh, Session};
-use super::token_file::TokenFile;
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -55,6 +55,7 @@ lines:
     msisdn: "+79520000000"            # the login's number or a number linked to it
 "#,
     needs_account: true,
+    speaks_http: true,
     can_discover: false,
     default_operator: "t2",
     // No documented limit; a consumer API: two requests a poll, at most one every 2 s.
@@ -128,7 +129,7 @@ struct T2 {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "t2")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "t2")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let tokens = TokenFile::locate(&account.name, o.token_file.as_deref(), cx.token_dir.as_deref());
     let loaded = tokens.as_ref().map(|t| t.load::<Stored>());

@@ -6,4 +6,7 @@ pub mod http;
 pub mod ids;
 pub mod options;
 pub mod quota;
+pub mod remainders;
+pub mod session;
 pub mod session_store;
+pub mod token_file;

@@ -53,6 +53,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: false,
+    speaks_http: false,
     can_discover: false,
     default_operator: "unknown",
     default_rate_limit: None,

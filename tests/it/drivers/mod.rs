@@ -5,7 +5,7 @@
 
 mod airalo;
 mod beeline;
-mod conformance;
+pub(crate) mod conformance;
 mod emnify;
 mod exporter;
 mod hologram;

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::contract::PollContext;
-use super::kit::http::Response;
-// The store lives in the kit so that the contract's `BuildContext` can hold it without
+use super::http::Response;
+use crate::drivers::contract::PollContext;
+// The store has a file of its own so that the contract's `BuildContext` can hold it without
 // importing this file (which speaks `PollContext`); it is still found here.
-pub use super::kit::session_store::SessionStore;
+pub use super::session_store::SessionStore;
 use crate::error::PollError;
 
 /// A token (or session) just obtained, with its lifetime when the operator says.
