@@ -32,6 +32,7 @@ static FAKE: DriverSpec = DriverSpec {
     example: "",
     aliases: &[],
     needs_account: true,
+    speaks_http: false,
     can_discover: false,
     default_operator: "test",
     default_rate_limit: None,
