@@ -31,7 +31,10 @@ use std::fmt;
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use percent_encoding::percent_decode_str;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE};
 pub use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -208,6 +211,7 @@ impl HttpClient {
             url,
             shown: Cow::Owned(path.to_string()),
             headers,
+            basic: None,
             body: None,
             body_limit: self.body_limit,
             error,
@@ -236,10 +240,13 @@ fn proxy_of(url: &Secret) -> Option<reqwest::Proxy> {
     url.set_username("").ok()?;
     url.set_password(None).ok()?;
     let proxy = reqwest::Proxy::all(url.as_str()).ok()?;
+    // Not `Proxy::basic_auth`: for http proxies reqwest keeps the credentials in the proxy's
+    // URL, and its `Debug` (part of the client's) then shows the password. A sensitive
+    // `Proxy-Authorization` value never does.
     Some(match credentials {
         Some((user, password)) => {
             let raw = format!("{user}:{}", password.as_deref().unwrap_or(""));
-            let mut value = HeaderValue::from_str(&format!("Basic {}", base64(raw.as_bytes()))).ok()?;
+            let mut value = HeaderValue::from_str(&format!("Basic {}", BASE64.encode(raw))).ok()?;
             value.set_sensitive(true);
             proxy.custom_http_auth(value)
         }
@@ -247,11 +254,18 @@ fn proxy_of(url: &Secret) -> Option<reqwest::Proxy> {
     })
 }
 
+/// Percent-decoding of proxy credentials (`p%40ss` is `p@ss`; `+` stays `+`: this is a URL's
+/// user info, not a form).
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// The request's Basic credentials, if any, encoded by reqwest (RFC 7617, header sensitive).
+fn with_basic_auth(builder: reqwest::RequestBuilder, basic: Option<&(String, Secret)>) -> reqwest::RequestBuilder {
+    match basic {
+        Some((user, password)) => builder.basic_auth(user, Some(password.expose())),
+        None => builder,
+    }
 }
 
 /// rustls needs one process-wide crypto provider; ring is ours (pure Rust and assembly).
@@ -271,6 +285,8 @@ pub struct Request<'c> {
     /// The path as logs and errors show it (never the query).
     shown: Cow<'static, str>,
     headers: HeaderMap,
+    /// Basic credentials, set on the reqwest request at send (see [`Request::basic_auth`]).
+    basic: Option<(String, Secret)>,
     body: Option<(Bytes, &'static str)>,
     body_limit: usize,
     /// A problem found while building (a header value that is not valid), reported at send.
@@ -306,10 +322,11 @@ impl<'c> Request<'c> {
         self.set_header(AUTHORIZATION, &value, true)
     }
 
-    /// `Authorization: Basic base64(user:password)`.
+    /// `Authorization: Basic base64(user:password)`, encoded by reqwest when the request is
+    /// sent (its header is marked sensitive). Like any `Authorization`, the last one set wins.
     pub fn basic_auth(mut self, user: &str, password: &Secret) -> Self {
-        let value = format!("Basic {}", base64(format!("{user}:{}", password.expose()).as_bytes()));
-        self = self.set_header(AUTHORIZATION, &value, true);
+        self.headers.remove(AUTHORIZATION);
+        self.basic = Some((user.to_string(), password.clone()));
         self
     }
 
@@ -355,6 +372,9 @@ impl<'c> Request<'c> {
     }
 
     fn set_header(mut self, name: HeaderName, value: &str, sensitive: bool) -> Self {
+        if name == AUTHORIZATION {
+            self.basic = None;
+        }
         match HeaderValue::from_str(value) {
             Ok(mut v) => {
                 v.set_sensitive(sensitive);
@@ -386,6 +406,7 @@ impl<'c> Request<'c> {
         }
         let mut builder =
             client.client.request(self.method.clone(), url).headers(self.headers).timeout(cx.deadline - started);
+        builder = with_basic_auth(builder, self.basic.as_ref());
         if let Some((body, content_type)) = self.body {
             builder = builder.header(CONTENT_TYPE, content_type).body(body);
         }
@@ -670,23 +691,6 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     out
 }
 
-fn base64(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// `X-Total-Pages` of a paged listing (1NCE, emnify).
 pub fn total_pages(response: &Response) -> Option<u32> {
     response.header("x-total-pages")?.trim().parse().ok()
@@ -802,10 +806,16 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_the_rfc_examples() {
-        for (input, out) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
-            assert_eq!(base64(input.as_bytes()), out);
-        }
+    fn basic_auth_is_the_rfc_7617_header_and_sensitive() {
+        install_crypto_provider();
+        let basic = ("Aladdin".to_string(), Secret::new("open sesame"));
+        let request =
+            with_basic_auth(reqwest::Client::new().get("http://operator.test/"), Some(&basic)).build().unwrap();
+        let value = &request.headers()[AUTHORIZATION];
+        assert_eq!(value, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert!(value.is_sensitive());
+        let none = with_basic_auth(reqwest::Client::new().get("http://operator.test/"), None).build().unwrap();
+        assert!(none.headers().get(AUTHORIZATION).is_none());
     }
 
     #[test]
