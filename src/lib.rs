@@ -6,6 +6,7 @@
 //! `run` is the whole program; `main.rs` only parses flags and reports errors.
 
 pub mod app;
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod config;

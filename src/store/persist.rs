@@ -194,23 +194,26 @@ const SAVE_ATTEMPTS: usize = 3;
 
 /// Saves every line of `store` to `path` atomically, a batch of lines at a time.
 pub fn save(store: &Store, path: &Path) -> Result<(), PersistError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
+    let fill = |file: &mut std::fs::File| -> std::io::Result<()> {
+        use std::io::Seek;
         for attempt in 1..=SAVE_ATTEMPTS {
-            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+            if attempt > 1 {
+                file.set_len(0)?;
+                file.seek(std::io::SeekFrom::Start(0))?;
+            }
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut *file);
             // The last attempt takes what it gets: lines that moved mid-save are saved again
             // a minute later.
-            if write_lines(store, &mut out)? || attempt == SAVE_ATTEMPTS {
-                let file = out.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
+            let complete = write_lines(store, &mut out)?;
+            out.flush()?;
+            if complete {
                 break;
             }
         }
-        std::fs::rename(&tmp, path)
+        Ok(())
     };
-    write().map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
+    crate::atomic_file::replace(path, 0o600, fill)
+        .map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
 }
 
 /// Writes the file's JSON (`{"version":1,"lines":[...]}`, as `File` would serialise) a batch
