@@ -15,6 +15,7 @@ use super::kit::decode::mb;
 use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::options::required_secret;
+use super::kit::pager::Pager;
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -34,7 +35,6 @@ pub const USAGE_FLOOR: Duration = Duration::from_secs(20 * 60);
 /// year; the token endpoint allows 5 requests a minute.
 const TOKEN_LIFETIME_CAP: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_PAGE_SIZE: u64 = 100;
-const MAX_PAGES: u64 = 100_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "airalo",
@@ -238,18 +238,16 @@ impl Airalo {
         cx: &'a PollContext,
         request: impl Fn(&Secret) -> Request<'a>,
     ) -> Result<Response, PollError> {
-        self.state
-            .token
-            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
-            .await
+        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every eSIM, pages 1 to `meta.last_page`.
     async fn list_sims(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let mut found = Vec::new();
         let limit = self.page_size.to_string();
-        let mut page = 1u64;
+        let mut pager = Pager::new(format!("GET {SIMS}"));
         loop {
+            let page = u64::from(pager.next_page()?);
             let number = page.to_string();
             let response = self
                 .get(cx, |token| self.client.get(SIMS).bearer(token).query("limit", &limit).query("page", &number))
@@ -271,10 +269,6 @@ impl Airalo {
             if !more {
                 return Ok(found);
             }
-            if page >= MAX_PAGES {
-                return Err(PollError::BadResponse(format!("GET {SIMS}: still more pages after {MAX_PAGES}")));
-            }
-            page += 1;
         }
     }
 }

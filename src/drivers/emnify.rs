@@ -17,6 +17,7 @@ use super::kit::http::total_pages;
 use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
+use super::kit::pager::Pager;
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
@@ -33,8 +34,6 @@ const ENDPOINTS: &str = "/api/v1/endpoint";
 const STATS: &str = "/api/v1/organisation/my/stats";
 /// The spec's default (and, it says, a server-side maximum applies).
 const DEFAULT_PAGE_SIZE: u64 = 1000;
-/// The official SDK stops at 1000 pages; so do we.
-const MAX_PAGES: u32 = 1000;
 /// emnify's monthly cap per organisation (iot.md §3.7).
 const MONTHLY_LIMIT: u64 = 10_000_000;
 
@@ -306,10 +305,7 @@ impl Emnify {
         cx: &'a PollContext,
         request: impl Fn(&Secret) -> Request<'a>,
     ) -> Result<Response, PollError> {
-        self.state
-            .token
-            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
-            .await
+        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every endpoint, pages 1 to `X-Total-Pages`. Without the header, stops at a short page
@@ -319,7 +315,9 @@ impl Emnify {
         let mut all: Vec<Endpoint> = Vec::new();
         let size = self.page_size.to_string();
         let mut previous_first: Option<u64> = None;
-        for page in 1..=MAX_PAGES {
+        let mut pager = Pager::new(format!("GET {ENDPOINTS}"));
+        loop {
+            let page = pager.next_page()?;
             let number = page.to_string();
             let response = self
                 .get(cx, |token| {
@@ -353,7 +351,6 @@ impl Emnify {
                 return Ok(all);
             }
         }
-        Err(PollError::BadResponse(format!("GET {ENDPOINTS}: more than {MAX_PAGES} pages")))
     }
 }
 

@@ -16,6 +16,7 @@ use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
+use super::kit::pager::Pager;
 use super::kit::session::Shared;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -28,7 +29,6 @@ pub const DEFAULT_BASE_URL: &str = "https://dashboard.hologram.io/api/1";
 const DEVICES: &str = "/devices";
 /// The maximum `limit` is not documented (iot.md Q10); cursor paging copes with a lower cap.
 const DEFAULT_PAGE_SIZE: u64 = 1000;
-const MAX_PAGES: usize = 100_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "hologram",
@@ -192,7 +192,9 @@ impl Hologram {
         let mut sims = HashMap::new();
         let limit = self.page_size.to_string();
         let mut after: Option<String> = None;
-        for page in 1..=MAX_PAGES {
+        let mut pager = Pager::new(format!("GET {DEVICES}"));
+        loop {
+            let page = pager.next_page()?;
             let mut request = self.get(DEVICES).query("limit", &limit);
             if let Some(orgid) = &self.orgid {
                 request = request.query("orgid", orgid);
@@ -216,7 +218,6 @@ impl Hologram {
             }
             after = next;
         }
-        Err(PollError::BadResponse(format!("GET {DEVICES}: still more pages after {MAX_PAGES}")))
     }
 
     async fn org_balance(&self, cx: &PollContext) -> Result<Option<Money>, PollError> {

@@ -16,6 +16,7 @@ use super::kit::decode;
 use super::kit::http::{HttpClient, HttpOptions, Method, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
+use super::kit::pager::Pager;
 use super::kit::session::{Fresh, Session};
 use crate::config::discover::Template;
 use crate::config::fields::Fields;
@@ -25,8 +26,6 @@ use crate::config::units::ByteSize;
 use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
-
-const MAX_PAGES: u32 = 10_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "http_json",
@@ -628,7 +627,9 @@ impl HttpJson {
         let mut seen = HashSet::new();
         let mut found = Vec::new();
         let mut page = list.first_page;
-        for _ in 0..MAX_PAGES {
+        let mut pager = Pager::new("listing");
+        loop {
+            pager.next_page()?;
             let page_text = page.to_string();
             let vars = |name: &str| (name == "page").then(|| page_text.clone());
             let body: Json = self.call(cx, &list.path, None, &vars).await?.json()?;
@@ -651,7 +652,6 @@ impl HttpJson {
             }
             page += 1;
         }
-        Err(PollError::BadResponse(format!("listing: still more pages after {MAX_PAGES}")))
     }
 }
 

@@ -13,6 +13,7 @@ use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine,
 use super::kit::decode::{self, currency_of, one_or_many, Num, Text};
 use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
+use super::kit::pager::Pager;
 use super::kit::remainders::{self, Kind, Remainders};
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
@@ -30,8 +31,6 @@ const VALIDITY_INFO: &str = "/b2b/v1/Bills/ValidityInfo";
 const HIERARCHY: &str = "/b2b/v1/Service/HierarchyStructure";
 /// The documented maximum page of `HierarchyStructure`.
 const PAGE_SIZE: u32 = 1000;
-/// A contract of 10 million numbers: past this, the paging is taken to be broken.
-const MAX_PAGES: u32 = 10_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "mts",
@@ -286,7 +285,9 @@ impl Mts {
     async fn list_numbers(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let mut found: Vec<DiscoveredLine> = Vec::new();
         let mut seen = HashSet::new();
-        for page in 1..=MAX_PAGES {
+        let mut pager = Pager::new(format!("GET {HIERARCHY}"));
+        loop {
+            let page = pager.next_page()?;
             let response = self
                 .get(cx, |token| {
                     self.client
@@ -315,7 +316,6 @@ impl Mts {
                 return Ok(found);
             }
         }
-        Err(PollError::BadResponse(format!("GET {HIERARCHY}: still more pages after {MAX_PAGES}")))
     }
 }
 

@@ -13,6 +13,7 @@ use super::kit::decode::{Num, Text};
 use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
+use super::kit::pager::Pager;
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session};
 use crate::config::fields::Fields;
@@ -27,8 +28,6 @@ const TOKEN: &str = "/oauth/token";
 const SIMS: &str = "/v1/sims";
 /// `pageSize` maximum ("The maximum allowed value is 100").
 const MAX_PAGE_SIZE: u64 = 100;
-/// 100 SIMs a page: ten million SIMs. Past this the paging is taken to be broken.
-const MAX_PAGES: u32 = 100_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "1nce",
@@ -204,10 +203,7 @@ impl Onence {
         cx: &'a PollContext,
         request: impl Fn(&Secret) -> Request<'a>,
     ) -> Result<Response, PollError> {
-        self.state
-            .token
-            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
-            .await
+        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every SIM of the account, pages 1 to `X-Total-Pages` (or to the first short page when
@@ -215,8 +211,9 @@ impl Onence {
     async fn list_sims(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let mut found = Vec::new();
         let size = self.page_size.to_string();
-        let mut page = 1u32;
+        let mut pager = Pager::new(format!("GET {SIMS}"));
         loop {
+            let page = pager.next_page()?;
             let number = page.to_string();
             let response = self
                 .get(cx, |token| self.client.get(SIMS).bearer(token).query("page", &number).query("pageSize", &size))
@@ -237,10 +234,6 @@ impl Onence {
             if !more {
                 return Ok(found);
             }
-            if page >= MAX_PAGES {
-                return Err(PollError::BadResponse(format!("GET {SIMS}: still more pages after {MAX_PAGES}")));
-            }
-            page += 1;
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod decode;
 pub mod http;
 pub mod ids;
 pub mod options;
+pub mod pager;
 pub mod quota;
 pub mod remainders;
 pub mod session;

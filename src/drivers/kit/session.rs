@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::http::Response;
+use super::http::{Request, Response};
+use crate::config::secret::Secret;
 use crate::drivers::contract::PollContext;
 // The store has a file of its own so that the contract's `BuildContext` can hold it without
 // importing this file (which speaks `PollContext`); it is still found here.
@@ -148,6 +149,24 @@ impl<T: Clone + Send> Session<T> {
     /// How many logins this session made (tests, debug notes).
     pub fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
+    }
+}
+
+impl Session<Secret> {
+    /// The client-credentials GET of the IoT platforms (1NCE, airalo, emnify): `request` with
+    /// the session's bearer token, sent; a 401 gets a new token from `login` once and the
+    /// request again. Any other status is left to the caller.
+    pub async fn send_with_refresh<'a, L, LF>(
+        &self,
+        cx: &'a PollContext,
+        login: L,
+        request: impl Fn(&Secret) -> Request<'a>,
+    ) -> Result<Response, PollError>
+    where
+        L: FnMut() -> LF,
+        LF: Future<Output = Result<Fresh<Secret>, PollError>>,
+    {
+        self.call(cx, login, |token| request(&token).send(cx), |r| r.status().as_u16() == 401).await
     }
 }
 
