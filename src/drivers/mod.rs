@@ -1,11 +1,11 @@
-//! Drivers turn a line into a [`Reading`] or a [`PollError`]. This module holds the [`Driver`]
-//! trait, the [`DriverSpec`] each driver file exports, and [`REGISTRY`], the one list of
-//! drivers (one line each, alphabetical). Nothing else names drivers.
+//! Drivers turn a line into a [`Reading`](crate::reading::Reading) or a
+//! [`PollError`](crate::error::PollError). This module holds [`REGISTRY`], the one list of
+//! drivers (one line each, alphabetical), which the app hands to `config::load`. Nothing else
+//! names drivers.
 //!
-//! HTTP drivers build on [`http`] (one client per account: base URL, proxy, User-Agent, body
-//! cap, deadline, status → [`PollError`], request metrics, logs without secrets) and
-//! [`session`] (token cache with one shared refresh, de-duplicated shared values, sessions
-//! that survive a reload). [`BuildContext`] hands both what they need.
+//! Operator files speak the [`contract`] ([`Driver`], [`DriverSpec`], [`PollContext`],
+//! [`BuildContext`]) and build on the [`kit`] (transport, value decoding, sessions, the pager,
+//! token files); they never import one another.
 
 pub mod airalo;
 pub mod beeline;

@@ -44,6 +44,6 @@ mod tests {
         assert_eq!(pager.next_page().unwrap(), MAX_PAGES);
         let err = pager.next_page().unwrap_err();
         assert_eq!(err.reason().as_str(), "bad_response");
-        assert_eq!(err.to_string().contains("GET /v1/sims: still more pages after 100000"), true, "{err}");
+        assert!(err.to_string().contains("GET /v1/sims: still more pages after 100000"), "{err}");
     }
 }
