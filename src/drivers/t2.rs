@@ -16,10 +16,11 @@ use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverS
 use super::kit::decode::{self, one_or_many, Num};
 use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
+use super::kit::person_login::Latch;
 use super::kit::remainders::{self, Kind, Remainders};
 use super::kit::session::{Fresh, Session};
 use super::kit::token_file::TokenFile;
-use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
+use super::onboarding::{self, LoginBoard, Person};
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -213,22 +214,14 @@ impl T2 {
 
     /// Answers at once while the account waits for a person; takes a new token file.
     async fn pass_latch(&self, cx: &PollContext) -> Result<(), PollError> {
-        match self.state.latch.gate(self.tokens.as_ref()) {
-            Gate::Open => Ok(()),
-            Gate::Closed(error) => {
-                cx.note("waiting for `esim-exporter login`: nothing sent");
-                Err(error)
+        if self.state.latch.pass(self.tokens.as_ref(), cx)? {
+            let stored = self.tokens.as_ref().and_then(|t| t.load::<Stored>().ok().flatten());
+            if let Some(stored) = stored.filter(|s| s.login == self.login) {
+                *self.refresh() = Some(Secret::new(stored.refresh_token));
             }
-            Gate::Reopened => {
-                cx.note("the token file changed: using the new login");
-                let stored = self.tokens.as_ref().and_then(|t| t.load::<Stored>().ok().flatten());
-                if let Some(stored) = stored.filter(|s| s.login == self.login) {
-                    *self.refresh() = Some(Secret::new(stored.refresh_token));
-                }
-                self.state.session.clear().await;
-                Ok(())
-            }
+            self.state.session.clear().await;
         }
+        Ok(())
     }
 
     fn refresh(&self) -> std::sync::MutexGuard<'_, Option<Secret>> {

@@ -6,6 +6,7 @@ pub mod http;
 pub mod ids;
 pub mod options;
 pub mod pager;
+pub mod person_login;
 pub mod quota;
 pub mod remainders;
 pub mod session;
