@@ -10,7 +10,6 @@ use std::time::SystemTime;
 
 use std::sync::Arc;
 
-
 /// The person at the terminal during `esim-exporter login`.
 pub trait Person: Send {
     /// Shows a step or a hint.
