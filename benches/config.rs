@@ -24,5 +24,5 @@ fn yaml_tree(bencher: Bencher, n: usize) {
 #[divan::bench(args = fleet::SIZES, sample_count = 5, sample_size = 1)]
 fn parse_and_resolve(bencher: Bencher, n: usize) {
     let text = fleet::yaml(fleet::size(n));
-    bencher.bench_local(|| config::parse("bench.yaml", &text).expect("resolves"));
+    bencher.bench_local(|| config::parse("bench.yaml", &text, esim_exporter::drivers::REGISTRY).expect("resolves"));
 }

@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, ConfigError};
+use crate::drivers::kit::session_store::SessionStore;
 use crate::drivers::onboarding::LoginBoard;
-use crate::drivers::session::SessionStore;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
 use crate::metrics::exporter_self::StorageFile;
@@ -33,8 +33,10 @@ pub enum ConfigSource {
 impl ConfigSource {
     pub fn load(&self) -> Result<Config, ConfigError> {
         match self {
-            ConfigSource::File(path) => config::load(path),
-            ConfigSource::Embedded => config::parse("embedded:config/demo.yaml", crate::cli::EMBEDDED_DEMO_CONFIG),
+            ConfigSource::File(path) => config::load(path, crate::drivers::REGISTRY),
+            ConfigSource::Embedded => {
+                config::parse("embedded:config/demo.yaml", crate::cli::EMBEDDED_DEMO_CONFIG, crate::drivers::REGISTRY)
+            }
         }
     }
 
@@ -127,7 +129,7 @@ impl App {
         let store = Arc::new(Store::new());
         let self_metrics = Arc::new(SelfMetrics::new());
         let scheduler = Scheduler::start(store.clone(), clock.clone(), self_metrics.registry());
-        let logins = LoginBoard::register(self_metrics.registry()).unwrap_or_else(|e| {
+        let logins = crate::metrics::login_gauge::login_board(self_metrics.registry()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot register esim_account_needs_login; going on without it");
             LoginBoard::default()
         });
@@ -251,7 +253,7 @@ impl App {
             requests: self.self_metrics.clone(),
             sessions: self.sessions.clone(),
             logins: self.logins.clone(),
-            token_dir: self.storage.as_deref().map(crate::drivers::token_file::dir_beside),
+            token_dir: self.storage.as_deref().map(crate::drivers::kit::token_file::dir_beside),
         };
         // An account that waits for a person is not polled until its token file changes (the
         // driver's latch), so a reload may end its lock-out without risking failed logins.

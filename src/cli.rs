@@ -217,7 +217,8 @@ mod tests {
 
     #[test]
     fn embedded_demo_config_loads() {
-        let config = crate::config::parse("embedded:demo", EMBEDDED_DEMO_CONFIG).expect("demo config is valid");
+        let config = crate::config::parse("embedded:demo", EMBEDDED_DEMO_CONFIG, crate::drivers::REGISTRY)
+            .expect("demo config is valid");
         assert!(config.lines.len() >= 24);
     }
 }

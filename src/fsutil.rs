@@ -22,7 +22,12 @@ pub fn write_atomically(path: &Path, mode: u32, write: impl FnOnce(&mut File) ->
         .custom_flags(libc::O_NOFOLLOW)
         .mode(mode)
         .open(&tmp)?;
-    let written = write(&mut file).and_then(|()| file.sync_all()).and_then(|()| std::fs::rename(&tmp, path));
+    // The umask may have taken bits away from `mode`; be exact.
+    let written = file
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .and_then(|()| write(&mut file))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);

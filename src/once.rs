@@ -259,7 +259,9 @@ mod tests {
 
     #[test]
     fn csv_quotes_what_needs_it() {
-        let config = crate::config::parse("t.yaml", "lines:\n  - {name: \"a,b\", driver: demo}\n").unwrap();
+        let config =
+            crate::config::parse("t.yaml", "lines:\n  - {name: \"a,b\", driver: demo}\n", crate::drivers::REGISTRY)
+                .unwrap();
         let store = Store::new();
         store.apply_plan(&config.lines);
         let rows = crate::web::api::snapshot(&store, &config.global, SystemTime::now());

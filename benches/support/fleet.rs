@@ -65,7 +65,8 @@ pub fn yaml(n: usize) -> String {
 }
 
 pub fn config(n: usize) -> Config {
-    config::parse("bench.yaml", &yaml(n)).unwrap_or_else(|e| panic!("bench config: {e}"))
+    config::parse("bench.yaml", &yaml(n), esim_exporter::drivers::REGISTRY)
+        .unwrap_or_else(|e| panic!("bench config: {e}"))
 }
 
 pub fn reading(i: usize, round: u64) -> Reading {

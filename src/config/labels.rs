@@ -107,6 +107,30 @@ impl Interner {
     }
 }
 
+/// Labels the exporter sets itself; a user label with one of these names would clash.
+const RESERVED_LABELS: &[&str] = &[
+    "line", "operator", "account", "driver", "currency", "reason", "msisdn", "iccid", "plan", "code", "le", "quantile",
+];
+
+/// Why `name` cannot be a user label, if it cannot.
+pub(super) fn label_name_problem(name: &str) -> Option<String> {
+    if !is_label_name(name) {
+        Some(format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"))
+    } else if name.starts_with("__") {
+        Some("label names starting with `__` are reserved by Prometheus".to_string())
+    } else if RESERVED_LABELS.contains(&name) {
+        Some(format!("`{name}` is set by the exporter itself; choose another label name"))
+    } else {
+        None
+    }
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,21 +5,23 @@
 //! driver options through the registry, names and labels) → [`Config`]. Every problem becomes a
 //! [`Diagnostic`] with file, line, column and key path; all of them are reported at once.
 
+pub mod alert;
 pub mod diagnostics;
 pub mod discover;
 pub mod fields;
-mod labels;
+pub mod labels;
+pub mod materialize;
 pub mod raw;
 mod resolve;
 pub mod secret;
 pub mod units;
 
-use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use alert::AlertThresholds;
 pub use diagnostics::{Diagnostic, Severity};
 pub use labels::Labels;
 pub use units::{ByteSize, Rate};
@@ -27,7 +29,13 @@ pub use units::{ByteSize, Rate};
 use raw::Pos;
 use resolve::Items;
 
-use crate::drivers::DriverSpec;
+// The resolved account and line are the driver contract's types (drivers read them, config
+// makes them); they are named here too, where every other part of the crate looks for them.
+use crate::drivers::contract::DriverSpec;
+pub use crate::drivers::contract::{Account, DriverOptions, Line};
+
+/// The drivers a config may name: the app's registry (`drivers::REGISTRY`), or a test's few.
+pub type Registry = &'static [&'static DriverSpec];
 
 /// The resolved configuration.
 #[derive(Debug)]
@@ -84,118 +92,6 @@ impl Default for Global {
     }
 }
 
-/// `alert:` thresholds; exported as `esim_*_alert_threshold*` gauges for the alert rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct AlertThresholds {
-    pub balance_below: Option<f64>,
-    pub data_below: Option<ByteSize>,
-}
-
-impl AlertThresholds {
-    /// Fields set here win; unset ones come from `fallback`.
-    pub fn or(self, fallback: AlertThresholds) -> AlertThresholds {
-        AlertThresholds {
-            balance_below: self.balance_below.or(fallback.balance_below),
-            data_below: self.data_below.or(fallback.data_below),
-        }
-    }
-}
-
-/// Options a driver parsed from its part of the config; only that driver looks inside.
-#[derive(Clone)]
-pub struct DriverOptions(pub Arc<dyn Any + Send + Sync>);
-
-impl DriverOptions {
-    /// No options: every line without any shares one allocation.
-    pub fn none() -> DriverOptions {
-        static NONE: LazyLock<DriverOptions> = LazyLock::new(|| DriverOptions(Arc::new(())));
-        NONE.clone()
-    }
-
-    /// `options`, sharing the allocation of an equal value among `common` (options that most
-    /// lines of a fleet repeat, made once per process) rather than making one per line.
-    pub fn shared<T: Any + Send + Sync + PartialEq>(options: T, common: &[DriverOptions]) -> DriverOptions {
-        match common.iter().find(|o| o.get::<T>() == Some(&options)) {
-            Some(shared) => shared.clone(),
-            None => DriverOptions(Arc::new(options)),
-        }
-    }
-
-    pub fn get<T: Any>(&self) -> Option<&T> {
-        self.0.downcast_ref::<T>()
-    }
-}
-
-impl fmt::Debug for DriverOptions {
-    // Options may hold secrets; they are never printed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DriverOptions(..)")
-    }
-}
-
-/// An account: credentials and limits shared by the lines that name it. A line that sets
-/// `driver:` itself gets an implicit account of its own (`implicit`), so that the scheduler
-/// treats every line alike.
-#[derive(Debug)]
-pub struct Account {
-    /// Key under `accounts:`, or the line name for an implicit account.
-    pub name: String,
-    pub implicit: bool,
-    pub driver: &'static DriverSpec,
-    pub options: DriverOptions,
-    pub labels: Labels,
-    pub rate_limit: Option<Rate>,
-    /// `rate_burst`: requests allowed at once, for operators that document a burst apart from
-    /// the rate; `None` lets the whole `rate_limit` count come at once.
-    pub rate_burst: Option<u32>,
-    pub max_concurrency: Option<usize>,
-    pub alert: AlertThresholds,
-    /// `discover:`: the account lists its SIMs and each becomes a line.
-    pub discover: Option<Arc<discover::Discover>>,
-    /// A digest of the account's credentials and other settings (`Fields::credentials`): a
-    /// reload ends an auth lock-out only when it changes.
-    pub credentials: u64,
-    /// Its secrets as they may be echoed in an operator's text (see `redact`).
-    pub redactor: crate::redact::Redactor,
-}
-
-impl Account {
-    /// The `account` label value: empty for implicit accounts.
-    pub fn label(&self) -> &str {
-        if self.implicit {
-            ""
-        } else {
-            &self.name
-        }
-    }
-}
-
-/// A line: one SIM whose balance and data are polled. What many lines have in common
-/// (operator, labels, often the options) is shared between them, not copied.
-#[derive(Debug)]
-pub struct Line {
-    pub name: String,
-    pub account: Arc<Account>,
-    /// The `operator` label: the line's or account's `operator:`, else the driver's default.
-    pub operator: Arc<str>,
-    /// `+` and digits.
-    pub msisdn: Option<Box<str>>,
-    pub iccid: Option<Box<str>>,
-    /// Account labels overlaid with the line's own, sorted by name.
-    pub labels: Labels,
-    pub alert: AlertThresholds,
-    pub poll_interval: Duration,
-    pub timeout: Duration,
-    /// Line-level options of the driver (e.g. the demo profile, a USSD code override).
-    pub options: DriverOptions,
-}
-
-impl Line {
-    pub fn driver(&self) -> &'static DriverSpec {
-        self.account.driver
-    }
-}
-
 /// A config that failed to load: every diagnostic, sorted by position.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -220,13 +116,14 @@ impl fmt::Display for ConfigError {
 /// a minute and gigabytes. Bigger fleets list their SIMs with `discover:` or run in shards.
 pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
-/// Reads, parses and resolves a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// Reads, parses and resolves a config file; `drivers` is the registry the app is assembled
+/// with (`drivers::REGISTRY`), so that config never names an operator.
+pub fn load(path: &Path, drivers: Registry) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = read_config_text(path).map_err(|(pos, message)| ConfigError {
         diagnostics: vec![Diagnostic::error(&file, pos, "", format!("cannot read config file: {message}"))],
     })?;
-    let mut config = parse(&file, &text)?;
+    let mut config = parse(&file, &text, drivers)?;
     config.source = path.to_path_buf();
     if config.holds_secrets {
         secret::warn_if_readable_by_others(path, "config file holding secrets", &mut config.warnings);
@@ -260,14 +157,15 @@ fn read_config_text(path: &Path) -> Result<String, (Option<Pos>, String)> {
 
 /// Parses and resolves config text; `file` names it in messages. No file IO except
 /// `*_file` secrets.
-pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+pub fn parse(file: &str, text: &str, drivers: Registry) -> Result<Config, ConfigError> {
     // A fleet file is resolved a slice of lines at a time while the next slice is parsed, so
     // that its whole tree (about 1.1 KB a line) never exists, not even during a reload while
     // the old config is alive. Any other shape, or any YAML error, takes the whole parse.
-    let streamed = raw::parse_streamed(text, |head, slices| resolve::resolve(file, head, Items::Streamed(slices)));
+    let streamed =
+        raw::parse_streamed(text, |head, slices| resolve::resolve(file, head, Items::Streamed(slices), drivers));
     if let Some(config) = streamed {
         return config;
     }
     let tree = raw::parse_tree(file, text).map_err(|d| ConfigError { diagnostics: vec![d] })?;
-    resolve::resolve(file, &tree, Items::InTree)
+    resolve::resolve(file, &tree, Items::InTree, drivers)
 }

@@ -10,20 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+// `Pos` lives with the diagnostics that print it, so that this parser and the messages do not
+// import each other; it stays reachable here, where positions are made.
 use super::diagnostics::Diagnostic;
-
-/// A 1-based line and column in the config file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Pos {
-    pub line: u32,
-    pub column: u32,
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
+pub use super::diagnostics::Pos;
 
 /// A YAML value with where it starts.
 #[derive(Clone, Debug, PartialEq)]

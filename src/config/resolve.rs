@@ -9,15 +9,10 @@ use std::sync::Arc;
 use super::diagnostics::{self, hint, Severity};
 use super::discover;
 use super::fields::{Fields, Sink};
-use super::labels::Interner;
+use super::labels::{label_name_problem, Interner};
 use super::raw::{Node, Pos, Value};
-use super::{Account, AlertThresholds, Config, ConfigError, DriverOptions, Global, Labels, Line, Rate};
-use crate::drivers::{self, DriverSpec};
-
-/// Labels the exporter sets itself; a user label with one of these names would clash.
-const RESERVED_LABELS: &[&str] = &[
-    "line", "operator", "account", "driver", "currency", "reason", "msisdn", "iccid", "plan", "code", "le", "quantile",
-];
+use super::{Account, AlertThresholds, Config, ConfigError, DriverOptions, Global, Labels, Line, Rate, Registry};
+use crate::drivers::contract::DriverSpec;
 
 /// Labels that belong to Prometheus target labels, not to each line (DESIGN §4).
 const TARGET_LABELS: &[&str] = &["env", "region", "cluster", "job", "instance"];
@@ -34,11 +29,16 @@ pub(super) enum Items<'a> {
     Streamed(&'a mut dyn Iterator<Item = Vec<Node>>),
 }
 
-pub(super) fn resolve(file: &str, tree: &Node, items: Items<'_>) -> Result<Config, ConfigError> {
-    resolve_with(Sink::new(file), tree, items)
+pub(super) fn resolve(file: &str, tree: &Node, items: Items<'_>, drivers: Registry) -> Result<Config, ConfigError> {
+    resolve_with(Sink::new(file), tree, items, drivers)
 }
 
-pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<Config, ConfigError> {
+pub(super) fn resolve_with(
+    sink: Sink,
+    tree: &Node,
+    items: Items<'_>,
+    drivers: Registry,
+) -> Result<Config, ConfigError> {
     let mut root = Fields::new(&sink, "", tree);
     let global = root.map("global").map(resolve_global).unwrap_or_default();
     let mut broken = HashSet::new();
@@ -46,7 +46,7 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<
     let mut interner = Interner::default();
     let accounts = root
         .node("accounts")
-        .map(|n| resolve_accounts(&sink, n, &global, &mut broken, &mut interner))
+        .map(|n| resolve_accounts(&sink, n, &global, (&mut broken, &mut interner), drivers))
         .unwrap_or_default();
     let lines_node = root.node("lines");
     root.finish("at the top level (expected global, accounts, lines)");
@@ -54,7 +54,7 @@ pub(super) fn resolve_with(sink: Sink, tree: &Node, items: Items<'_>) -> Result<
     let mut declared: Vec<Arc<Account>> = accounts.values().map(|(a, _)| a.clone()).collect();
     declared.sort_by(|a, b| a.name.cmp(&b.name));
     let mut implicit = Vec::new();
-    let mut resolver = LineResolver::new(&sink, &global, (&accounts, &broken), &mut implicit, &mut interner);
+    let mut resolver = LineResolver::new(&sink, &global, (&accounts, &broken), (&mut implicit, &mut interner), drivers);
     match items {
         Items::InTree => match lines_node {
             Some(Node { value: Value::Seq(items), .. }) => {
@@ -161,8 +161,8 @@ fn resolve_accounts(
     sink: &Sink,
     node: &Node,
     global: &Global,
-    broken: &mut HashSet<String>,
-    interner: &mut Interner,
+    (broken, interner): (&mut HashSet<String>, &mut Interner),
+    drivers: Registry,
 ) -> AccountTable {
     let mut table = AccountTable::new();
     let Value::Map(entries) = &node.value else {
@@ -180,7 +180,7 @@ fn resolve_accounts(
             continue;
         }
         let mut f = Fields::new(sink, path.clone(), value);
-        let Some(spec) = driver_of(&mut f) else {
+        let Some(spec) = driver_of(&mut f, drivers) else {
             broken.insert(key.name.clone());
             continue;
         };
@@ -254,17 +254,20 @@ fn rate_burst(f: &mut Fields<'_>, rate_limit: Option<Rate>) -> Option<u32> {
     }
 }
 
-fn driver_of(f: &mut Fields<'_>) -> Option<&'static DriverSpec> {
+/// The spec `driver:` names, looked up in the registry the app handed to `load` (by name or
+/// alias), so that config never imports an operator file.
+fn driver_of(f: &mut Fields<'_>, drivers: Registry) -> Option<&'static DriverSpec> {
+    let names = || drivers.iter().map(|spec| spec.name).collect::<Vec<_>>();
     let Some(pos) = f.node("driver").map(|n| n.pos) else {
-        let known = drivers::names().join(", ");
+        let known = names().join(", ");
         f.sink().error(Some(f.pos()), f.path(), format!("missing required key `driver` (known: {known})"));
         return None;
     };
     let name = f.string("driver")?;
-    match drivers::lookup(&name) {
+    match drivers.iter().copied().find(|spec| spec.name == name || spec.aliases.contains(&name.as_str())) {
         Some(spec) => Some(spec),
         None => {
-            let known = drivers::names();
+            let known = names();
             let hint = hint(&name, known.iter().copied());
             f.error("driver", pos, format!("unknown driver `{name}`{hint}; known: {}", known.join(", ")));
             None
@@ -280,6 +283,7 @@ struct LineResolver<'a> {
     accounts: (&'a AccountTable, &'a HashSet<String>),
     implicit: &'a mut Vec<Arc<Account>>,
     interner: &'a mut Interner,
+    drivers: Registry,
     lines: Vec<Arc<Line>>,
     /// Where each name was first used; keyed by the line itself, so that 100,000 names are not
     /// copied once more.
@@ -292,10 +296,20 @@ impl<'a> LineResolver<'a> {
         sink: &'a Sink,
         global: &'a Global,
         accounts: (&'a AccountTable, &'a HashSet<String>),
-        implicit: &'a mut Vec<Arc<Account>>,
-        interner: &'a mut Interner,
+        (implicit, interner): (&'a mut Vec<Arc<Account>>, &'a mut Interner),
+        drivers: Registry,
     ) -> Self {
-        LineResolver { sink, global, accounts, implicit, interner, lines: Vec::new(), seen: HashMap::new(), index: 0 }
+        LineResolver {
+            sink,
+            global,
+            accounts,
+            implicit,
+            interner,
+            drivers,
+            lines: Vec::new(),
+            seen: HashMap::new(),
+            index: 0,
+        }
     }
 
     fn reserve(&mut self, items: usize) {
@@ -311,7 +325,8 @@ impl<'a> LineResolver<'a> {
             None => format!("lines[{index}]"),
         };
         let mut f = Fields::new(self.sink, path, item);
-        let Some(line) = resolve_line(&mut f, self.global, self.accounts, self.implicit, self.interner) else {
+        let Some(line) = resolve_line(&mut f, self.global, self.accounts, (self.implicit, self.interner), self.drivers)
+        else {
             return;
         };
         match self.seen.get(line.name.as_str()) {
@@ -375,8 +390,8 @@ fn resolve_line(
     f: &mut Fields<'_>,
     global: &Global,
     (accounts, broken): (&AccountTable, &HashSet<String>),
-    implicit: &mut Vec<Arc<Account>>,
-    interner: &mut Interner,
+    (implicit, interner): (&mut Vec<Arc<Account>>, &mut Interner),
+    drivers: Registry,
 ) -> Option<Line> {
     let errors_before = f.sink().error_count();
     let name_pos = f.node("name").map(|n| n.pos).unwrap_or(f.pos());
@@ -413,7 +428,7 @@ fn resolve_line(
             }
         },
         (None, Some(_)) => {
-            let spec = driver_of(f)?;
+            let spec = driver_of(f, drivers)?;
             if spec.needs_account {
                 f.error(
                     "driver",
@@ -534,25 +549,6 @@ fn resolve_labels(f: &mut Fields<'_>) -> OwnLabels {
     labels
 }
 
-/// Why `name` cannot be a user label, if it cannot.
-pub(super) fn label_name_problem(name: &str) -> Option<String> {
-    if !is_label_name(name) {
-        Some(format!("`{name}` is not a valid label name (letters, digits and _, not starting with a digit)"))
-    } else if name.starts_with("__") {
-        Some("label names starting with `__` are reserved by Prometheus".to_string())
-    } else if RESERVED_LABELS.contains(&name) {
-        Some(format!("`{name}` is set by the exporter itself; choose another label name"))
-    } else {
-        None
-    }
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Account labels overlaid with the line's own (the line wins), sorted.
 fn merge_labels(interner: &mut Interner, account: &Labels, line: &OwnLabels) -> Labels {
     if line.is_empty() {
@@ -631,12 +627,14 @@ mod tests {
     }
 
     fn whole(text: &str) -> Result<Config, ConfigError> {
-        resolve("t.yaml", &raw::parse_tree("t.yaml", text).expect("parses"), Items::InTree)
+        resolve("t.yaml", &raw::parse_tree("t.yaml", text).expect("parses"), Items::InTree, crate::drivers::REGISTRY)
     }
 
     fn streamed(text: &str, slice_items: usize) -> Result<Config, ConfigError> {
-        raw::stream(text, slice_items, NO_LIMITS, |head, slices| resolve("t.yaml", head, Items::Streamed(slices)))
-            .expect("this shape streams")
+        raw::stream(text, slice_items, NO_LIMITS, |head, slices| {
+            resolve("t.yaml", head, Items::Streamed(slices), crate::drivers::REGISTRY)
+        })
+        .expect("this shape streams")
     }
 
     #[test]
@@ -697,7 +695,7 @@ mod tests {
     fn a_fleet_file_is_streamed_by_parse_and_resolves_as_the_whole_tree_does() {
         let text = fleet(16_000, false);
         assert!(raw::parse_streamed(&text, |_, _| ()).is_some(), "{} bytes stream", text.len());
-        let config = crate::config::parse("t.yaml", &text).expect("resolves");
+        let config = crate::config::parse("t.yaml", &text, crate::drivers::REGISTRY).expect("resolves");
         assert_eq!(format!("{config:?}"), format!("{:?}", whole(&text).expect("resolves")));
     }
 
@@ -708,7 +706,7 @@ mod tests {
             let text = format!(
                 "accounts:\n  b: {{driver: beeline, login: \"{login}\", password: {password}}}\nlines:\n  - {{name: x, account: b, msisdn: \"+79031234567\"}}\n{extra}"
             );
-            crate::config::parse("t.yaml", &text).expect("config").accounts[0].credentials
+            crate::config::parse("t.yaml", &text, crate::drivers::REGISTRY).expect("config").accounts[0].credentials
         };
         let base = digest("9031234567", "secret-1", false);
         assert_eq!(base, digest("9031234567", "secret-1", true), "lines are not credentials");

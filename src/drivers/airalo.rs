@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::onence::{mb, required_secret};
-use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::mb;
+use super::kit::decode::{Num, Text};
+use super::kit::http::{HttpClient, HttpOptions, Request, Response};
+use super::kit::options::required_secret;
+use super::kit::pager::Pager;
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -31,7 +35,6 @@ pub const USAGE_FLOOR: Duration = Duration::from_secs(20 * 60);
 /// year; the token endpoint allows 5 requests a minute.
 const TOKEN_LIFETIME_CAP: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_PAGE_SIZE: u64 = 100;
-const MAX_PAGES: u64 = 100_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "airalo",
@@ -55,6 +58,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "airalo",
     // Airalo publishes no account-wide limit (only per ICCID and for /token); a conservative
@@ -108,7 +112,7 @@ struct Airalo {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "airalo")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "airalo")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("airalo", &account.name, fingerprint, State::default);
@@ -234,18 +238,16 @@ impl Airalo {
         cx: &'a PollContext,
         request: impl Fn(&Secret) -> Request<'a>,
     ) -> Result<Response, PollError> {
-        self.state
-            .token
-            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
-            .await
+        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every eSIM, pages 1 to `meta.last_page`.
     async fn list_sims(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let mut found = Vec::new();
         let limit = self.page_size.to_string();
-        let mut page = 1u64;
+        let mut pager = Pager::new(format!("GET {SIMS}"));
         loop {
+            let page = u64::from(pager.next_page()?);
             let number = page.to_string();
             let response = self
                 .get(cx, |token| self.client.get(SIMS).bearer(token).query("limit", &limit).query("page", &number))
@@ -267,10 +269,6 @@ impl Airalo {
             if !more {
                 return Ok(found);
             }
-            if page >= MAX_PAGES {
-                return Err(PollError::BadResponse(format!("GET {SIMS}: still more pages after {MAX_PAGES}")));
-            }
-            page += 1;
         }
     }
 }
@@ -338,7 +336,7 @@ impl Usage {
         if self.total_text.is_some_and(|t| t.0 > 0.0) {
             r.sms_remaining = self.remaining_text.map(|n| n.0.max(0.0).round() as u64);
         }
-        r.quota_expiry = self.expired_at.as_deref().and_then(super::http::parse_rfc3339);
+        r.quota_expiry = self.expired_at.as_deref().and_then(super::kit::decode::parse_rfc3339);
         if let Some(status) = &self.status {
             cx.note(format!("eSIM status: {status}"));
         }
@@ -415,7 +413,7 @@ impl SimItem {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn reading(json: &str) -> Reading {
         let cx = PollContext::new(Duration::from_secs(1), Arc::new(SystemClock));
@@ -432,7 +430,7 @@ mod tests {
         assert_eq!(r.data_quota, Some(ByteSize(2048 << 20)));
         assert_eq!(r.voice_remaining, Some(Duration::from_secs(1800)));
         assert_eq!(r.sms_remaining, Some(12));
-        assert_eq!(r.quota_expiry, super::super::http::parse_rfc3339("2025-08-01T10:30:45Z"));
+        assert_eq!(r.quota_expiry, super::super::kit::decode::parse_rfc3339("2025-08-01T10:30:45Z"));
     }
 
     #[test]

@@ -11,13 +11,15 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Response, Text};
-use super::remainders::{Kind, Remainders};
-use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::{self, one_or_many, Num, Quantity, Text};
+use super::kit::http::{self, HttpClient, HttpOptions, Response};
+use super::kit::remainders::{Kind, Remainders};
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Money, Reading};
 
@@ -61,6 +63,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "beeline",
     // No documented limit; clients that work keep to about one request a second and get 429s
@@ -162,7 +165,7 @@ struct Beeline {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "beeline")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "beeline")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.login, o.password.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("beeline", &account.name, fingerprint, State::default);
@@ -214,7 +217,7 @@ enum MetaFailure {
 
 impl Beeline {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let Some(ctn) = line.msisdn.as_deref().map(http::national_number) else {
+        let Some(ctn) = line.msisdn.as_deref().map(decode::national_number) else {
             return Err(PollError::Config("a beeline line needs `msisdn`".into()));
         };
         let ban = line.options.get::<LineOptions>().and_then(|o| o.ban.clone());
@@ -414,7 +417,7 @@ impl Beeline {
         let body: SubscribersBody = decode(&response, &self.secrets()).map_err(MetaFailure::into_error)?;
         let mut lines: Vec<DiscoveredLine> = Vec::new();
         for subscriber in body.subscribers {
-            let ctn = http::national_number(&subscriber.ctn.0);
+            let ctn = decode::national_number(&subscriber.ctn.0);
             if ctn.len() != 10 || lines.iter().any(|l| l.id == format!("7{ctn}")) {
                 continue;
             }
@@ -538,7 +541,7 @@ fn finish(reading: &mut Reading, money: Money, balance: &BalanceBody) {
             .next_billing_date
             .as_deref()
             .or(balance.smart.as_ref().and_then(|s| s.next_billing_date.as_deref()))
-            .and_then(http::parse_rfc3339);
+            .and_then(decode::parse_rfc3339);
     }
     reading.balance = Some(money);
 }
@@ -576,7 +579,7 @@ struct SmartParams {
 impl BalanceBody {
     fn money(&self, response: &Response) -> Result<Money, PollError> {
         let amount = self.balance.ok_or_else(|| PollError::BadResponse(format!("{}: no balance", response.shown())))?;
-        let currency = self.currency.as_deref().map_or(crate::reading::Currency::RUB, super::mts::currency_of);
+        let currency = self.currency.as_deref().map_or(crate::reading::Currency::RUB, super::kit::decode::currency_of);
         Ok(Money { amount: amount.0, currency })
     }
 }
@@ -664,7 +667,7 @@ impl Sums {
 fn own_factor(kind: Kind, quantity: &Quantity) -> Option<f64> {
     let unit = quantity.unit.as_deref()?;
     match kind {
-        Kind::Data(_) => http::data_unit_bytes(unit).map(|b| b as f64),
+        Kind::Data(_) => decode::data_unit_bytes(unit).map(|b| b as f64),
         Kind::Voice(_) => {
             let u = unit.to_lowercase();
             if u.starts_with("мин") || u.starts_with("min") {
@@ -690,9 +693,9 @@ fn in_base(kind: Kind, quantity: &Quantity) -> f64 {
 
 fn is_unlimited(flag: Option<bool>, kind: Kind, current: &Quantity, total: Option<&Quantity>) -> bool {
     flag == Some(true)
-        || http::is_unlimited_sentinel(current.value)
+        || decode::is_unlimited_sentinel(current.value)
         || total.is_some_and(|t| t.value < 0.0)
-        || matches!(kind, Kind::Data(_) if in_base(kind, current) >= http::UNLIMITED_DATA_BYTES)
+        || matches!(kind, Kind::Data(_) if in_base(kind, current) >= decode::UNLIMITED_DATA_BYTES)
 }
 
 /// Prepaid `accumulators`: `SECONDS`, `SMS`, `MMS` (skipped), `KBYTE` (×1024); roaming
@@ -707,7 +710,7 @@ fn map_accumulators(accumulators: &[Accumulator]) -> (Reading, Vec<String>) {
             "SECONDS" | "SECOND" | "SEC" => Kind::Voice(1.0),
             "MINUTES" | "MINUTE" | "MIN" => Kind::Voice(60.0),
             "SMS" => Kind::Sms,
-            other => match http::data_unit_bytes(other) {
+            other => match decode::data_unit_bytes(other) {
                 Some(bytes) => Kind::Data(bytes as f64),
                 None => {
                     sums.skip(&name, &format!("unit `{unit}`"));
@@ -723,7 +726,7 @@ fn map_accumulators(accumulators: &[Accumulator]) -> (Reading, Vec<String>) {
             sums.skip(&name, "tethering");
             continue;
         }
-        if let Some(why) = http::excluded_package(&name) {
+        if let Some(why) = decode::excluded_package(&name) {
             sums.skip(&name, why);
             continue;
         }
@@ -762,7 +765,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
             sums.skip(&name, "roaming");
             continue;
         }
-        if let Some(why) = http::excluded_package(&name) {
+        if let Some(why) = decode::excluded_package(&name) {
             sums.skip(&name, why);
             continue;
         }
@@ -783,7 +786,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     #[test]
     fn accumulators_map_units_and_skip_roaming_tethering_and_unlimited() {

@@ -5,9 +5,10 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext};
 use crate::config::fields::Fields;
-use crate::config::{Account, ByteSize, DriverOptions, Line};
+use crate::config::units::ByteSize;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -27,6 +28,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: false,
+    speaks_http: false,
     can_discover: false,
     default_operator: "demo",
     default_rate_limit: None,
@@ -240,6 +242,9 @@ fn mix(mut z: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// The config this test loads names only this driver.
+    static ONLY_DEMO: crate::config::Registry = &[&SPEC];
+
     fn options(profile: Profile) -> LineOptions {
         LineOptions { profile, currency: Currency::RUB, balance: 500.0, quota: ByteSize(10_000_000_000) }
     }
@@ -257,6 +262,7 @@ mod tests {
             "lines:\n  - {name: a, driver: demo}\n  - {name: b, driver: demo, profile: steady}\n  \
              - {name: c, driver: demo, profile: heavy}\n  - {name: d, driver: demo, profile: heavy}\n  \
              - {name: e, driver: demo, profile: heavy, balance: 100}\n",
+            ONLY_DEMO,
         )
         .expect("resolves");
         let shared = |a: usize, b: usize| Arc::ptr_eq(&config.lines[a].options.0, &config.lines[b].options.0);

@@ -10,14 +10,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::onence::{error_field, msisdn, required_secret, total_pages, Quota};
-use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::{Num, Text};
+use super::kit::http::error_field;
+use super::kit::http::total_pages;
+use super::kit::http::{HttpClient, HttpOptions, Request, Response};
+use super::kit::ids::Msisdn;
+use super::kit::options::required_secret;
+use super::kit::pager::Pager;
+use super::kit::quota::Quota;
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::raw::Value;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -27,8 +34,6 @@ const ENDPOINTS: &str = "/api/v1/endpoint";
 const STATS: &str = "/api/v1/organisation/my/stats";
 /// The spec's default (and, it says, a server-side maximum applies).
 const DEFAULT_PAGE_SIZE: u64 = 1000;
-/// The official SDK stops at 1000 pages; so do we.
-const MAX_PAGES: u32 = 1000;
 /// emnify's monthly cap per organisation (iot.md §3.7).
 const MONTHLY_LIMIT: u64 = 10_000_000;
 
@@ -55,6 +60,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "emnify",
     // "2 000 requests per IP per rolling 5 minutes" (iot.md §3.7), counted per request.
@@ -129,7 +135,7 @@ struct Emnify {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "emnify")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "emnify")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[o.application_token.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("emnify", &account.name, fingerprint, State::default);
@@ -299,10 +305,7 @@ impl Emnify {
         cx: &'a PollContext,
         request: impl Fn(&Secret) -> Request<'a>,
     ) -> Result<Response, PollError> {
-        self.state
-            .token
-            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
-            .await
+        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every endpoint, pages 1 to `X-Total-Pages`. Without the header, stops at a short page
@@ -312,7 +315,9 @@ impl Emnify {
         let mut all: Vec<Endpoint> = Vec::new();
         let size = self.page_size.to_string();
         let mut previous_first: Option<u64> = None;
-        for page in 1..=MAX_PAGES {
+        let mut pager = Pager::new(format!("GET {ENDPOINTS}"));
+        loop {
+            let page = pager.next_page()?;
             let number = page.to_string();
             let response = self
                 .get(cx, |token| {
@@ -346,7 +351,6 @@ impl Emnify {
                 return Ok(all);
             }
         }
-        Err(PollError::BadResponse(format!("GET {ENDPOINTS}: more than {MAX_PAGES} pages")))
     }
 }
 
@@ -530,7 +534,7 @@ impl Endpoint {
         fact("tariff_profile", self.tariff_profile.and_then(|p| p.name));
         facts.sort();
         Some(DiscoveredLine {
-            msisdn: sim.msisdn.and_then(|m| msisdn(&m.0)),
+            msisdn: sim.msisdn.and_then(|m| Msisdn(&m.0).normalized()),
             iccid: Some(iccid.clone()),
             labels: facts,
             options: DriverOptions(Arc::new(LineOptions { endpoint_id: Some(self.id) })),

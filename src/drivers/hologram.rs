@@ -11,13 +11,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::{HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::onence::{msisdn, required_secret};
-use super::session::Shared;
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::{Num, Text};
+use super::kit::http::{HttpClient, HttpOptions, Request, Response};
+use super::kit::ids::Msisdn;
+use super::kit::options::required_secret;
+use super::kit::pager::Pager;
+use super::kit::session::Shared;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::units::{ByteSize, Rate};
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -25,7 +29,6 @@ pub const DEFAULT_BASE_URL: &str = "https://dashboard.hologram.io/api/1";
 const DEVICES: &str = "/devices";
 /// The maximum `limit` is not documented (iot.md Q10); cursor paging copes with a lower cap.
 const DEFAULT_PAGE_SIZE: u64 = 1000;
-const MAX_PAGES: usize = 100_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "hologram",
@@ -47,6 +50,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "hologram",
     // Hologram publishes no limit ("wait 5–10 s after a 429"); listings are few, so 2
@@ -118,7 +122,7 @@ struct Hologram {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "hologram")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "hologram")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let orgid = o.orgid.clone().unwrap_or_default();
     let fingerprint = cx.sessions.fingerprint(&[o.api_key.expose(), &orgid, o.http.base_url.as_str()]);
@@ -188,7 +192,9 @@ impl Hologram {
         let mut sims = HashMap::new();
         let limit = self.page_size.to_string();
         let mut after: Option<String> = None;
-        for page in 1..=MAX_PAGES {
+        let mut pager = Pager::new(format!("GET {DEVICES}"));
+        loop {
+            let page = pager.next_page()?;
             let mut request = self.get(DEVICES).query("limit", &limit);
             if let Some(orgid) = &self.orgid {
                 request = request.query("orgid", orgid);
@@ -212,7 +218,6 @@ impl Hologram {
             }
             after = next;
         }
-        Err(PollError::BadResponse(format!("GET {DEVICES}: still more pages after {MAX_PAGES}")))
     }
 
     async fn org_balance(&self, cx: &PollContext) -> Result<Option<Money>, PollError> {
@@ -345,7 +350,7 @@ impl Device {
             }
             facts.sort();
             let line = DiscoveredLine {
-                msisdn: link.msisdn.as_ref().and_then(|m| msisdn(&m.0)),
+                msisdn: link.msisdn.as_ref().and_then(|m| Msisdn(&m.0).normalized()),
                 iccid: Some(iccid.clone()),
                 labels: facts,
                 options: DriverOptions::none(),
@@ -361,7 +366,7 @@ impl Cellular {
     /// cutoff, so data left and total stay absent.
     fn reading(&self, cx: &PollContext) -> Reading {
         let mut r = Reading {
-            quota_expiry: self.whenexpires.as_deref().and_then(super::http::parse_rfc3339),
+            quota_expiry: self.whenexpires.as_deref().and_then(super::kit::decode::parse_rfc3339),
             plan: self.plan.as_ref().and_then(|p| p.name.clone()),
             ..Reading::default()
         };

@@ -11,19 +11,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value as Json;
 use serde_json_path::JsonPath;
 
-use super::http::{self, HttpClient, HttpOptions, Method, Response};
-use super::onence::{msisdn, required_secret};
-use super::session::{Fresh, Session};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode;
+use super::kit::http::{HttpClient, HttpOptions, Method, Response};
+use super::kit::ids::Msisdn;
+use super::kit::options::required_secret;
+use super::kit::pager::Pager;
+use super::kit::session::{Fresh, Session};
 use crate::config::discover::Template;
 use crate::config::fields::Fields;
 use crate::config::raw::{Pos, Value};
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line};
+use crate::config::units::ByteSize;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
-
-const MAX_PAGES: u32 = 10_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "http_json",
@@ -50,6 +52,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: false,
+    speaks_http: true,
     can_discover: true,
     default_operator: "http_json",
     default_rate_limit: None,
@@ -404,7 +407,7 @@ struct HttpJson {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "http_json")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "http_json")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let secret = match &o.auth {
         Auth::OAuth2 { client_id, client_secret, token_path, .. } => {
@@ -624,7 +627,9 @@ impl HttpJson {
         let mut seen = HashSet::new();
         let mut found = Vec::new();
         let mut page = list.first_page;
-        for _ in 0..MAX_PAGES {
+        let mut pager = Pager::new("listing");
+        loop {
+            pager.next_page()?;
             let page_text = page.to_string();
             let vars = |name: &str| (name == "page").then(|| page_text.clone());
             let body: Json = self.call(cx, &list.path, None, &vars).await?.json()?;
@@ -647,7 +652,6 @@ impl HttpJson {
             }
             page += 1;
         }
-        Err(PollError::BadResponse(format!("listing: still more pages after {MAX_PAGES}")))
     }
 }
 
@@ -673,7 +677,7 @@ fn item_line(list: &Listing, item: &Json) -> Option<DiscoveredLine> {
         params.insert("iccid".into(), i.clone());
     }
     Some(DiscoveredLine {
-        msisdn: list.msisdn.as_ref().and_then(first).and_then(|m| msisdn(&m)),
+        msisdn: list.msisdn.as_ref().and_then(first).and_then(|m| Msisdn(&m).normalized()),
         iccid,
         labels: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         options: DriverOptions(Arc::new(LineOptions { params })),
@@ -685,7 +689,7 @@ fn item_line(list: &Listing, item: &Json) -> Option<DiscoveredLine> {
 fn number(value: &Json) -> Option<f64> {
     match value {
         Json::Number(n) => n.as_f64(),
-        Json::String(s) => http::parse_amount(s),
+        Json::String(s) => decode::parse_amount(s),
         _ => None,
     }
 }
@@ -693,7 +697,9 @@ fn number(value: &Json) -> Option<f64> {
 fn timestamp(value: &Json, format: TimeFormat) -> Option<SystemTime> {
     let from_seconds = |s: f64| (s.is_finite() && s >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(s));
     match (value, format) {
-        (Json::String(s), TimeFormat::Auto) if !s.trim().bytes().all(|b| b.is_ascii_digit()) => http::parse_rfc3339(s),
+        (Json::String(s), TimeFormat::Auto) if !s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            decode::parse_rfc3339(s)
+        }
         (v, TimeFormat::UnixMs) => from_seconds(number(v)? / 1000.0),
         (v, TimeFormat::Unix) => from_seconds(number(v)?),
         (v, TimeFormat::Auto) => {
@@ -707,13 +713,16 @@ fn timestamp(value: &Json, format: TimeFormat) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The configs these tests load name only this driver.
+    static ONLY_HTTP_JSON: crate::config::Registry = &[&SPEC];
     use crate::clock::SystemClock;
 
     fn driver(yaml_fields: &str) -> HttpJson {
         let yaml = format!(
             "accounts:\n  a:\n    driver: http_json\n    base_url: http://127.0.0.1:9\n    currency: EUR\n    request: {{path: \"/x/{{iccid}}\"}}\n    fields:\n{yaml_fields}lines:\n  - {{name: l, account: a, iccid: \"8935711001000000001\"}}\n"
         );
-        let config = crate::config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::config::parse("t.yaml", &yaml, ONLY_HTTP_JSON).unwrap_or_else(|e| panic!("{e}"));
         let o = config.accounts[0].options.get::<AccountOptions>().unwrap().clone();
         let cx = BuildContext::new(Arc::new(SystemClock));
         let client = HttpClient::new(&config.accounts[0], &o.http, &cx).unwrap();
@@ -771,7 +780,7 @@ mod tests {
     #[test]
     fn bad_paths_and_units_are_config_errors() {
         let yaml = "accounts:\n  a:\n    driver: http_json\n    base_url: http://x\n    request: {path: \"/x\"}\n    fields:\n      data_remaining: {path: \"$.a[\", unit: parsecs}\n      sms_remaining: {path: \"$.b\", unit: furlongs}\nlines:\n  - {name: l, account: a}\n";
-        let err = crate::config::parse("t.yaml", yaml).unwrap_err().to_string();
+        let err = crate::config::parse("t.yaml", yaml, ONLY_HTTP_JSON).unwrap_err().to_string();
         assert!(err.contains("is not an RFC 9535 JSONPath"), "{err}");
         assert!(err.contains("multiplier"), "{err}");
     }

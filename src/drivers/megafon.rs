@@ -13,16 +13,20 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Quantity, Request, Response, Text};
-use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
-use super::remainders::{Kind, Remainders};
-use super::session::{Fresh, Session};
-use super::token_file::TokenFile;
-use super::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
+use super::kit::decode::{self, one_or_many, Num, Quantity, Text};
+use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
+use super::kit::ids::Msisdn;
+use super::kit::person_login::Latch;
+use super::kit::remainders::{Kind, Remainders};
+use super::kit::session::{Fresh, Session};
+use super::kit::token_file::TokenFile;
+use super::onboarding::{self, LoginBoard, Person};
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -66,6 +70,7 @@ lines:
     msisdn: "+79260000000"            # the login's own number (the API reads no other)
 "#,
     needs_account: true,
+    speaks_http: true,
     can_discover: false,
     default_operator: "megafon",
     // No documented limit. A consumer API: clients that last poll hourly; two requests a poll.
@@ -87,7 +92,7 @@ struct AccountOptions {
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
     let pos = f.node("login").map(|n| n.pos);
-    let login = f.required_string("login").map(|l| http::national_number(&l)).unwrap_or_default();
+    let login = f.required_string("login").map(|l| decode::national_number(&l)).unwrap_or_default();
     if let (Some(pos), false) = (pos, login.len() == 10 && login.bytes().all(|b| b.is_ascii_digit())) {
         f.error("login", pos, "expected the MegaFon number, e.g. +79260000000");
     }
@@ -163,7 +168,7 @@ struct Megafon {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "megafon")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "megafon")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let tokens = TokenFile::locate(&account.name, o.token_file.as_deref(), cx.token_dir.as_deref());
     // Read once here; a file that cannot be used is the first poll's problem, not the config's.
@@ -227,7 +232,7 @@ enum Login {
 
 impl Megafon {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        if let Some(number) = line.msisdn.as_deref().map(http::national_number) {
+        if let Some(number) = line.msisdn.as_deref().map(decode::national_number) {
             if number != self.login {
                 return Err(PollError::Config(
                     "the line's msisdn is not the account's login: the MegaFon API reads only the number it is logged in as"
@@ -249,24 +254,16 @@ impl Megafon {
 
     /// Answers at once while the account waits for a person; takes a new token file.
     async fn pass_latch(&self, cx: &PollContext) -> Result<(), PollError> {
-        match self.state.latch.gate(self.tokens.as_ref()) {
-            Gate::Open => Ok(()),
-            Gate::Closed(error) => {
-                cx.note("waiting for `esim-exporter login`: nothing sent");
-                Err(error)
+        if self.state.latch.pass(self.tokens.as_ref(), cx)? {
+            let stored = self.tokens.as_ref().and_then(|t| t.load::<StoredBinding>().ok().flatten());
+            if let Some(binding) = stored.filter(|s| s.login == self.login).map(|s| binding_of(&s)) {
+                let mut device = self.device();
+                device.id = binding.device_id.clone();
+                device.binding = Some(binding);
             }
-            Gate::Reopened => {
-                cx.note("the token file changed: using the new login");
-                let stored = self.tokens.as_ref().and_then(|t| t.load::<StoredBinding>().ok().flatten());
-                if let Some(binding) = stored.filter(|s| s.login == self.login).map(|s| binding_of(&s)) {
-                    let mut device = self.device();
-                    device.id = binding.device_id.clone();
-                    device.binding = Some(binding);
-                }
-                self.state.session.clear().await;
-                Ok(())
-            }
+            self.state.session.clear().await;
         }
+        Ok(())
     }
 
     fn device(&self) -> std::sync::MutexGuard<'_, Device> {
@@ -482,10 +479,8 @@ impl Megafon {
         };
         let step = || PollContext::new(STEP_TIMEOUT, self.clock.clone());
         let device_id = onboarding::random_uuid();
-        person.tell(&format!(
-            "Asking MegaFon to send an SMS code to {}.",
-            crate::metrics::mask(&format!("+7{}", self.login))
-        ));
+        person
+            .tell(&format!("Asking MegaFon to send an SMS code to {}.", Msisdn(&format!("+7{}", self.login)).masked()));
         let cx = step();
         let request = self.client.post(OTP_REQUEST).form_body(&[("login", self.login.as_str())]);
         let response = request.header("x-mlk-device-id", &device_id).send(&cx).await?;
@@ -585,7 +580,7 @@ struct ValueWithUnit {
 /// The kind a Russian (or English) unit string counts: `ГБ`/`МБ`/`КБ`, `мин`, `сек`, `шт`/`SMS`.
 fn kind_of(unit: &str, name: &str) -> Option<Kind> {
     let u = unit.trim().trim_end_matches('.').to_lowercase();
-    if let Some(bytes) = http::data_unit_bytes(&u) {
+    if let Some(bytes) = decode::data_unit_bytes(&u) {
         return Some(Kind::Data(bytes as f64));
     }
     if u.starts_with("мин") || u.starts_with("min") {
@@ -649,7 +644,7 @@ fn map_remainders(models: &[Model]) -> (Reading, Vec<String>) {
                 notes.push(format!("remainder `{name}` skipped (unit `{unit}`)"));
                 continue;
             };
-            if let Some(why) = http::excluded_package(&name) {
+            if let Some(why) = decode::excluded_package(&name) {
                 notes.push(format!("remainder `{name}` skipped ({why})"));
                 continue;
             }
@@ -684,17 +679,17 @@ fn map_remainders(models: &[Model]) -> (Reading, Vec<String>) {
 
 /// `dateTo`, or a month after `dateFrom` for a monthly package.
 fn end_of(r: &Remainder) -> Option<SystemTime> {
-    if let Some(end) = r.date_to.as_deref().and_then(http::parse_rfc3339) {
+    if let Some(end) = r.date_to.as_deref().and_then(decode::parse_rfc3339) {
         return Some(end);
     }
-    let from = r.date_from.as_deref().and_then(http::parse_rfc3339)?;
+    let from = r.date_from.as_deref().and_then(decode::parse_rfc3339)?;
     (r.monthly == Some(true)).then(|| from + Duration::from_secs(30 * 86_400))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn remainders(json: &str) -> (Reading, Vec<String>) {
         let body: RemaindersBody = serde_json::from_str(json).unwrap();
@@ -720,7 +715,7 @@ mod tests {
         assert_eq!(r.data_quota, Some(ByteSize((31.0 * GIB + 2048.0 * 1024.0) as u64)));
         assert_eq!(r.voice_remaining, Some(Duration::from_secs(420 * 60 + 30)));
         assert_eq!(r.sms_remaining, Some(100));
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-20T20:59:59Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-07-20T20:59:59Z"));
         assert_eq!(notes.len(), 1, "MMS skipped: {notes:?}");
     }
 
@@ -764,7 +759,7 @@ mod tests {
         );
         assert_eq!(r.data_remaining, Some(ByteSize((1.5 * GIB) as u64)));
         assert_eq!(r.data_quota, None, "no total: absent");
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-31T00:00:00Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-07-31T00:00:00Z"));
     }
 
     #[test]

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::remainders::{self, Kind, Remainders};
-use super::session::{Fresh, Session, Shared};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::{self, currency_of, one_or_many, Num, Text};
+use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
+use super::kit::ids::Msisdn;
+use super::kit::pager::Pager;
+use super::kit::remainders::{self, Kind, Remainders};
+use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -27,8 +31,6 @@ const VALIDITY_INFO: &str = "/b2b/v1/Bills/ValidityInfo";
 const HIERARCHY: &str = "/b2b/v1/Service/HierarchyStructure";
 /// The documented maximum page of `HierarchyStructure`.
 const PAGE_SIZE: u32 = 1000;
-/// A contract of 10 million numbers: past this, the paging is taken to be broken.
-const MAX_PAGES: u32 = 10_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "mts",
@@ -50,6 +52,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "mts",
     // 60 requests a minute and at most 3 a second (the smallest API package); a poll is two
@@ -140,7 +143,7 @@ struct Mts {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "mts")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "mts")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("mts", &account.name, fingerprint, State::default);
@@ -175,7 +178,7 @@ impl Driver for Mts {
 impl Mts {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
         let options = line.options.get::<LineOptions>().cloned().unwrap_or_default();
-        let msisdn = line.msisdn.as_deref().map(number11);
+        let msisdn = line.msisdn.as_deref().map(|m| Msisdn(m).number11());
         let balance = match (&options.account_no, &msisdn) {
             (Some(ls), _) => {
                 // Lines of one ЛС share its balance; a value younger than half the line's
@@ -282,7 +285,9 @@ impl Mts {
     async fn list_numbers(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let mut found: Vec<DiscoveredLine> = Vec::new();
         let mut seen = HashSet::new();
-        for page in 1..=MAX_PAGES {
+        let mut pager = Pager::new(format!("GET {HIERARCHY}"));
+        loop {
+            let page = pager.next_page()?;
             let response = self
                 .get(cx, |token| {
                     self.client
@@ -311,7 +316,6 @@ impl Mts {
                 return Ok(found);
             }
         }
-        Err(PollError::BadResponse(format!("GET {HIERARCHY}: still more pages after {MAX_PAGES}")))
     }
 }
 
@@ -433,15 +437,6 @@ fn parse_balance(response: &Response) -> Result<Money, PollError> {
     Ok(Money { amount: amount.amount.0, currency })
 }
 
-/// Rubles under their many spellings; another ISO code as itself; anything else rubles.
-pub(crate) fn currency_of(text: &str) -> Currency {
-    let t = text.trim().trim_end_matches('.').to_lowercase();
-    match t.as_str() {
-        "rub" | "rur" | "руб" | "р" | "₽" | "rouble" | "ruble" => Currency::RUB,
-        _ => Currency::parse(&t).unwrap_or(Currency::RUB),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(transparent)]
 struct Blocks(#[serde(deserialize_with = "one_or_many")] Vec<Block>);
@@ -528,7 +523,7 @@ fn kind_of(unit: &str, name: &str) -> Option<Kind> {
         "MINUTE" | "MINUTES" | "MIN" => Some(Kind::Voice(60.0)),
         "ITEM" | "ITEMS" | "PIECE" | "SMS" => (!(name.contains("ммс") || name.contains("mms"))).then_some(Kind::Sms),
         "MONEY" | "RUB" | "RUR" => None,
-        _ => http::data_unit_bytes(&u).map(|b| Kind::Data(b as f64)),
+        _ => decode::data_unit_bytes(&u).map(|b| Kind::Data(b as f64)),
     }
 }
 
@@ -574,7 +569,7 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
         if value_of("CounterValueType").is_some_and(|t| !t.0.eq_ignore_ascii_case("Remainder")) {
             continue;
         }
-        if let Some(why) = http::excluded_package(&name) {
+        if let Some(why) = decode::excluded_package(&name) {
             notes.push(format!("counter `{name}` skipped ({why})"));
             continue;
         }
@@ -585,14 +580,14 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
             }
             continue;
         };
-        let Some(current) = value_of("CurrentValue").and_then(|t| http::parse_amount(&t.0)) else {
+        let Some(current) = value_of("CurrentValue").and_then(|t| decode::parse_amount(&t.0)) else {
             notes.push(format!("counter `{name}` has no CurrentValue"));
             continue;
         };
-        let initial = value_of("PeriodInitialValue").and_then(|t| http::parse_amount(&t.0));
+        let initial = value_of("PeriodInitialValue").and_then(|t| decode::parse_amount(&t.0));
         // Sentinels of "no limit": a negative package size, all nines, an absurd amount.
-        let absurd = matches!(kind, Kind::Data(f) if current * f >= http::UNLIMITED_DATA_BYTES);
-        if initial.is_some_and(|i| i < 0.0) || http::is_unlimited_sentinel(current) || absurd {
+        let absurd = matches!(kind, Kind::Data(f) if current * f >= decode::UNLIMITED_DATA_BYTES);
+        if initial.is_some_and(|i| i < 0.0) || decode::is_unlimited_sentinel(current) || absurd {
             notes.push(format!("counter `{name}` skipped (unlimited)"));
             continue;
         }
@@ -602,7 +597,7 @@ fn map_counters(blocks: &[Block]) -> (Reading, Vec<String>) {
             Kind::Voice(_) | Kind::Sms => None,
         };
         sums.add(kind, current * kind.factor(), total);
-        let end = product.valid_for.as_ref().and_then(|v| v.end.as_deref()).and_then(http::parse_rfc3339);
+        let end = product.valid_for.as_ref().and_then(|v| v.end.as_deref()).and_then(decode::parse_rfc3339);
         if let Some(end) = end.filter(|e| remainders::is_bounded(*e)) {
             sums.ends_at(end);
         }
@@ -654,7 +649,7 @@ fn collect_numbers(value: &serde_json::Value, account_no: Option<&str>, found: &
             let own = map.get("accountNo").and_then(scalar);
             let account_no = own.as_deref().or(account_no);
             if let Some(number) = map.get("productSerialNumber").and_then(scalar) {
-                let digits = number11(&number);
+                let digits = Msisdn(&number).number11();
                 if digits.len() >= 10 && digits.bytes().all(|b| b.is_ascii_digit()) {
                     let iccid = ["iccid", "ICCID", "sim", "simNumber", "iccId"]
                         .iter()
@@ -684,20 +679,10 @@ fn has_more(value: &serde_json::Value) -> Option<bool> {
     }
 }
 
-/// `7XXXXXXXXXX`: the form MTS wants (from `+7…`, `8…` or 10 digits).
-fn number11(msisdn: &str) -> String {
-    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        10 => format!("7{digits}"),
-        11 if digits.starts_with('8') => format!("7{}", &digits[1..]),
-        _ => digits,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn blocks(json: &str) -> Vec<Block> {
         serde_json::from_str::<Blocks>(json).unwrap().0
@@ -738,7 +723,7 @@ mod tests {
         assert_eq!(r.sms_remaining, Some(42));
         assert_eq!(r.data_remaining, Some(ByteSize(5_368_709_120)));
         assert_eq!(r.data_quota, Some(ByteSize(10_737_418_240)));
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-07-20T20:59:59Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-07-20T20:59:59Z"));
         assert_eq!(notes.len(), 3, "{notes:?}");
     }
 
@@ -778,9 +763,9 @@ mod tests {
 
     #[test]
     fn numbers_are_normalised_for_mts() {
-        assert_eq!(number11("+79161234567"), "79161234567");
-        assert_eq!(number11("89161234567"), "79161234567");
-        assert_eq!(number11("9161234567"), "79161234567");
+        assert_eq!(Msisdn("+79161234567").number11(), "79161234567");
+        assert_eq!(Msisdn("89161234567").number11(), "79161234567");
+        assert_eq!(Msisdn("9161234567").number11(), "79161234567");
     }
 
     #[test]

@@ -1,18 +1,14 @@
 //! Accounts whose login needs a person: the [`Person`] a driver talks to during
 //! `esim-exporter login` (an SMS code, once), and the [`LoginBoard`] where drivers say that an
-//! account waits for one again. The board is the framework's side: it sets
-//! `esim_account_needs_login{account}`, logs each change once, and lists the waiting accounts
-//! for the status page, so drivers still know nothing about metrics.
+//! account waits for one again. The board logs each change once, lists the waiting accounts for
+//! the status page, and reports each change to a [`LoginObserver`]: the metrics side turns
+//! those events into `esim_account_needs_login{account}`, so drivers never register a series.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use prometheus::{IntGaugeVec, Opts, Registry};
-
-use super::token_file::TokenFile;
-use crate::error::PollError;
-use crate::metrics::catalog;
+use std::sync::Arc;
 
 /// The person at the terminal during `esim-exporter login`.
 pub trait Person: Send {
@@ -32,23 +28,28 @@ pub struct Waiting {
     pub since: SystemTime,
 }
 
+/// Where the board reports that an account started or stopped waiting for a person (the
+/// framework's `esim_account_needs_login` gauge; nothing in tests and `--once`).
+pub trait LoginObserver: Send + Sync {
+    /// The account waits for a person (`true`) or is fine (`false`).
+    fn needs_login(&self, account: &str, waiting: bool);
+    /// The account left the config.
+    fn forget(&self, account: &str);
+}
+
 /// Which accounts wait for a person. One per process, shared by every build (a reload keeps
 /// what it knows until the account logs in or leaves the config).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LoginBoard {
-    gauge: Option<IntGaugeVec>,
+    observer: Option<Arc<dyn LoginObserver>>,
     /// Accounts of drivers with a person-made login, by name: `Some` while waiting.
     accounts: Mutex<BTreeMap<String, Option<Waiting>>>,
 }
 
 impl LoginBoard {
-    /// A board whose `esim_account_needs_login` lives in `registry`.
-    pub fn register(registry: &Registry) -> Result<LoginBoard, prometheus::Error> {
-        let family = catalog::find(catalog::ESIM_ACCOUNT_NEEDS_LOGIN);
-        let help = family.map_or(catalog::ESIM_ACCOUNT_NEEDS_LOGIN, |f| f.help);
-        let gauge = IntGaugeVec::new(Opts::new(catalog::ESIM_ACCOUNT_NEEDS_LOGIN, help), &["account"])?;
-        registry.register(Box::new(gauge.clone()))?;
-        Ok(LoginBoard { gauge: Some(gauge), accounts: Mutex::default() })
+    /// A board that reports every change to `observer`.
+    pub fn observed(observer: Arc<dyn LoginObserver>) -> LoginBoard {
+        LoginBoard { observer: Some(observer), accounts: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Waiting>>> {
@@ -56,8 +57,8 @@ impl LoginBoard {
     }
 
     fn set_gauge(&self, account: &str, waiting: bool) {
-        if let Some(gauge) = &self.gauge {
-            gauge.with_label_values(&[account]).set(i64::from(waiting));
+        if let Some(observer) = &self.observer {
+            observer.needs_login(account, waiting);
         }
     }
 
@@ -126,75 +127,18 @@ impl LoginBoard {
             accounts.remove(account);
         }
         drop(accounts);
-        if let Some(gauge) = &self.gauge {
+        if let Some(observer) = &self.observer {
             for account in &gone {
-                let _ = gauge.remove_label_values(&[account]);
+                observer.forget(account);
             }
         }
     }
 }
 
-/// A driver's memory that its account waits for a person: once closed, polls get the same
-/// error without a request, until the token file changes (a new `esim-exporter login`) or a
-/// reload builds the account with another token. This is what keeps a dead login from being
-/// retried: the scheduler's lock-out spaces the polls, the latch keeps them off the network.
-#[derive(Debug, Default)]
-pub struct Latch {
-    closed: Mutex<Option<Closed>>,
-}
-
-#[derive(Debug)]
-struct Closed {
-    error: PollError,
-    /// A hash of the token file when the latch closed (`None`: no file), never its contents.
-    file: Option<u64>,
-}
-
-/// What [`Latch::gate`] says about a poll.
-#[derive(Debug, PartialEq)]
-pub enum Gate {
-    /// Not waiting for anyone: go on.
-    Open,
-    /// Was waiting, and the token file changed since: read it again, then go on.
-    Reopened,
-    /// Still waiting: answer this, send nothing.
-    Closed(PollError),
-}
-
-impl Latch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Closed>> {
-        self.closed.lock().unwrap_or_else(|p| p.into_inner())
+impl std::fmt::Debug for LoginBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBoard").field("accounts", &self.accounts).finish_non_exhaustive()
     }
-
-    /// Closes the latch with the error every poll gets until a person acts.
-    pub fn close(&self, error: PollError, file: Option<&TokenFile>) {
-        *self.lock() = Some(Closed { error, file: file.and_then(file_hash) });
-    }
-
-    pub fn gate(&self, file: Option<&TokenFile>) -> Gate {
-        let mut closed = self.lock();
-        let Some(c) = &*closed else { return Gate::Open };
-        let now = file.and_then(file_hash);
-        if now.is_some() && now != c.file {
-            *closed = None;
-            return Gate::Reopened;
-        }
-        Gate::Closed(c.error.clone())
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.lock().is_some()
-    }
-}
-
-fn file_hash(file: &TokenFile) -> Option<u64> {
-    use std::hash::{BuildHasher, Hasher};
-    let bytes = std::fs::read(file.path()).ok()?;
-    // One hasher per process, so the hash says nothing outside it.
-    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
-    let mut h = KEYS.get_or_init(Default::default).build_hasher();
-    h.write(&bytes);
-    Some(h.finish())
 }
 
 /// Unpredictable bits for device ids, PINs and request ids (std's hash keys come from the
@@ -220,68 +164,6 @@ pub fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn value(registry: &Registry, account: &str) -> Option<i64> {
-        let families = registry.gather();
-        let family = families.iter().find(|f| f.name() == catalog::ESIM_ACCOUNT_NEEDS_LOGIN)?;
-        family
-            .get_metric()
-            .iter()
-            .find(|m| m.get_label().iter().any(|l| l.value() == account))
-            .map(|m| m.get_gauge().value() as i64)
-    }
-
-    #[test]
-    fn the_gauge_follows_the_account_from_tracked_to_waiting_and_back() {
-        let registry = Registry::new();
-        let board = LoginBoard::register(&registry).unwrap();
-        board.track("corp");
-        assert_eq!(value(&registry, "corp"), Some(0));
-        let at = SystemTime::UNIX_EPOCH;
-        board.needs_person("corp", "megafon", "the stored login was refused", at);
-        board.needs_person("corp", "megafon", "again", at + std::time::Duration::from_secs(60));
-        assert_eq!(value(&registry, "corp"), Some(1));
-        let waiting = board.waiting();
-        assert_eq!(waiting.len(), 1);
-        assert_eq!(
-            (waiting[0].why.as_str(), waiting[0].since),
-            ("the stored login was refused", at),
-            "first episode kept"
-        );
-        assert!(board.is_waiting("corp"));
-        board.track("corp");
-        assert!(board.is_waiting("corp"), "tracking again (a reload) keeps the episode");
-        board.logged_in("corp");
-        assert_eq!(value(&registry, "corp"), Some(0));
-        assert!(board.waiting().is_empty());
-        board.retain(|a| a != "corp");
-        assert_eq!(value(&registry, "corp"), None, "a removed account's series goes");
-    }
-
-    #[test]
-    fn the_latch_stays_closed_until_the_token_file_changes() {
-        let dir = std::env::temp_dir().join(format!("esim-latch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = TokenFile::new(dir.join("t.json"));
-        std::fs::write(file.path(), "{\"token\":\"dead\"}").unwrap();
-        let latch = Latch::default();
-        assert_eq!(latch.gate(Some(&file)), Gate::Open);
-        let error = PollError::Auth("needs a person".into());
-        latch.close(error.clone(), Some(&file));
-        assert_eq!(latch.gate(Some(&file)), Gate::Closed(error.clone()));
-        assert_eq!(latch.gate(None), Gate::Closed(error.clone()), "no file: nothing new");
-        std::fs::write(file.path(), "{\"token\":\"new\"}").unwrap();
-        assert_eq!(latch.gate(Some(&file)), Gate::Reopened);
-        assert_eq!(latch.gate(Some(&file)), Gate::Open);
-        // Closed while no file existed: the first file written reopens it.
-        std::fs::remove_file(file.path()).unwrap();
-        latch.close(error.clone(), Some(&file));
-        assert_eq!(latch.gate(Some(&file)), Gate::Closed(error));
-        std::fs::write(file.path(), "{}").unwrap();
-        assert_eq!(latch.gate(Some(&file)), Gate::Reopened);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn random_ids_differ_and_look_like_uuids() {

@@ -4,28 +4,30 @@
 //! §8.1. The quota object is emnify's too (iot.md §1.2), so [`Quota`] serves both drivers.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::{self, HttpClient, HttpOptions, Num, Request, Response, Text};
-use super::session::{Fresh, Session};
-use super::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::{Num, Text};
+use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Request, Response};
+use super::kit::ids::Msisdn;
+use super::kit::options::required_secret;
+use super::kit::pager::Pager;
+use super::kit::quota::Quota;
+use super::kit::session::{Fresh, Session};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, ByteSize, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::Reading;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.1nce.com/management-api";
 const TOKEN: &str = "/oauth/token";
 const SIMS: &str = "/v1/sims";
-/// "MB" on the 1NCE/emnify platform: "1 megabyte = 1024 kilobytes" (iot.md §1.3).
-pub const MB: f64 = 1_048_576.0;
 /// `pageSize` maximum ("The maximum allowed value is 100").
 const MAX_PAGE_SIZE: u64 = 100;
-/// 100 SIMs a page: ten million SIMs. Past this the paging is taken to be broken.
-const MAX_PAGES: u32 = 100_000;
 
 pub static SPEC: DriverSpec = DriverSpec {
     name: "1nce",
@@ -50,6 +52,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: true,
+    speaks_http: true,
     can_discover: true,
     default_operator: "1nce",
     // "/sims: 10 requests per second per customer" (iot.md §2.7), counted per request.
@@ -77,16 +80,6 @@ fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     DriverOptions(Arc::new(AccountOptions { http, client_id, client_secret, sms, page_size }))
 }
 
-/// A secret that must be given (as `key` or `key_file`).
-pub(crate) fn required_secret(f: &mut Fields<'_>, key: &'static str, key_file: &'static str) -> Secret {
-    let given = f.has(key) || f.has(key_file);
-    let secret = f.secret(key, key_file).unwrap_or_else(|| Secret::new(""));
-    if !given {
-        f.sink().error(Some(f.pos()), f.path(), format!("missing required key `{key}` (or `{key_file}`)"));
-    }
-    secret
-}
-
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
     if !f.has("iccid") {
         f.sink().error(Some(f.pos()), f.path(), "a `1nce` line needs `iccid`");
@@ -109,7 +102,7 @@ struct Onence {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "1nce")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "1nce")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
     let state = cx.sessions.get_or_create("1nce", &account.name, fingerprint, State::default);
@@ -210,10 +203,7 @@ impl Onence {
         cx: &'a PollContext,
         request: impl Fn(&Secret) -> Request<'a>,
     ) -> Result<Response, PollError> {
-        self.state
-            .token
-            .call(cx, || self.login(cx), |token| request(&token).send(cx), |r| r.status().as_u16() == 401)
-            .await
+        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every SIM of the account, pages 1 to `X-Total-Pages` (or to the first short page when
@@ -221,8 +211,9 @@ impl Onence {
     async fn list_sims(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let mut found = Vec::new();
         let size = self.page_size.to_string();
-        let mut page = 1u32;
+        let mut pager = Pager::new(format!("GET {SIMS}"));
         loop {
+            let page = pager.next_page()?;
             let number = page.to_string();
             let response = self
                 .get(cx, |token| self.client.get(SIMS).bearer(token).query("page", &number).query("pageSize", &size))
@@ -243,10 +234,6 @@ impl Onence {
             if !more {
                 return Ok(found);
             }
-            if page >= MAX_PAGES {
-                return Err(PollError::BadResponse(format!("GET {SIMS}: still more pages after {MAX_PAGES}")));
-            }
-            page += 1;
         }
     }
 }
@@ -255,81 +242,11 @@ fn seconds(n: Num) -> Duration {
     Duration::from_secs_f64(n.0.clamp(0.0, 1e9))
 }
 
-/// `X-Total-Pages` of a paged listing (1NCE, emnify).
-pub(crate) fn total_pages(response: &Response) -> Option<u32> {
-    response.header("x-total-pages")?.trim().parse().ok()
-}
-
-/// The first of `keys` in a JSON error body that holds a short plain value.
-pub(crate) fn error_field(response: &Response, keys: &[&str]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(response.body()).ok()?;
-    keys.iter().find_map(|k| match value.get(*k)? {
-        serde_json::Value::String(s) if s.len() <= 64 => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-}
-
 #[derive(Deserialize)]
 struct Token {
     access_token: String,
     #[serde(default)]
     expires_in: Option<Num>,
-}
-
-/// A quota (1NCE v1 `Quota`, emnify `EndpointQuota`): `volume` left (MB of data, or SMS),
-/// `total_volume` (1NCE only), `expiry_date` in either date form.
-#[derive(Deserialize, Debug)]
-pub(crate) struct Quota {
-    pub volume: Num,
-    #[serde(default)]
-    pub total_volume: Option<Num>,
-    #[serde(default)]
-    pub expiry_date: Option<String>,
-    #[serde(default)]
-    pub status: Option<QuotaStatus>,
-}
-
-#[derive(Deserialize, Debug)]
-pub(crate) struct QuotaStatus {
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-impl Quota {
-    /// Data left, total and expiry into `reading`. A negative `volume` (1NCE v2: "can be
-    /// negative", usage past the quota) reads as 0 left, with a note.
-    pub fn apply_data(&self, reading: &mut Reading, cx: &PollContext) {
-        let volume = self.volume.0;
-        if volume < 0.0 {
-            cx.note(format!("data quota volume is negative ({volume:.3} MB: used past the quota); reported as 0 left"));
-        }
-        reading.data_remaining = Some(mb(volume));
-        reading.data_quota = self.total_volume.filter(|t| t.0 > 0.0).map(|t| mb(t.0));
-        reading.quota_expiry = self.expiry();
-        if let Some(status) = self.status.as_ref().and_then(|s| s.description.as_deref()) {
-            cx.note(format!("data quota status: {status}"));
-        }
-    }
-
-    /// `volume` as a count (SMS), negative read as 0.
-    pub fn remaining_count(&self, cx: &PollContext, what: &str) -> Option<u64> {
-        let volume = self.volume.0;
-        if volume < 0.0 {
-            cx.note(format!("{what} quota volume is negative ({volume}); reported as 0 left"));
-        }
-        Some(volume.max(0.0).round() as u64)
-    }
-
-    /// `expiry_date`: `2033-03-09 07:59:09` (zone-less, UTC) or ISO 8601 (`…T…Z`, `+0000`).
-    pub fn expiry(&self) -> Option<SystemTime> {
-        self.expiry_date.as_deref().and_then(http::parse_rfc3339)
-    }
-}
-
-/// Megabytes (binary, see [`MB`]) as bytes; negative is 0.
-pub(crate) fn mb(value: f64) -> ByteSize {
-    ByteSize((value.max(0.0) * MB).round() as u64)
 }
 
 /// One item of `GET /v1/sims`.
@@ -369,7 +286,7 @@ impl SimCard {
         fact("status", self.status);
         facts.sort();
         Some(DiscoveredLine {
-            msisdn: self.msisdn.and_then(|m| msisdn(&m.0)),
+            msisdn: self.msisdn.and_then(|m| Msisdn(&m.0).normalized()),
             iccid: Some(iccid.clone()),
             labels: facts,
             options: DriverOptions::none(),
@@ -378,16 +295,11 @@ impl SimCard {
     }
 }
 
-/// `+` and digits from a platform's MSISDN, if it is one (5 to 15 digits).
-pub(crate) fn msisdn(raw: &str) -> Option<String> {
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    (5..=15).contains(&digits.len()).then(|| format!("+{digits}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+    use crate::config::units::ByteSize;
 
     fn cx() -> PollContext {
         PollContext::new(Duration::from_secs(1), Arc::new(SystemClock))

@@ -12,16 +12,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::http::{self, one_or_many, HttpClient, HttpOptions, Num, Request, Response};
-use super::onboarding::{self, Gate, Latch, LoginBoard, Person};
-use super::remainders::{self, Kind, Remainders};
-use super::session::{Fresh, Session};
-use super::token_file::TokenFile;
-use super::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
+use super::contract::{BoxFuture, BuildContext, BuildError, Cost, Driver, DriverSpec, PollContext};
+use super::kit::decode::{self, one_or_many, Num};
+use super::kit::http::{self, HttpClient, HttpOptions, Request, Response};
+use super::kit::ids::Msisdn;
+use super::kit::person_login::Latch;
+use super::kit::remainders::{self, Kind, Remainders};
+use super::kit::session::{Fresh, Session};
+use super::kit::token_file::TokenFile;
+use super::onboarding::{self, LoginBoard, Person};
 use crate::clock::SharedClock;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
-use crate::config::{Account, DriverOptions, Line, Rate};
+use crate::config::units::Rate;
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::PollError;
 use crate::reading::{Currency, Money, Reading};
 
@@ -52,6 +56,7 @@ lines:
     msisdn: "+79520000000"            # the login's number or a number linked to it
 "#,
     needs_account: true,
+    speaks_http: true,
     can_discover: false,
     default_operator: "t2",
     // No documented limit; a consumer API: two requests a poll, at most one every 2 s.
@@ -74,7 +79,7 @@ struct AccountOptions {
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
     let pos = f.node("login").map(|n| n.pos);
-    let login = f.required_string("login").map(|l| number11(&l)).unwrap_or_default();
+    let login = f.required_string("login").map(|l| Msisdn(&l).number11()).unwrap_or_default();
     if let (Some(pos), false) = (pos, login.len() == 11 && login.bytes().all(|b| b.is_ascii_digit())) {
         f.error("login", pos, "expected the T2 number, e.g. +79520000000");
     }
@@ -125,7 +130,7 @@ struct T2 {
 }
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
-    let o = super::account_options::<AccountOptions>(account, "t2")?;
+    let o = super::contract::account_options::<AccountOptions>(account, "t2")?;
     let client = HttpClient::new(account, &o.http, cx)?;
     let tokens = TokenFile::locate(&account.name, o.token_file.as_deref(), cx.token_dir.as_deref());
     let loaded = tokens.as_ref().map(|t| t.load::<Stored>());
@@ -193,7 +198,7 @@ impl T2 {
     }
 
     async fn read_line(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let number = line.msisdn.as_deref().map_or_else(|| self.login.clone(), number11);
+        let number = line.msisdn.as_deref().map_or_else(|| self.login.clone(), |m| Msisdn(m).number11());
         let balance_path = format!("/api/subscribers/{number}/balance");
         let response = self.get(cx, &balance_path, "/api/subscribers/{msisdn}/balance").await?;
         let balance: Envelope<BalanceData> = response.json()?;
@@ -209,22 +214,14 @@ impl T2 {
 
     /// Answers at once while the account waits for a person; takes a new token file.
     async fn pass_latch(&self, cx: &PollContext) -> Result<(), PollError> {
-        match self.state.latch.gate(self.tokens.as_ref()) {
-            Gate::Open => Ok(()),
-            Gate::Closed(error) => {
-                cx.note("waiting for `esim-exporter login`: nothing sent");
-                Err(error)
+        if self.state.latch.pass(self.tokens.as_ref(), cx)? {
+            let stored = self.tokens.as_ref().and_then(|t| t.load::<Stored>().ok().flatten());
+            if let Some(stored) = stored.filter(|s| s.login == self.login) {
+                *self.refresh() = Some(Secret::new(stored.refresh_token));
             }
-            Gate::Reopened => {
-                cx.note("the token file changed: using the new login");
-                let stored = self.tokens.as_ref().and_then(|t| t.load::<Stored>().ok().flatten());
-                if let Some(stored) = stored.filter(|s| s.login == self.login) {
-                    *self.refresh() = Some(Secret::new(stored.refresh_token));
-                }
-                self.state.session.clear().await;
-                Ok(())
-            }
+            self.state.session.clear().await;
         }
+        Ok(())
     }
 
     fn refresh(&self) -> std::sync::MutexGuard<'_, Option<Secret>> {
@@ -392,8 +389,7 @@ impl T2 {
             )));
         };
         let step = || PollContext::new(STEP_TIMEOUT, self.clock.clone());
-        person
-            .tell(&format!("Asking T2 to send an SMS code to {}.", crate::metrics::mask(&format!("+{}", self.login))));
+        person.tell(&format!("Asking T2 to send an SMS code to {}.", Msisdn(&format!("+{}", self.login)).masked()));
         let cx = step();
         let path = format!("/api/validation/number/{}", self.login);
         let request = self.client.post(&path).log_as("/api/validation/number/{msisdn}");
@@ -581,7 +577,7 @@ fn kind_of(uom: &str, traffic_type: Option<&str>, name: &str) -> Option<Kind> {
             let mms = |s: &str| s.to_lowercase().contains("mms") || s.to_lowercase().contains("ммс");
             (!mms(name) && !traffic_type.is_some_and(mms)).then_some(Kind::Sms)
         }
-        other => http::data_unit_bytes(other).map(|b| Kind::Data(b as f64)),
+        other => decode::data_unit_bytes(other).map(|b| Kind::Data(b as f64)),
     }
 }
 
@@ -610,7 +606,7 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
             notes.push(format!("rest `{name}` skipped (rollover)"));
             continue;
         }
-        if let Some(why) = http::excluded_package(&name) {
+        if let Some(why) = decode::excluded_package(&name) {
             notes.push(format!("rest `{name}` skipped ({why})"));
             continue;
         }
@@ -625,15 +621,15 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
         }
         let factor = kind.factor();
         let unlimited = rest.unlimited == Some(true)
-            || http::is_unlimited_sentinel(remain.0)
-            || size.is_some_and(|s| http::is_unlimited_sentinel(s.0))
-            || matches!(kind, Kind::Data(_) if remain.0 * factor >= http::UNLIMITED_DATA_BYTES);
+            || decode::is_unlimited_sentinel(remain.0)
+            || size.is_some_and(|s| decode::is_unlimited_sentinel(s.0))
+            || matches!(kind, Kind::Data(_) if remain.0 * factor >= decode::UNLIMITED_DATA_BYTES);
         if unlimited {
             notes.push(format!("rest `{name}` skipped (unlimited)"));
             continue;
         }
         sums.add(kind, remain.0 * factor, size.map(|s| s.0 * factor));
-        let end = rest.end_day.as_deref().and_then(http::parse_rfc3339);
+        let end = rest.end_day.as_deref().and_then(decode::parse_rfc3339);
         if let Some(end) = end.filter(|e| remainders::is_bounded(*e)) {
             sums.ends_at(end);
         }
@@ -641,20 +637,10 @@ fn map_rests(rests: &[Rest]) -> (Reading, Vec<String>) {
     (sums.into_reading(), notes)
 }
 
-/// `7XXXXXXXXXX`, the form T2 wants (from `+7…`, `8…` or ten digits).
-fn number11(msisdn: &str) -> String {
-    let digits: String = msisdn.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        10 => format!("7{digits}"),
-        11 if digits.starts_with('8') => format!("7{}", &digits[1..]),
-        _ => digits,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::units::ByteSize;
 
     fn rests(json: &str) -> (Reading, Vec<String>) {
         let body: Envelope<RestsData> = serde_json::from_str(json).unwrap();
@@ -679,7 +665,7 @@ mod tests {
         assert_eq!(r.data_quota, Some(ByteSize(15360 * 1_048_576 + 2 * (1 << 30))));
         assert_eq!(r.voice_remaining, Some(Duration::from_secs(312 * 60)));
         assert_eq!(r.sms_remaining, Some(40));
-        assert_eq!(r.quota_expiry, http::parse_rfc3339("2026-08-01T20:59:59Z"));
+        assert_eq!(r.quota_expiry, decode::parse_rfc3339("2026-08-01T20:59:59Z"));
         assert_eq!(notes.len(), 5, "{notes:?}");
     }
 
@@ -717,9 +703,9 @@ mod tests {
 
     #[test]
     fn numbers_are_eleven_digits() {
-        assert_eq!(number11("+79521234567"), "79521234567");
-        assert_eq!(number11("89521234567"), "79521234567");
-        assert_eq!(number11("9521234567"), "79521234567");
+        assert_eq!(Msisdn("+79521234567").number11(), "79521234567");
+        assert_eq!(Msisdn("89521234567").number11(), "79521234567");
+        assert_eq!(Msisdn("9521234567").number11(), "79521234567");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, In
 use super::catalog::{self, Family};
 use crate::clock::unix_seconds;
 use crate::config::Config;
-use crate::drivers::REGISTRY;
+use crate::drivers::{RequestObserver, REGISTRY};
 
 /// The crate version, as `--version` and `esim_exporter_build_info` show it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -164,6 +164,14 @@ impl SelfMetrics {
     }
 }
 
+// The framework's side of the drivers' request events: drivers report each request through
+// `RequestObserver`, and only here do they become series.
+impl RequestObserver for SelfMetrics {
+    fn observe_request(&self, account: &str, driver: &str, code: &str, duration: Duration) {
+        SelfMetrics::observe_request(self, account, driver, code, duration);
+    }
+}
+
 impl Default for SelfMetrics {
     fn default() -> Self {
         SelfMetrics::new()
@@ -208,7 +216,7 @@ mod tests {
         scheduler.set_locked_out("corp", "demo", false);
         scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
         // So does the drivers' login board.
-        crate::drivers::onboarding::LoginBoard::register(m.registry()).expect("login board registers").track("corp");
+        crate::metrics::login_gauge::login_board(m.registry()).expect("login board registers").track("corp");
         m.observe_request("corp", "demo", "200", Duration::from_millis(120));
         let names = gathered_names(&m);
         for f in catalog::exporter_families() {

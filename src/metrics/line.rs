@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use super::catalog::{self, LINE_FAMILY_COUNT};
 use super::encode::{write_f64, write_label, write_u64};
-use super::mask::mask;
 use crate::clock::unix_seconds;
 use crate::config::Line;
+use crate::drivers::kit::ids::{Iccid, Msisdn};
 use crate::error::Reason;
 use crate::store::LineState;
 
@@ -147,11 +147,11 @@ pub fn render(state: &LineState, settings: Settings, now: SystemTime, scratch: &
     }
 
     w.family(catalog::ESIM_LINE_INFO);
-    let shown = |id: Option<&str>| {
-        id.filter(|s| !s.is_empty()).map(|s| if settings.expose_msisdn { s.to_string() } else { mask(s) })
+    let shown = |id: Option<&str>, masked: fn(&str) -> String| {
+        id.filter(|s| !s.is_empty()).map(|s| if settings.expose_msisdn { s.to_string() } else { masked(s) })
     };
-    let msisdn = shown(line.msisdn.as_deref());
-    let iccid = shown(line.iccid.as_deref());
+    let msisdn = shown(line.msisdn.as_deref(), |s| Msisdn(s).masked());
+    let iccid = shown(line.iccid.as_deref(), |s| Iccid(s).masked());
     let plan = fresh.and_then(|r| r.plan.as_deref()).unwrap_or("");
     w.sample(
         &[

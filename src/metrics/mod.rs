@@ -7,14 +7,13 @@ pub mod catalog;
 mod encode;
 pub mod exporter_self;
 mod line;
-mod mask;
+pub mod login_gauge;
 mod negotiate;
 mod proto;
 pub mod render;
 
 pub use body::{CorruptBlock, Parts, PartsBody};
 pub use exporter_self::SelfMetrics;
-pub use mask::mask;
 pub use negotiate::{negotiate, Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 pub use render::{render_line_text, Exposition, Renderer, DEFAULT_GZIP_LEVEL};
 

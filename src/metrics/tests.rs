@@ -12,6 +12,7 @@ use super::catalog::{self, Kind};
 use super::*;
 use crate::clock::unix_seconds;
 use crate::config::{self, ByteSize, Config, Global};
+use crate::drivers::kit::ids::Msisdn;
 use crate::error::{PollError, Reason};
 use crate::reading::{Currency, Money, Reading};
 use crate::store::{PollOutcome, Store};
@@ -58,7 +59,7 @@ lines:
 "#;
 
 fn parse_config(yaml: &str) -> Config {
-    match config::parse("test.yaml", yaml) {
+    match config::parse("test.yaml", yaml, crate::drivers::REGISTRY) {
         Ok(c) => c,
         Err(e) => panic!("test config does not load:\n{e}"),
     }
@@ -116,7 +117,7 @@ fn self_metrics() -> SelfMetrics {
     scheduler.set_locked_out("corp", "demo", false);
     scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
     // So does the drivers' login board, for accounts whose login may need a person.
-    crate::drivers::onboarding::LoginBoard::register(m.registry()).expect("login board registers").track("corp");
+    crate::metrics::login_gauge::login_board(m.registry()).expect("login board registers").track("corp");
     m.set_lines(&parse_config(FLEET));
     m.reload_succeeded(t(-3600));
     m.observe_request("corp", "demo", "200", Duration::from_millis(80));
@@ -409,7 +410,7 @@ fn reference(store: &Store, global: &Global, now: SystemTime, m: &SelfMetrics) -
         }
         let shown = |id: &Option<Box<str>>| match id {
             Some(v) if global.expose_msisdn => v.to_string(),
-            Some(v) => mask(v),
+            Some(v) => Msisdn(v).masked(),
             None => String::new(),
         };
         let plan = fresh.and_then(|r| r.plan.clone()).unwrap_or_default();

@@ -112,7 +112,7 @@ mod tests {
     use crate::clock::SystemClock;
 
     fn config(yaml: &str) -> Config {
-        crate::config::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+        crate::config::parse("t.yaml", yaml, crate::drivers::REGISTRY).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

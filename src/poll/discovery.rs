@@ -6,7 +6,7 @@
 //! account lists through the scheduler ([`Lister`]: the listing waits for the account's rate
 //! limit, concurrency limit, 429 pause and lock-out, and a pacing driver's pages each take a
 //! token) and hands the result back; the new plan — configured lines, then each account's
-//! discovered lines ([`config::discover::materialize`]) — then goes to the scheduler with
+//! discovered lines ([`config::materialize::materialize`]) — then goes to the scheduler with
 //! [`Scheduler::update`](super::Scheduler::update). Lines of SIMs that left the listing leave
 //! the store, and so `/metrics`, with that update; a failed listing changes nothing.
 //!
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{backoff, Lister, Plan, PlannedAccount, Shard};
-use crate::config::discover::{materialize, Configured};
+use crate::config::materialize::{materialize, Configured};
 use crate::config::{Config, Line};
 use crate::drivers::DiscoveredLine;
 use crate::error::PollError;

@@ -16,7 +16,7 @@ use super::task::{self, Executed, Job};
 use super::telemetry::Telemetry;
 use super::{Plan, Shard};
 use crate::clock::SharedClock;
-use crate::config::discover::{materialize, Configured};
+use crate::config::materialize::{materialize, Configured};
 use crate::config::Config;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;

@@ -32,6 +32,7 @@ static FAKE: DriverSpec = DriverSpec {
     example: "",
     aliases: &[],
     needs_account: true,
+    speaks_http: false,
     can_discover: false,
     default_operator: "test",
     default_rate_limit: None,
@@ -834,7 +835,7 @@ fn demo_config(lines: usize) -> crate::config::Config {
     for i in 0..lines {
         yaml.push_str(&format!("  - name: demo-{i:03}\n    driver: demo\n"));
     }
-    crate::config::parse("test.yaml", &yaml).unwrap()
+    crate::config::parse("test.yaml", &yaml, crate::drivers::REGISTRY).unwrap()
 }
 
 #[test]

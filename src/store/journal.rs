@@ -319,10 +319,13 @@ mod tests {
         let journal = Journal::beside(&dir.join("s.json"));
         record(&store, "a", 0, Ok(rub(1.0)));
         assert_eq!(journal.append_changes(&store).unwrap(), 1);
-        let lines =
-            crate::config::parse("t.yaml", "lines:\n  - {name: a, driver: demo}\n  - {name: b, driver: demo}\n")
-                .unwrap()
-                .lines;
+        let lines = crate::config::parse(
+            "t.yaml",
+            "lines:\n  - {name: a, driver: demo}\n  - {name: b, driver: demo}\n",
+            crate::drivers::REGISTRY,
+        )
+        .unwrap()
+        .lines;
         store.apply_plan(&lines);
         assert_eq!(journal.append_changes(&store).unwrap(), 2);
         std::fs::remove_dir_all(&dir).unwrap();

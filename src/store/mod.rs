@@ -325,7 +325,7 @@ mod tests {
 
     fn lines(names: &[&str]) -> Vec<Arc<Line>> {
         let yaml: String = names.iter().map(|n| format!("  - {{name: {n}, driver: demo}}\n")).collect();
-        crate::config::parse("t.yaml", &format!("lines:\n{yaml}")).expect("config").lines
+        crate::config::parse("t.yaml", &format!("lines:\n{yaml}"), crate::drivers::REGISTRY).expect("config").lines
     }
 
     fn at(secs: u64) -> SystemTime {

@@ -406,7 +406,8 @@ pub(super) mod tests {
 
     pub(in crate::store) fn store_with(names: &[&str]) -> Store {
         let yaml: String = names.iter().map(|n| format!("  - {{name: {n}, driver: demo}}\n")).collect();
-        let config = crate::config::parse("t.yaml", &format!("lines:\n{yaml}")).expect("config");
+        let config =
+            crate::config::parse("t.yaml", &format!("lines:\n{yaml}"), crate::drivers::REGISTRY).expect("config");
         let store = Store::new();
         store.apply_plan(&config.lines.iter().map(Arc::clone).collect::<Vec<_>>());
         store

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::clock::unix_seconds;
 use crate::config::{Global, Line};
-use crate::metrics::mask;
+use crate::drivers::kit::ids::{Iccid, Msisdn};
 use crate::reading::Reading;
 use crate::store::{LastError, LineState, Store};
 
@@ -437,7 +437,9 @@ impl LineView {
 
     pub fn from_row(row: &Row, global: &Global) -> LineView {
         let line = &row.line;
-        let shown = |value: Option<&str>| value.map(|v| if global.expose_msisdn { v.to_string() } else { mask(v) });
+        let shown = |value: Option<&str>, masked: fn(&str) -> String| {
+            value.map(|v| if global.expose_msisdn { v.to_string() } else { masked(v) })
+        };
         let reading = row.reading.as_ref().map(|r| ReadingView {
             balance: r.balance.map(|b| b.amount),
             currency: r.balance.map(|b| b.currency.to_string()),
@@ -453,8 +455,8 @@ impl LineView {
             operator: line.operator.to_string(),
             account: line.account.label().to_string(),
             driver: line.driver().name,
-            msisdn: shown(line.msisdn.as_deref()),
-            iccid: shown(line.iccid.as_deref()),
+            msisdn: shown(line.msisdn.as_deref(), |v| Msisdn(v).masked()),
+            iccid: shown(line.iccid.as_deref(), |v| Iccid(v).masked()),
             labels: line.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             state: row.state().as_str(),
             low: row.low(),

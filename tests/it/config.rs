@@ -13,7 +13,7 @@ use crate::support::{check_golden, files_with_extension};
 /// messages (which name the file) are the same on every machine.
 fn load(path: &Path) -> Result<config::Config, config::ConfigError> {
     let relative = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).expect("case under the repo");
-    config::load(relative)
+    config::load(relative, esim_exporter::drivers::REGISTRY)
 }
 
 fn run_cases(dir: &str, check: impl Fn(&Path) -> Result<(), String>) -> usize {
@@ -120,7 +120,7 @@ lines:
   - {name: e2, account: e, iccid: "8988228066600000002"}
   - {name: e3, account: e, endpoint_id: 42}
 "#;
-    let config = config::parse("t.yaml", yaml).expect("a valid config");
+    let config = config::parse("t.yaml", yaml, esim_exporter::drivers::REGISTRY).expect("a valid config");
     let options = |name: &str| &config.lines.iter().find(|l| l.name == name).expect("a line").options.0;
     let shared = |a: &str, b: &str| std::sync::Arc::ptr_eq(options(a), options(b));
     for driver in ["m", "b", "e"] {
@@ -144,7 +144,7 @@ fn load_beside_a_fifo(tag: &str, config: &str, as_config: bool) -> String {
     }
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(config::load(&path).map(|_| ()).map_err(|e| e.to_string()));
+        let _ = tx.send(config::load(&path, esim_exporter::drivers::REGISTRY).map(|_| ()).map_err(|e| e.to_string()));
     });
     let result = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the load returned instead of blocking");
     std::fs::remove_dir_all(&dir).unwrap();

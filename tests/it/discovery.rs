@@ -169,7 +169,8 @@ accounts:
 "#,
         base = mock.base_url("1nce"),
     );
-    let config = esim_exporter::config::parse("cycle.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let config = esim_exporter::config::parse("cycle.yaml", &yaml, esim_exporter::drivers::REGISTRY)
+        .unwrap_or_else(|e| panic!("{e}"));
     let store = Arc::new(Store::new());
     let started = Instant::now();
     let lines = esim_exporter::poll::poll_once(&config, &store, Arc::new(SystemClock), None, None).await.unwrap();

@@ -193,10 +193,11 @@ fn fuzz_config_loader() {
     while let Some(input) = fuzz.input(16 << 10) {
         let text = String::from_utf8_lossy(&input).into_owned();
         let t0 = Instant::now();
-        let outcome = std::panic::catch_unwind(|| match config::parse("fuzz.yaml", &text) {
-            Ok(c) => format!("ok {} {}", c.lines.len(), c.accounts.len()),
-            Err(e) => e.diagnostics.first().map(|d| d.message.chars().take(24).collect()).unwrap_or_default(),
-        });
+        let outcome =
+            std::panic::catch_unwind(|| match config::parse("fuzz.yaml", &text, esim_exporter::drivers::REGISTRY) {
+                Ok(c) => format!("ok {} {}", c.lines.len(), c.accounts.len()),
+                Err(e) => e.diagnostics.first().map(|d| d.message.chars().take(24).collect()).unwrap_or_default(),
+            });
         // Slow is not a crash, but worth knowing (alias-heavy inputs near the YAML budget).
         if t0.elapsed() > Duration::from_secs(1) {
             let head: String = String::from_utf8_lossy(&input).chars().take(120).collect();
@@ -305,7 +306,7 @@ fn fuzz_exposition_label_escaping_round_trips_through_promtool() {
         let name = String::from_utf8_lossy(&input).into_owned();
         let quoted = serde_json::to_string(&name).unwrap();
         let yaml = format!("lines:\n  - {{name: {quoted}, driver: demo, labels: {{site: {quoted}}}}}\n");
-        let Ok(config) = config::parse("fuzz.yaml", &yaml) else { continue };
+        let Ok(config) = config::parse("fuzz.yaml", &yaml, esim_exporter::drivers::REGISTRY) else { continue };
         let text = exposition_of(&config);
         crate::binary::promtool_check_metrics(&text);
         let label = text

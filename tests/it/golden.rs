@@ -17,8 +17,12 @@ use crate::support::{check_golden, repo};
 const START: u64 = 1_780_272_000;
 
 async fn demo_exposition(format: Format) -> String {
-    let config =
-        esim_exporter::config::parse("config/demo.yaml", esim_exporter::cli::EMBEDDED_DEMO_CONFIG).expect("demo");
+    let config = esim_exporter::config::parse(
+        "config/demo.yaml",
+        esim_exporter::cli::EMBEDDED_DEMO_CONFIG,
+        esim_exporter::drivers::REGISTRY,
+    )
+    .expect("demo");
     let clock: SharedClock = Arc::new(TokioClock::starting_at(UNIX_EPOCH + Duration::from_secs(START)));
     let store = Arc::new(Store::new());
     esim_exporter::poll::poll_once(&config, &store, clock.clone(), None, None).await.expect("plan builds");

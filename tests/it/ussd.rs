@@ -178,7 +178,8 @@ async fn a_port_that_goes_away_is_closed_not_a_hang() {
 // --- the driver over a pseudo-terminal (tokio-serial, as in production) ---
 
 fn config(yaml: &str) -> Config {
-    esim_exporter::config::parse("ussd-test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+    esim_exporter::config::parse("ussd-test.yaml", yaml, esim_exporter::drivers::REGISTRY)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Built {

@@ -32,10 +32,10 @@ use tokio::time::Instant;
 use self::at::{AtError, Cusd, Dialogue};
 use self::modemmanager::{MmError, MmSession};
 use self::parse::{Dates, Packages};
-use super::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext, RequestObserver};
+use super::contract::{BoxFuture, BuildContext, BuildError, Driver, DriverSpec, PollContext, RequestObserver};
 use crate::config::fields::Fields;
 use crate::config::raw::Value;
-use crate::config::{Account, DriverOptions, Line};
+use crate::drivers::contract::{Account, DriverOptions, Line};
 use crate::error::{PollError, Reason};
 use crate::reading::{Currency, Money, Reading};
 
@@ -53,6 +53,7 @@ lines:
 "#,
     aliases: &[],
     needs_account: false,
+    speaks_http: false,
     can_discover: false,
     default_operator: "unknown",
     default_rate_limit: None,

@@ -201,8 +201,11 @@ fn utc_offsets_parse_in_the_usual_spellings() {
     assert_eq!(parse_utc_offset("moscow"), None);
 }
 
+/// The configs these tests load name only this driver.
+static ONLY_USSD: crate::config::Registry = &[&super::SPEC];
+
 fn load(yaml: &str) -> Result<crate::config::Config, String> {
-    crate::config::parse("t.yaml", yaml).map_err(|e| e.to_string())
+    crate::config::parse("t.yaml", yaml, ONLY_USSD).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -261,7 +261,7 @@ async fn discovery_lists_the_logins_numbers_once_each() {
 #[test]
 fn config_errors_name_the_key() {
     let bad = "accounts:\n  corp:\n    driver: beeline\n    login: x\n    login_api: v3\nlines:\n  - {name: a, account: corp, ban: 12ab}\n";
-    let err = esim_exporter::config::parse("t.yaml", bad).unwrap_err().to_string();
+    let err = esim_exporter::config::parse("t.yaml", bad, esim_exporter::drivers::REGISTRY).unwrap_err().to_string();
     assert!(err.contains("missing required key `password` (or `password_file`)"), "{err}");
     assert!(err.contains("`v3` is not one of auto, v1, v2"), "{err}");
     assert!(err.contains("a `beeline` line needs `msisdn`"), "{err}");

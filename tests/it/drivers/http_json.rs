@@ -123,8 +123,9 @@ fn the_worked_examples_in_the_drivers_doc_load() {
         std::env::set_var(var, "placeholder-key");
     }
     for (i, block) in blocks.iter().enumerate() {
-        let config = esim_exporter::config::parse(&format!("example-{}.yaml", i + 1), block)
-            .unwrap_or_else(|e| panic!("example {} does not load:\n{e}", i + 1));
+        let config =
+            esim_exporter::config::parse(&format!("example-{}.yaml", i + 1), block, esim_exporter::drivers::REGISTRY)
+                .unwrap_or_else(|e| panic!("example {} does not load:\n{e}", i + 1));
         assert!(config.accounts.iter().any(|a| a.driver.name == "http_json"));
     }
 }

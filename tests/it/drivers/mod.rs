@@ -6,7 +6,7 @@
 mod airalo;
 mod beeline;
 mod canary;
-pub mod conformance;
+pub(crate) mod conformance;
 mod emnify;
 mod exporter;
 mod hologram;
@@ -76,7 +76,8 @@ impl Built {
 
     /// Builds with a given session store (reload tests share one between two builds).
     pub fn with_sessions(yaml: &str, sessions: Arc<SessionStore>) -> Built {
-        let config = esim_exporter::config::parse("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+        let config = esim_exporter::config::parse("test.yaml", yaml, esim_exporter::drivers::REGISTRY)
+            .unwrap_or_else(|e| panic!("{e}"));
         let observed = Arc::new(Observed::default());
         let logins = Arc::new(LoginBoard::default());
         let cx = BuildContext {
@@ -196,5 +197,5 @@ pub fn token_file(key: &str, contents: &str) -> std::path::PathBuf {
 
 /// Seconds since the epoch of an RFC 3339 time, for expected expiries.
 pub fn at(text: &str) -> SystemTime {
-    esim_exporter::drivers::http::parse_rfc3339(text).expect("timestamp")
+    esim_exporter::drivers::kit::decode::parse_rfc3339(text).expect("timestamp")
 }

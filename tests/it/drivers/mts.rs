@@ -279,7 +279,7 @@ async fn a_reload_with_the_same_credentials_keeps_the_token_and_new_credentials_
 #[test]
 fn config_errors_name_the_key() {
     let bad = "accounts:\n  corp:\n    driver: mts\n    client_id: x\n    base_url: ftp://nope\n    counters_by: imsi\nlines:\n  - {name: a, account: corp}\n";
-    let err = esim_exporter::config::parse("t.yaml", bad).unwrap_err().to_string();
+    let err = esim_exporter::config::parse("t.yaml", bad, esim_exporter::drivers::REGISTRY).unwrap_err().to_string();
     assert!(err.contains("missing required key `client_secret` (or `client_secret_file`)"), "{err}");
     assert!(err.contains("accounts.corp.base_url: `ftp://nope`: the scheme must be http or https"), "{err}");
     assert!(err.contains("`imsi` is not one of msisdn, account_no"), "{err}");

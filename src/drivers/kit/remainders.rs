@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::ByteSize;
+use crate::config::units::ByteSize;
 use crate::reading::Reading;
 
 /// What a package counts, with the factor from the operator's unit to the reading's unit.

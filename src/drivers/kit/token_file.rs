@@ -73,33 +73,22 @@ impl TokenFile {
         })
     }
 
-    /// Replaces the file with `value`: written to a temporary file of mode 0600 in the same
-    /// directory, synced, then renamed over the old one, so a crash leaves the old token or
-    /// the new one, never half of either. Creates the directory (mode 0700) if needed.
+    /// Replaces the file with `value` through [`crate::fsutil::write_atomically`] (mode 0600, a
+    /// crash leaves the old token or the new one, never half of either). Creates the
+    /// directory (mode 0700) if needed.
     pub fn save<T: Serialize>(&self, value: &T) -> Result<(), TokenFileError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         let fail = |source| TokenFileError::Write { path: self.path.clone(), source };
         let json = serde_json::to_vec_pretty(value).map_err(|e| fail(std::io::Error::other(e)))?;
         let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.is_dir() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)?;
         }
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let _ = std::fs::remove_file(&tmp);
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            // The umask may have taken bits away; never added any, but be exact.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        crate::fsutil::write_atomically(&self.path, 0o600, |file| {
             file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(e)
+            file.write_all(b"\n")
         })
+        .map_err(fail)
     }
 }
 

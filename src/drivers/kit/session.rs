@@ -9,19 +9,21 @@
 //! from `cx.sessions.get_or_create(...)` with a [`fingerprint`] of everything that makes a
 //! session valid (credentials, base URL): change any of them and the account starts afresh.
 
-use std::any::Any;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::http::Response;
-use super::PollContext;
+use super::http::{Request, Response};
+use crate::config::secret::Secret;
+use crate::drivers::contract::PollContext;
+// The store has a file of its own so that the contract's `BuildContext` can hold it without
+// importing this file (which speaks `PollContext`); it is still found here.
+pub use super::session_store::SessionStore;
 use crate::error::PollError;
 
 /// A token (or session) just obtained, with its lifetime when the operator says.
@@ -150,6 +152,24 @@ impl<T: Clone + Send> Session<T> {
     }
 }
 
+impl Session<Secret> {
+    /// The client-credentials GET of the IoT platforms (1NCE, airalo, emnify): `request` with
+    /// the session's bearer token, sent; a 401 gets a new token from `login` once and the
+    /// request again. Any other status is left to the caller.
+    pub async fn send_with_refresh<'a, L, LF>(
+        &self,
+        cx: &'a PollContext,
+        login: L,
+        request: impl Fn(&Secret) -> Request<'a>,
+    ) -> Result<Response, PollError>
+    where
+        L: FnMut() -> LF,
+        LF: Future<Output = Result<Fresh<Secret>, PollError>>,
+    {
+        self.call(cx, login, |token| request(&token).send(cx), |r| r.status().as_u16() == 401).await
+    }
+}
+
 /// One shared value and when it was fetched; the lock is held while fetching.
 type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
 
@@ -219,59 +239,6 @@ impl<K: Eq + Hash + Clone, V: Clone> Shared<K, V> {
     /// How many fetches ran (tests).
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
-    }
-}
-
-type StoreKey = (&'static str, String, u64);
-
-/// Sessions by (driver, account, fingerprint), held weakly: a session lives as long as a
-/// driver uses it, so a reload that rebuilds an unchanged account finds the old session
-/// (the old driver is still running while the new plan is built), and a removed account's
-/// session goes with its driver.
-#[derive(Default)]
-pub struct SessionStore {
-    entries: Mutex<HashMap<StoreKey, Weak<dyn Any + Send + Sync>>>,
-    hasher: RandomState,
-}
-
-impl std::fmt::Debug for SessionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.entries.lock().map(|e| e.len()).unwrap_or(0);
-        write!(f, "SessionStore({n} sessions)")
-    }
-}
-
-impl SessionStore {
-    /// The live session of this account and fingerprint, or a new one from `make`.
-    pub fn get_or_create<S: Any + Send + Sync>(
-        &self,
-        driver: &'static str,
-        account: &str,
-        fingerprint: u64,
-        make: impl FnOnce() -> S,
-    ) -> Arc<S> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, weak| weak.strong_count() > 0);
-        let key = (driver, account.to_string(), fingerprint);
-        if let Some(existing) = entries.get(&key).and_then(Weak::upgrade) {
-            if let Ok(session) = existing.downcast::<S>() {
-                return session;
-            }
-        }
-        let session = Arc::new(make());
-        let erased: Arc<dyn Any + Send + Sync> = session.clone();
-        entries.insert(key, Arc::downgrade(&erased));
-        session
-    }
-
-    /// A fingerprint of the parts that make a session valid (credentials, base URL), keyed per
-    /// store so it means nothing outside this process.
-    pub fn fingerprint(&self, parts: &[&str]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for part in parts {
-            part.hash(&mut h);
-        }
-        h.finish()
     }
 }
 
