@@ -11,6 +11,7 @@ use super::catalog::{self, Family};
 use crate::clock::unix_seconds;
 use crate::config::Config;
 use crate::drivers::REGISTRY;
+use crate::poll::Shard;
 
 /// The crate version, as `--version` and `esim_exporter_build_info` show it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -26,6 +27,7 @@ const REQUEST_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 pub struct SelfMetrics {
     registry: Registry,
     lines: IntGaugeVec,
+    shard_info: IntGaugeVec,
     reload_successful: IntGauge,
     reload_success_timestamp: Gauge,
     requests: IntCounterVec,
@@ -48,6 +50,8 @@ impl SelfMetrics {
         for spec in REGISTRY {
             lines.with_label_values(&[spec.name]).set(0);
         }
+        let shard_info = IntGaugeVec::new(opts(catalog::ESIM_SHARD_INFO), &["shard", "shards"]).expect(VALID);
+        shard_info.with_label_values(&["0", "1"]).set(1);
         let reload_successful = IntGauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL)).expect(VALID);
         let reload_success_timestamp =
             Gauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)).expect(VALID);
@@ -60,9 +64,10 @@ impl SelfMetrics {
         )
         .expect(VALID);
 
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
             Box::new(build_info),
             Box::new(lines.clone()),
+            Box::new(shard_info.clone()),
             Box::new(reload_successful.clone()),
             Box::new(reload_success_timestamp.clone()),
             Box::new(requests.clone()),
@@ -74,7 +79,15 @@ impl SelfMetrics {
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect(UNIQUE);
 
-        SelfMetrics { registry, lines, reload_successful, reload_success_timestamp, requests, request_duration }
+        SelfMetrics {
+            registry,
+            lines,
+            shard_info,
+            reload_successful,
+            reload_success_timestamp,
+            requests,
+            request_duration,
+        }
     }
 
     /// The registry the renderer gathers; the scheduler may register its own collectors here
@@ -98,6 +111,15 @@ impl SelfMetrics {
         for (driver, count) in counts {
             self.lines.with_label_values(&[driver]).set(count);
         }
+    }
+
+    /// `esim_shard_info{shard,shards}`: which `--shard` this process is, so that a query can
+    /// tell a missing replica (`count(esim_shard_info) < max(esim_shard_info) by shards`)
+    /// from a small one. Unsharded is shard 0 of 1: it owns every line.
+    pub fn set_shard(&self, shard: Option<Shard>) {
+        let (index, count) = shard.map_or((0, 1), |s| (s.index(), s.count()));
+        self.shard_info.reset();
+        self.shard_info.with_label_values(&[&index.to_string(), &count.to_string()]).set(1);
     }
 
     /// A config load or reload at `at` succeeded.
@@ -191,6 +213,26 @@ mod tests {
         let rustc = labels.iter().find(|(n, _)| *n == "rustc").map(|(_, v)| *v).unwrap_or_default();
         assert!(rustc == "unknown" || rustc.starts_with(|c: char| c.is_ascii_digit()), "{rustc}");
         assert_eq!(metric.get_gauge().value(), 1.0);
+    }
+
+    fn shard_info_labels(m: &SelfMetrics) -> Vec<Vec<(String, String)>> {
+        let families = m.registry().gather();
+        let info = families.iter().find(|f| f.name() == catalog::ESIM_SHARD_INFO).expect("esim_shard_info");
+        info.get_metric()
+            .iter()
+            .map(|s| s.get_label().iter().map(|l| (l.name().to_string(), l.value().to_string())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn shard_info_says_which_shard_this_process_is() {
+        let m = SelfMetrics::new();
+        let pair = |i: &str, n: &str| vec![("shard".to_string(), i.to_string()), ("shards".to_string(), n.to_string())];
+        assert_eq!(shard_info_labels(&m), vec![pair("0", "1")], "unsharded is shard 0 of 1");
+        m.set_shard(Some(Shard::new(2, 3).unwrap()));
+        assert_eq!(shard_info_labels(&m), vec![pair("2", "3")], "one series, the old one gone");
+        m.set_shard(None);
+        assert_eq!(shard_info_labels(&m), vec![pair("0", "1")]);
     }
 
     #[test]

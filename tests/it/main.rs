@@ -7,6 +7,7 @@ mod drivers;
 mod golden;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
+mod shards;
 mod support;
 mod support_modem;
 mod tidy;
