@@ -11,7 +11,6 @@ use super::catalog::{self, Family};
 use crate::clock::unix_seconds;
 use crate::config::Config;
 use crate::drivers::REGISTRY;
-use crate::poll::Shard;
 
 /// The crate version, as `--version` and `esim_exporter_build_info` show it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -115,9 +114,10 @@ impl SelfMetrics {
 
     /// `esim_shard_info{shard,shards}`: which `--shard` this process is, so that a query can
     /// tell a missing replica (`count(esim_shard_info) < max(esim_shard_info) by shards`)
-    /// from a small one. Unsharded is shard 0 of 1: it owns every line.
-    pub fn set_shard(&self, shard: Option<Shard>) {
-        let (index, count) = shard.map_or((0, 1), |s| (s.index(), s.count()));
+    /// from a small one. `(index, count)` rather than `poll::Shard` keeps metrics below poll.
+    /// Unsharded is shard 0 of 1: it owns every line.
+    pub fn set_shard(&self, shard: Option<(u32, u32)>) {
+        let (index, count) = shard.unwrap_or((0, 1));
         self.shard_info.reset();
         self.shard_info.with_label_values(&[&index.to_string(), &count.to_string()]).set(1);
     }
@@ -229,7 +229,7 @@ mod tests {
         let m = SelfMetrics::new();
         let pair = |i: &str, n: &str| vec![("shard".to_string(), i.to_string()), ("shards".to_string(), n.to_string())];
         assert_eq!(shard_info_labels(&m), vec![pair("0", "1")], "unsharded is shard 0 of 1");
-        m.set_shard(Some(Shard::new(2, 3).unwrap()));
+        m.set_shard(Some((2, 3)));
         assert_eq!(shard_info_labels(&m), vec![pair("2", "3")], "one series, the old one gone");
         m.set_shard(None);
         assert_eq!(shard_info_labels(&m), vec![pair("0", "1")]);
