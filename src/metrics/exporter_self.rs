@@ -113,9 +113,9 @@ impl SelfMetrics {
     }
 
     /// `esim_shard_info{shard,shards}`: which `--shard` this process is, so that a query can
-    /// tell a missing replica (`count(esim_shard_info) < max(esim_shard_info) by shards`)
-    /// from a small one. `(index, count)` rather than `poll::Shard` keeps metrics below poll.
-    /// Unsharded is shard 0 of 1: it owns every line.
+    /// tell a missing or doubled shard (`count by (shards) (esim_shard_info)`) from a small
+    /// one. `(index, count)` rather than `poll::Shard` keeps metrics below poll in the import
+    /// graph. Unsharded is shard 0 of 1: it owns every line.
     pub fn set_shard(&self, shard: Option<(u32, u32)>) {
         let (index, count) = shard.unwrap_or((0, 1));
         self.shard_info.reset();
