@@ -4,7 +4,11 @@
 use std::process::Command;
 
 fn main() {
-    let revision = output("git", &["rev-parse", "--short=12", "HEAD"]);
+    // Builds without a checkout (the Docker build context has no .git) pass the revision in.
+    let revision = std::env::var("ESIM_GIT_REVISION")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| output("git", &["rev-parse", "--short=12", "HEAD"]));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc_version = output(&rustc, &["--version"]);
     println!("cargo:rustc-env=ESIM_GIT_REVISION={revision}");
@@ -12,6 +16,7 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=ESIM_GIT_REVISION");
 }
 
 fn output(program: &str, args: &[&str]) -> String {

@@ -128,6 +128,7 @@ impl App {
         let config = source.load()?;
         let store = Arc::new(Store::new());
         let self_metrics = Arc::new(SelfMetrics::new());
+        self_metrics.set_shard(shard.map(|s| (s.index(), s.count())));
         let scheduler = Scheduler::start(store.clone(), clock.clone(), self_metrics.registry());
         let logins = crate::metrics::login_gauge::login_board(self_metrics.registry()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot register esim_account_needs_login; going on without it");

@@ -1,6 +1,7 @@
 //! Command-line flags, Prometheus-exporter style (`--config.file`, `--web.listen-address`).
 //! Two stages, like the config: clap parses [`Flags`]; `Options` holds them resolved.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,8 +60,9 @@ pub struct Flags {
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
 
-    /// Poll only the lines that rendezvous hashing of the line name gives shard i of n (`i/n`, 0-based like pod ordinals).
-    #[arg(long = "shard", value_name = "I/N")]
+    /// Poll only the lines that rendezvous hashing of the line name gives shard i of n (`i/n`, 0-based like pod ordinals);
+    /// `auto/n` takes i from the StatefulSet pod name (HOSTNAME `esim-exporter-3` is shard 3).
+    #[arg(long = "shard", value_name = "I/N|auto/N", env = "ESIM_SHARD")]
     pub shard: Option<String>,
 
     /// File where last readings and counters persist across restarts; login tokens of accounts
@@ -95,6 +97,24 @@ pub enum Command {
     /// where the exporter finds it: the account's `token_file`, or `tokens/` beside
     /// --storage.path. For drivers whose login needs a person (megafon, t2).
     Login(LoginArgs),
+    /// Ask a running exporter's /-/healthy and exit 0 if it answers 200, else 1 (for container
+    /// HEALTHCHECKs in images without curl, e.g. distroless).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The exporter's listen address; `:PORT` asks 127.0.0.1.
+    #[arg(long = "web.listen-address", default_value = ":10063", value_name = "ADDR")]
+    pub address: String,
+
+    /// The path to ask.
+    #[arg(long = "path", default_value = "/-/healthy", value_name = "PATH")]
+    pub path: String,
+
+    /// Give up after this long.
+    #[arg(long = "timeout", default_value = "3s", value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -148,6 +168,13 @@ pub const fn long_version_text() -> &'static str {
         "\nrustc: ",
         env!("ESIM_RUSTC_VERSION")
     )
+}
+
+/// A `host:port` or `:port` address as a client reaches it (`healthcheck`): `:port` is this
+/// host. The listeners parse their own (dual-stack) forms in `web::server`.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let full = if let Some(port) = text.strip_prefix(':') { format!("127.0.0.1:{port}") } else { text.to_string() };
+    full.parse().map_err(|_| format!("invalid listen address `{text}` (expected host:port or :port)"))
 }
 
 /// Paths the exporter serves itself; the telemetry path must not shadow them.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod drivers;
 pub mod error;
 pub mod fsutil;
+pub mod healthcheck;
 mod heap;
 pub mod logging;
 mod login;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use crate::app::{App, ConfigSource};
 use crate::cli::Flags;
 use crate::clock::{SharedClock, SystemClock};
-use crate::poll::Shard;
+use crate::poll::{Shard, ShardSpec};
 
 /// How often `--storage.path` is written while running (and once more at shutdown).
 const STATE_SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
@@ -54,6 +55,8 @@ pub enum RunError {
     Listen(#[from] web::server::ListenError),
     #[error("--web.config.file {0}")]
     WebConfig(#[from] web::webconfig::WebConfigError),
+    #[error("unhealthy: {0}")]
+    Healthcheck(healthcheck::HealthcheckError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -63,12 +66,15 @@ pub async fn run(flags: Flags) -> Result<Outcome, RunError> {
     if let Some(cli::Command::Login(args)) = &flags.command {
         return login::run(&flags, args).await;
     }
+    if let Some(cli::Command::Healthcheck(args)) = &flags.command {
+        return healthcheck::run(args).await.map(|()| Outcome::Ok).map_err(RunError::Healthcheck);
+    }
     let source = config_source(&flags);
     if flags.config_check {
         return Ok(once::check_config(&source));
     }
     let shard = match &flags.shard {
-        Some(text) => Some(Shard::parse(text).map_err(|e| RunError::Flag(format!("--shard: {e}")))?),
+        Some(text) => Some(resolve_shard(text)?),
         None => None,
     };
     let clock: SharedClock = Arc::new(SystemClock);
@@ -76,6 +82,23 @@ pub async fn run(flags: Flags) -> Result<Outcome, RunError> {
         return once::poll_all_once(&source, clock, shard, flags.output).await;
     }
     serve(flags, source, clock, shard).await
+}
+
+/// `--shard` / `ESIM_SHARD`; `auto/n` reads the pod name, which Kubernetes puts in `HOSTNAME`
+/// (and in the kernel's host name, the fallback for shells that do not export `HOSTNAME`).
+fn resolve_shard(text: &str) -> Result<Shard, RunError> {
+    let flag_error = |e: &dyn std::fmt::Display| RunError::Flag(format!("--shard {text} (or ESIM_SHARD): {e}"));
+    let spec = ShardSpec::parse(text).map_err(|e| flag_error(&e))?;
+    let hostname = match spec {
+        ShardSpec::Fixed(_) => None,
+        ShardSpec::Auto { .. } => std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok()),
+    };
+    let shard = spec.resolve(hostname.as_deref()).map_err(|e| flag_error(&e))?;
+    tracing::info!(shard = %shard, spec = %spec, "sharded: polling this shard's lines only");
+    Ok(shard)
 }
 
 /// The default `esim.yaml`, when absent, falls back to the embedded demo fleet so that a

@@ -89,6 +89,7 @@ pub const ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES: &str = "esim_data_remaining
 
 pub const ESIM_EXPORTER_BUILD_INFO: &str = "esim_exporter_build_info";
 pub const ESIM_LINES: &str = "esim_lines";
+pub const ESIM_SHARD_INFO: &str = "esim_shard_info";
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "esim_config_last_reload_successful";
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_config_last_reload_success_timestamp_seconds";
 pub const ESIM_STORAGE_LAST_SAVE_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_storage_last_save_success_timestamp_seconds";
@@ -130,7 +131,7 @@ const BYTES: Option<&str> = Some("bytes");
 const SECONDS: Option<&str> = Some("seconds");
 
 /// Per-line families first (the order of `/metrics`), then the exporter's own.
-static ALL: [Family; 31] = [
+static ALL: [Family; 32] = [
     line(
         ESIM_BALANCE,
         Kind::Gauge,
@@ -222,6 +223,13 @@ static ALL: [Family; 31] = [
         &["version", "revision", "rustc"],
     ),
     exporter(ESIM_LINES, Kind::Gauge, "Configured lines, by driver.", None, &["driver"]),
+    exporter(
+        ESIM_SHARD_INFO,
+        Kind::Info,
+        "The --shard this process polls (value 1): shard i of shards n, 0 of 1 when not sharded.",
+        None,
+        &["shard", "shards"],
+    ),
     exporter(
         ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL,
         Kind::Gauge,

@@ -26,6 +26,7 @@ const REQUEST_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 pub struct SelfMetrics {
     registry: Registry,
     lines: IntGaugeVec,
+    shard_info: IntGaugeVec,
     reload_successful: IntGauge,
     reload_success_timestamp: Gauge,
     storage_saved: Gauge,
@@ -66,6 +67,8 @@ impl SelfMetrics {
         for spec in REGISTRY {
             lines.with_label_values(&[spec.name]).set(0);
         }
+        let shard_info = IntGaugeVec::new(opts(catalog::ESIM_SHARD_INFO), &["shard", "shards"]).expect(VALID);
+        shard_info.with_label_values(&["0", "1"]).set(1);
         let reload_successful = IntGauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL)).expect(VALID);
         let reload_success_timestamp =
             Gauge::with_opts(opts(catalog::ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)).expect(VALID);
@@ -85,9 +88,10 @@ impl SelfMetrics {
         )
         .expect(VALID);
 
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
             Box::new(build_info),
             Box::new(lines.clone()),
+            Box::new(shard_info.clone()),
             Box::new(reload_successful.clone()),
             Box::new(reload_success_timestamp.clone()),
             Box::new(storage_saved.clone()),
@@ -104,6 +108,7 @@ impl SelfMetrics {
         SelfMetrics {
             registry,
             lines,
+            shard_info,
             reload_successful,
             reload_success_timestamp,
             storage_saved,
@@ -134,6 +139,16 @@ impl SelfMetrics {
         for (driver, count) in counts {
             self.lines.with_label_values(&[driver]).set(count);
         }
+    }
+
+    /// `esim_shard_info{shard,shards}`: which `--shard` this process is, so that a query can
+    /// tell a missing or doubled shard (`count by (shards) (esim_shard_info)`) from a small
+    /// one. `(index, count)` rather than `poll::Shard` keeps metrics below poll in the import
+    /// graph. Unsharded is shard 0 of 1: it owns every line.
+    pub fn set_shard(&self, shard: Option<(u32, u32)>) {
+        let (index, count) = shard.unwrap_or((0, 1));
+        self.shard_info.reset();
+        self.shard_info.with_label_values(&[&index.to_string(), &count.to_string()]).set(1);
     }
 
     /// A config load or reload at `at` succeeded.
@@ -244,6 +259,26 @@ mod tests {
         let rustc = labels.iter().find(|(n, _)| *n == "rustc").map(|(_, v)| *v).unwrap_or_default();
         assert!(rustc == "unknown" || rustc.starts_with(|c: char| c.is_ascii_digit()), "{rustc}");
         assert_eq!(metric.get_gauge().value(), 1.0);
+    }
+
+    fn shard_info_labels(m: &SelfMetrics) -> Vec<Vec<(String, String)>> {
+        let families = m.registry().gather();
+        let info = families.iter().find(|f| f.name() == catalog::ESIM_SHARD_INFO).expect("esim_shard_info");
+        info.get_metric()
+            .iter()
+            .map(|s| s.get_label().iter().map(|l| (l.name().to_string(), l.value().to_string())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn shard_info_says_which_shard_this_process_is() {
+        let m = SelfMetrics::new();
+        let pair = |i: &str, n: &str| vec![("shard".to_string(), i.to_string()), ("shards".to_string(), n.to_string())];
+        assert_eq!(shard_info_labels(&m), vec![pair("0", "1")], "unsharded is shard 0 of 1");
+        m.set_shard(Some((2, 3)));
+        assert_eq!(shard_info_labels(&m), vec![pair("2", "3")], "one series, the old one gone");
+        m.set_shard(None);
+        assert_eq!(shard_info_labels(&m), vec![pair("0", "1")]);
     }
 
     #[test]

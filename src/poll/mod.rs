@@ -17,6 +17,7 @@ mod first_wave;
 pub mod limiter;
 mod once;
 pub mod plan;
+pub mod shard_spec;
 pub mod spread;
 mod task;
 pub mod telemetry;
@@ -37,6 +38,7 @@ use tracing::{error, info};
 
 pub use once::{poll_once, Progress};
 pub use plan::{Plan, PlannedAccount, PlannedLine};
+pub use shard_spec::{ShardSpec, ShardSpecError};
 pub use spread::{Shard, ShardError};
 
 use crate::clock::SharedClock;

@@ -227,4 +227,44 @@ mod tests {
             }
         }
     }
+
+    // Properties over any set of names (the fixed 10,000-name tests above only cover one set).
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn shards_partition_any_set_of_names_exactly(
+            lines in proptest::collection::hash_set("[a-zA-Z0-9._-]{1,40}", 0..400),
+            count in 1u32..17,
+        ) {
+            let shards: Vec<Shard> = (0..count).map(|i| Shard::new(i, count).unwrap()).collect();
+            let mut owned = 0;
+            for line in &lines {
+                let owners = shards.iter().filter(|s| s.owns(line)).count();
+                proptest::prop_assert_eq!(owners, 1, "{} owned by {} shards of {}", line, owners, count);
+                owned += owners;
+            }
+            proptest::prop_assert_eq!(owned, lines.len());
+        }
+
+        #[test]
+        fn adding_a_shard_moves_about_one_in_n_plus_one_lines_and_only_to_it(
+            lines in proptest::collection::hash_set("[a-z0-9-]{4,24}", 2000..2500),
+            n in 1u32..12,
+        ) {
+            let mut moved = 0usize;
+            for line in &lines {
+                let (before, after) = (shard_of(line, n), shard_of(line, n + 1));
+                if before != after {
+                    proptest::prop_assert_eq!(after, n, "{} moved between old shards", line);
+                    moved += 1;
+                }
+            }
+            // Each line moves with probability p = 1/(n+1); allow five standard deviations.
+            let (m, p) = (lines.len() as f64, 1.0 / f64::from(n + 1));
+            let tolerance = 5.0 * (p * (1.0 - p) / m).sqrt();
+            let fraction = moved as f64 / m;
+            proptest::prop_assert!((fraction - p).abs() <= tolerance, "{n} -> {}: moved {fraction:.4}, expected {p:.4} ± {tolerance:.4}", n + 1);
+        }
+    }
 }

@@ -55,8 +55,14 @@ impl Exporter {
     /// Starts the binary in `dir` (kept as it is, so a restart finds its files), with
     /// `--web.enable-lifecycle` so tests can reload over HTTP, and waits until it is ready.
     pub fn start_in(dir: PathBuf, config: &str, extra: &[&str]) -> Exporter {
+        Exporter::start_in_env(dir, config, extra, &[])
+    }
+
+    /// Like `start_in`, with extra environment variables (`ESIM_SHARD` never leaks in from
+    /// the test's own environment).
+    pub fn start_in_env(dir: PathBuf, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
         let flags = [&["--web.enable-lifecycle"], extra].concat();
-        let exporter = Exporter::spawn_in(dir, config, &flags);
+        let exporter = Exporter::spawn_in_env(dir, config, &flags, env);
         exporter.wait_until("ready", |e| e.get("/-/ready").0 == 200);
         exporter
     }
@@ -64,11 +70,18 @@ impl Exporter {
     /// Starts the binary in `dir` and waits for its `listening` line only (readiness may need
     /// TLS or credentials the caller has).
     pub fn spawn_in(dir: PathBuf, config: &str, extra: &[&str]) -> Exporter {
+        Exporter::spawn_in_env(dir, config, extra, &[])
+    }
+
+    /// `spawn_in` with extra environment variables.
+    pub fn spawn_in_env(dir: PathBuf, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
         std::fs::write(dir.join("esim.yaml"), config).expect("write config");
         let mut child = Command::new(BIN)
             .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0"])
             .args(["--web.render-interval", "100ms", "--log.level", "debug"])
             .args(extra)
+            .env_remove("ESIM_SHARD")
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -493,7 +506,7 @@ fn sigterm_stops_gracefully_with_exit_code_zero() {
     assert_eq!(e.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
-fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
+pub fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).current_dir(dir).output().expect("run esim-exporter");
     (
         out.status.code().unwrap_or(-1),

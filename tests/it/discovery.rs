@@ -321,3 +321,40 @@ async fn a_reload_renames_discovered_lines_from_the_last_listing_without_listing
     app.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_lines_shard_like_configured_ones_and_every_shard_lists() {
+    use esim_exporter::poll::{spread::shard_of, Shard};
+    let mock = MockOperator::start().await;
+    mock.set_lines("hologram", 90);
+    let (_, key) = credentials("hologram");
+    let config = format!(
+        "global: {{poll_interval: 1h}}\naccounts:\n  sensors:\n    driver: hologram\n    api_key: \"{key}\"\n    base_url: {}\n    discover: {{interval: 1h, name: \"s-{{device_id}}\"}}\n",
+        mock.base_url("hologram")
+    );
+    let dir = std::env::temp_dir().join(format!("esim-discovery-shards-{}", std::process::id()));
+    let path = write_config(&dir, &config);
+    let all: Vec<String> = (0..90).map(|i| format!("s-{}", 2_000_000 + i)).collect();
+    let mut seen = Vec::new();
+    for k in 0..3 {
+        let shard = Shard::new(k, 3).unwrap();
+        let app =
+            App::start(ConfigSource::File(path.clone()), Arc::new(SystemClock), Some(shard), None).expect("app starts");
+        let want: Vec<&String> = all.iter().filter(|n| shard_of(n, 3) == k).collect();
+        wait_for("the shard's discovered lines", Duration::from_secs(20), || app.store.view().len() == want.len())
+            .await;
+        let view = app.store.view();
+        for name in &want {
+            assert!(view.get(name).is_some(), "shard {k} lacks its discovered line {name}");
+        }
+        seen.extend(want.into_iter().cloned());
+        drop(view);
+        app.shutdown().await;
+    }
+    seen.sort();
+    let mut expected = all.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "the shards' discovered lines partition the listing");
+    assert!(mock.count("hologram", "/devices") >= 3, "each shard lists the account itself");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,7 @@ mod fuzz;
 mod golden;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
+mod shards;
 mod support;
 mod support_modem;
 mod tidy;
