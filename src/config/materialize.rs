@@ -16,6 +16,8 @@ pub struct Configured {
     names: HashSet<String>,
     /// (account, ICCID or MSISDN digits) of configured lines.
     sims: HashSet<(String, String)>,
+    /// `global.expose_msisdn`: discovered line names may carry full ICCIDs and MSISDNs.
+    expose_identifiers: bool,
 }
 
 impl Configured {
@@ -30,6 +32,12 @@ impl Configured {
         configured
     }
 
+    /// With `global.expose_msisdn` (otherwise identifiers in discovered names are masked).
+    pub fn exposing(mut self, expose_identifiers: bool) -> Configured {
+        self.expose_identifiers = expose_identifiers;
+        self
+    }
+
     fn covers(&self, account: &str, sim: &DiscoveredLine) -> bool {
         [&sim.iccid, &sim.msisdn].into_iter().flatten().any(|s| self.sims.contains(&(account.to_string(), digits(s))))
     }
@@ -37,6 +45,22 @@ impl Configured {
 
 fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// An ICCID or MSISDN as a line name may carry it without `expose_msisdn`: its last four
+/// digits (`*0001`). A line name is a label on every series and is shown everywhere, so it
+/// must not hold the whole number; the tail is enough to find the SIM in the platform.
+fn name_form(id: &str) -> String {
+    let digits = digits(id);
+    let tail = &digits[digits.len().saturating_sub(4)..];
+    format!("*{tail}")
+}
+
+/// A short, stable tag that tells apart SIMs whose masked names collide.
+fn tag(id: &str) -> String {
+    // FNV-1a: stable across runs and versions (std's hasher is not).
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{:06x}", hash & 0xff_ffff)
 }
 
 /// What came of one account's listing.
@@ -83,6 +107,18 @@ pub fn materialize(
                 other => facts.get(other).map(|v| v.to_string()),
             }
         };
+        // Names and labels show identifiers masked unless `expose_msisdn`; filters see them whole.
+        let personal_id = [&sim.iccid, &sim.msisdn].into_iter().flatten().any(|s| digits(s) == digits(&sim.id));
+        let mask = !configured.expose_identifiers;
+        let shown_id = if mask && personal_id { name_form(&sim.id) } else { sim.id.clone() };
+        let shown = |field: &str| -> Option<String> {
+            match field {
+                "id" => Some(shown_id.clone()),
+                "iccid" | "msisdn" if mask => lookup(field).map(|v| name_form(&v)),
+                other => lookup(other),
+            }
+        };
+        let disambiguator = if mask && personal_id { tag(&sim.id) } else { sim.id.clone() };
         if !discover.include.iter().all(|f| f.matches(&lookup)) || discover.exclude.iter().any(|f| f.matches(&lookup)) {
             out.filtered += 1;
             continue;
@@ -91,19 +127,19 @@ pub fn materialize(
             out.overridden += 1;
             continue;
         }
-        let mut name = clean_name(&discover.name.render(&lookup));
+        let mut name = clean_name(&discover.name.render(&shown));
         if name.is_empty() {
-            name = format!("{}-{}", account.name, sim.id);
+            name = format!("{}-{shown_id}", account.name);
         }
         if configured.names.contains(&name) {
             out.overridden += 1;
             continue;
         }
         if lines.contains_key(&name) || taken.contains(&name) {
-            name = format!("{name}-{}", sim.id);
+            name = format!("{name}-{disambiguator}");
         }
         if name.chars().count() > NAME_MAX || lines.contains_key(&name) || taken.contains(&name) {
-            out.problems.push(format!("SIM {} left out: its line name is too long or not unique", sim.id));
+            out.problems.push(format!("SIM {shown_id} left out: its line name is too long or not unique"));
             continue;
         }
         if discover.max_lines.is_some_and(|max| lines.len() >= max) {
@@ -115,7 +151,7 @@ pub fn materialize(
         }
         let mut labels: BTreeMap<&str, String> = account.labels.iter().map(|(n, v)| (n, v.to_string())).collect();
         for (label, template) in &discover.labels {
-            let value = template.render(&lookup);
+            let value = template.render(&shown);
             if value.is_empty() {
                 labels.remove(label.as_str());
             } else {
@@ -216,9 +252,18 @@ mod tests {
             sim("8900000000000000005", "tracker-1", "Enabled"),
             sim("8900000000000000006", "", "Enabled"),
         ];
-        let out = materialize(&account, &listed, &Configured::default(), &mut HashSet::new());
+        let exposed = Configured::default().exposing(true);
+        let out = materialize(&account, &listed, &exposed, &mut HashSet::new());
         let names: Vec<&str> = out.lines.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["fleet-8900000000000000006", "tracker-1", "tracker-1-8900000000000000005", "tracker-3"]);
+        // Without expose_msisdn the ICCIDs in names are masked; collisions get a stable tag.
+        let masked = materialize(&account, &listed, &Configured::default(), &mut HashSet::new());
+        let names: Vec<&str> = masked.lines.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["fleet-*0006", "tracker-1", "tracker-1-bcff5d", "tracker-3"]);
+        assert!(masked.lines.iter().all(|l| !l.name.contains("8900000000")), "{names:?}");
+        let by_iccid = self::account(discover("sim-{iccid}"));
+        let masked = materialize(&by_iccid, &listed, &Configured::default(), &mut HashSet::new());
+        assert!(masked.lines.iter().all(|l| l.name.starts_with("sim-*000")), "{:?}", masked.lines);
         assert_eq!(out.filtered, 2);
         let t1 = &out.lines[1];
         assert_eq!(t1.labels, vec![("site".into(), "tracker-1".into()), ("team".into(), "fleet-Enabled".into())]);

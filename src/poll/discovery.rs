@@ -161,7 +161,7 @@ impl Inner {
             // without building the index of their names and SIMs (≈ 20 MB at 100,000 lines).
             return base.clone();
         }
-        let configured = Configured::new(&config.lines);
+        let configured = Configured::new(&config.lines).exposing(config.global.expose_msisdn);
         let mut taken: HashSet<String> = HashSet::new();
         let mut lines: Vec<(Arc<Line>, Arc<dyn crate::drivers::Driver>)> =
             base.planned().iter().map(|p| (p.line.clone(), p.driver.clone())).collect();

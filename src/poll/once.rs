@@ -44,7 +44,7 @@ pub async fn poll_once(
     let mut gates: HashMap<String, Arc<AccountGate>> = HashMap::new();
     // Accounts with `discover:` list their SIMs first; their lines are polled like the others.
     let mut lines: Vec<_> = plan.planned().iter().map(|p| (p.line.clone(), p.driver.clone())).collect();
-    let configured = Configured::new(&config.lines);
+    let configured = Configured::new(&config.lines).exposing(config.global.expose_msisdn);
     let mut taken = HashSet::new();
     for planned in plan.discovering() {
         let account = &planned.account;
