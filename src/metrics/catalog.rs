@@ -76,7 +76,7 @@ pub const ESIM_VOICE_REMAINING_SECONDS: &str = "esim_voice_remaining_seconds";
 pub const ESIM_SMS_REMAINING: &str = "esim_sms_remaining";
 pub const ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS: &str = "esim_quota_expiry_timestamp_seconds";
 pub const ESIM_LINE_INFO: &str = "esim_line_info";
-pub const ESIM_POLL_SUCCESS: &str = "esim_poll_success";
+pub const ESIM_POLL_FAILING: &str = "esim_poll_failing";
 pub const ESIM_POLL_DURATION_SECONDS: &str = "esim_poll_duration_seconds";
 pub const ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_last_poll_success_timestamp_seconds";
 pub const ESIM_POLLS_TOTAL: &str = "esim_polls_total";
@@ -89,6 +89,8 @@ pub const ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES: &str = "esim_data_remaining
 
 pub const ESIM_EXPORTER_BUILD_INFO: &str = "esim_exporter_build_info";
 pub const ESIM_LINES: &str = "esim_lines";
+pub const ESIM_DEFAULT_BALANCE_ALERT_THRESHOLD: &str = "esim_default_balance_alert_threshold";
+pub const ESIM_DEFAULT_DATA_REMAINING_ALERT_THRESHOLD_BYTES: &str = "esim_default_data_remaining_alert_threshold_bytes";
 pub const ESIM_SHARD_INFO: &str = "esim_shard_info";
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "esim_config_last_reload_successful";
 pub const ESIM_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "esim_config_last_reload_success_timestamp_seconds";
@@ -131,7 +133,7 @@ const BYTES: Option<&str> = Some("bytes");
 const SECONDS: Option<&str> = Some("seconds");
 
 /// Per-line families first (the order of `/metrics`), then the exporter's own.
-static ALL: [Family; 32] = [
+static ALL: [Family; 34] = [
     line(
         ESIM_BALANCE,
         Kind::Gauge,
@@ -169,8 +171,13 @@ static ALL: [Family; 32] = [
         None,
         &["driver", "msisdn", "iccid", "plan"],
     ),
-    line(ESIM_POLL_SUCCESS, Kind::Gauge, "1 if the last poll of the line succeeded, 0 if it failed.", None, &[]),
-    line(ESIM_POLL_DURATION_SECONDS, Kind::Gauge, "Duration of the last poll of the line.", SECONDS, &[]),
+    line(
+        ESIM_POLL_FAILING,
+        Kind::Gauge,
+        "1 while the last poll of the line failed, with its reason; absent while polls succeed or before the first.",
+        None,
+        &["reason"],
+    ),
     line(
         ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS,
         Kind::Gauge,
@@ -178,8 +185,6 @@ static ALL: [Family; 32] = [
         SECONDS,
         &[],
     ),
-    line(ESIM_POLLS_TOTAL, Kind::Counter, "Polls of the line attempted.", None, &[]),
-    line(ESIM_POLL_ERRORS_TOTAL, Kind::Counter, "Failed polls of the line, by reason.", None, &["reason"]),
     line(
         ESIM_SPENT_TOTAL,
         Kind::Counter,
@@ -204,14 +209,14 @@ static ALL: [Family; 32] = [
     line(
         ESIM_BALANCE_ALERT_THRESHOLD,
         Kind::Gauge,
-        "Balance under which the line should alert (alert.balance_below), in currency units.",
+        "Balance under which the line should alert, in currency units: only for a line whose own alert.balance_below differs from its account's (see esim_default_balance_alert_threshold).",
         None,
         &[],
     ),
     line(
         ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES,
         Kind::Gauge,
-        "Data remaining under which the line should alert (alert.data_below).",
+        "Data remaining under which the line should alert: only for a line whose own alert.data_below differs from its account's (see esim_default_data_remaining_alert_threshold_bytes).",
         BYTES,
         &[],
     ),
@@ -223,6 +228,41 @@ static ALL: [Family; 32] = [
         &["version", "revision", "rustc"],
     ),
     exporter(ESIM_LINES, Kind::Gauge, "Configured lines, by driver.", None, &["driver"]),
+    exporter(
+        ESIM_POLLS_TOTAL,
+        Kind::Counter,
+        "Polls attempted, by operator and account (lines without an account: no account label).",
+        None,
+        &["operator", "account"],
+    ),
+    exporter(
+        ESIM_POLL_ERRORS_TOTAL,
+        Kind::Counter,
+        "Failed polls, by operator, account and reason; every reason of every account is pre-created at 0.",
+        None,
+        &["operator", "account", "reason"],
+    ),
+    exporter(
+        ESIM_POLL_DURATION_SECONDS,
+        Kind::Histogram,
+        "Duration of polls (driver call, all its requests), by operator and account.",
+        SECONDS,
+        &["operator", "account"],
+    ),
+    exporter(
+        ESIM_DEFAULT_BALANCE_ALERT_THRESHOLD,
+        Kind::Gauge,
+        "alert.balance_below of the lines of an account that do not set their own, in currency units (no account label: lines without an account).",
+        None,
+        &["account"],
+    ),
+    exporter(
+        ESIM_DEFAULT_DATA_REMAINING_ALERT_THRESHOLD_BYTES,
+        Kind::Gauge,
+        "alert.data_below of the lines of an account that do not set their own (no account label: lines without an account).",
+        BYTES,
+        &["account"],
+    ),
     exporter(
         ESIM_SHARD_INFO,
         Kind::Info,
@@ -317,7 +357,7 @@ static ALL: [Family; 32] = [
 ];
 
 /// How many of [`all`] are per-line families (they come first).
-pub const LINE_FAMILY_COUNT: usize = 17;
+pub const LINE_FAMILY_COUNT: usize = 14;
 
 /// Every family, per-line ones first in `/metrics` order.
 pub fn all() -> &'static [Family] {

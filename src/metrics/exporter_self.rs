@@ -233,6 +233,13 @@ mod tests {
         // So does the drivers' login board.
         crate::metrics::login_gauge::login_board(m.registry()).expect("login board registers").track("corp");
         m.observe_request("corp", "demo", "200", Duration::from_millis(120));
+        // And the per-account poll series and default thresholds, once a plan has accounts.
+        let keys = [("mts".to_string(), "corp".to_string())].into_iter().collect();
+        let alert = crate::config::AlertThresholds {
+            balance_below: Some(50.0),
+            data_below: Some(crate::config::units::ByteSize(1_000_000)),
+        };
+        scheduler.set_accounts(&keys, &[("corp".to_string(), alert)]);
         let names = gathered_names(&m);
         for f in catalog::exporter_families() {
             assert!(names.iter().any(|n| n == f.name), "{} not registered", f.name);

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::catalog::{self, LINE_FAMILY_COUNT};
-use super::encode::{write_f64, write_label, write_u64};
+use super::encode::{write_f64, write_label};
 use crate::clock::unix_seconds;
 use crate::config::Line;
 use crate::drivers::kit::ids::{Iccid, Msisdn};
@@ -163,23 +163,16 @@ pub fn render(state: &LineState, settings: Settings, now: SystemTime, scratch: &
         1.0,
     );
 
-    w.family(catalog::ESIM_POLL_SUCCESS);
-    if let Some(ok) = state.last_poll_ok {
-        w.sample(&[], if ok { 1.0 } else { 0.0 });
-    }
-    w.family(catalog::ESIM_POLL_DURATION_SECONDS);
-    if let Some(duration) = state.last_duration {
-        w.sample(&[], duration.as_secs_f64());
+    // Only a failing line has this series: a healthy fleet costs nothing here, and the
+    // reason is a label of the one series rather than eight counters per line (issue 15).
+    w.family(catalog::ESIM_POLL_FAILING);
+    if state.last_poll_ok == Some(false) {
+        let reason = state.last_error.as_ref().map_or(Reason::Unavailable, |e| e.reason);
+        w.sample(&[("reason", reason.as_str())], 1.0);
     }
     w.family(catalog::ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS);
     if let Some(at) = state.last_success {
         w.sample(&[], unix_seconds(at));
-    }
-    w.family(catalog::ESIM_POLLS_TOTAL);
-    w.sample_u64(&[], state.polls_total);
-    w.family(catalog::ESIM_POLL_ERRORS_TOTAL);
-    for reason in Reason::ALL {
-        w.sample_u64(&[("reason", reason.as_str())], state.errors_total[reason.index()]);
     }
     w.family(catalog::ESIM_SPENT_TOTAL);
     for m in &state.money {
@@ -193,12 +186,15 @@ pub fn render(state: &LineState, settings: Settings, now: SystemTime, scratch: &
     if let Some(used) = state.data_used_bytes_total {
         w.sample(&[], used);
     }
+    // Thresholds a line shares with its account are one esim_default_* series per account
+    // (the exporter's own); only a line's own override is a series of its own.
+    let defaults = line.account.alert;
     w.family(catalog::ESIM_BALANCE_ALERT_THRESHOLD);
-    if let Some(threshold) = line.alert.balance_below {
+    if let Some(threshold) = line.alert.balance_below.filter(|_| line.alert.balance_below != defaults.balance_below) {
         w.sample(&[], threshold);
     }
     w.family(catalog::ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES);
-    if let Some(threshold) = line.alert.data_below {
+    if let Some(threshold) = line.alert.data_below.filter(|_| line.alert.data_below != defaults.data_below) {
         w.sample(&[], threshold.bytes() as f64);
     }
 
@@ -239,12 +235,6 @@ impl Writer<'_> {
     fn sample(&mut self, extra: &[(&str, &str)], value: f64) {
         self.value.clear();
         write_f64(self.value, value);
-        self.record(extra);
-    }
-
-    fn sample_u64(&mut self, extra: &[(&str, &str)], value: u64) {
-        self.value.clear();
-        write_u64(self.value, value);
         self.record(extra);
     }
 

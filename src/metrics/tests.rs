@@ -29,11 +29,13 @@ fn t(offset_secs: i64) -> SystemTime {
 const FLEET: &str = r#"
 global:
   stale_after: 1h
+  alert: {balance_below: 30}
 accounts:
   corp:
     driver: demo
     operator: mts
     labels: {fleet: trackers}
+    alert: {data_below: 100MB}
 lines:
   - name: gate-01
     driver: demo
@@ -67,12 +69,12 @@ fn parse_config(yaml: &str) -> Config {
 
 fn ok(store: &Store, line: &str, at: SystemTime, reading: Reading) {
     let outcome = PollOutcome { at, duration: Duration::from_millis(1250), result: Ok(reading) };
-    assert!(store.record(line, outcome), "{line} is configured");
+    assert!(store.record(line, outcome).is_some(), "{line} is configured");
 }
 
 fn fail(store: &Store, line: &str, at: SystemTime, err: PollError) {
     let outcome = PollOutcome { at, duration: Duration::from_secs(30), result: Err(err) };
-    assert!(store.record(line, outcome), "{line} is configured");
+    assert!(store.record(line, outcome).is_some(), "{line} is configured");
 }
 
 fn full_reading(balance: f64, data_mb: u64) -> Reading {
@@ -118,7 +120,20 @@ fn self_metrics() -> SelfMetrics {
     scheduler.set_rate_limited_until("corp", "demo", 1_800_000_000.0);
     // So does the drivers' login board, for accounts whose login may need a person.
     crate::metrics::login_gauge::login_board(m.registry()).expect("login board registers").track("corp");
-    m.set_lines(&parse_config(FLEET));
+    let config = parse_config(FLEET);
+    // Per-account poll series and default thresholds, as the scheduler makes them for a plan.
+    let keys = config.lines.iter().map(|l| crate::poll::telemetry::account_key(l)).collect();
+    let mut defaults = Vec::new();
+    for line in &config.lines {
+        let account = line.account.label().to_string();
+        if !defaults.iter().any(|(a, _)| *a == account) {
+            defaults.push((account, line.account.alert));
+        }
+    }
+    scheduler.set_accounts(&keys, &defaults);
+    scheduler.observe_poll(&config.lines[0], Duration::from_millis(1250), None);
+    scheduler.observe_poll(&config.lines[2], Duration::from_secs(30), Some(Reason::Timeout));
+    m.set_lines(&config);
     m.reload_succeeded(t(-3600));
     m.observe_request("corp", "demo", "200", Duration::from_millis(80));
     m.observe_request("corp", "demo", "429", Duration::from_secs(3));
@@ -415,18 +430,12 @@ fn reference(store: &Store, global: &Global, now: SystemTime, m: &SelfMetrics) -
         };
         let plan = fresh.and_then(|r| r.plan.clone()).unwrap_or_default();
         put(catalog::ESIM_LINE_INFO, &[line.driver().name, &shown(&line.msisdn), &shown(&line.iccid), &plan], 1.0);
-        if let Some(ok) = state.last_poll_ok {
-            put(catalog::ESIM_POLL_SUCCESS, &[], if ok { 1.0 } else { 0.0 });
-        }
-        if let Some(d) = state.last_duration {
-            put(catalog::ESIM_POLL_DURATION_SECONDS, &[], d.as_secs_f64());
+        if state.last_poll_ok == Some(false) {
+            let reason = state.last_error.as_ref().expect("a failed poll has an error").reason;
+            put(catalog::ESIM_POLL_FAILING, &[reason.as_str()], 1.0);
         }
         if let Some(at) = state.last_success {
             put(catalog::ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS, &[], unix_seconds(at));
-        }
-        put(catalog::ESIM_POLLS_TOTAL, &[], state.polls_total as f64);
-        for reason in Reason::ALL {
-            put(catalog::ESIM_POLL_ERRORS_TOTAL, &[reason.as_str()], state.errors_total[reason.index()] as f64);
         }
         for money in &state.money {
             put(catalog::ESIM_SPENT_TOTAL, &[money.currency.as_str()], money.spent);
@@ -435,10 +444,13 @@ fn reference(store: &Store, global: &Global, now: SystemTime, m: &SelfMetrics) -
         if let Some(used) = state.data_used_bytes_total {
             put(catalog::ESIM_DATA_USED_BYTES_TOTAL, &[], used);
         }
-        if let Some(b) = line.alert.balance_below {
+        // Only overrides of the account's thresholds are per-line series.
+        if let Some(b) =
+            line.alert.balance_below.filter(|_| line.alert.balance_below != line.account.alert.balance_below)
+        {
             put(catalog::ESIM_BALANCE_ALERT_THRESHOLD, &[], b);
         }
-        if let Some(d) = line.alert.data_below {
+        if let Some(d) = line.alert.data_below.filter(|_| line.alert.data_below != line.account.alert.data_below) {
             put(catalog::ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES, &[], d.bytes() as f64);
         }
     }
@@ -642,8 +654,9 @@ fn openmetrics_declares_counters_without_total_and_ends_with_eof() {
         assert_eq!(kind, family.kind.openmetrics_type(), "{}", family.name);
         assert_eq!(unit.as_deref(), family.unit, "{}", family.name);
     }
+    assert!(body.contains("# TYPE esim_spent counter\n"));
+    assert!(body.contains("\nesim_spent_total{line=\"gate-01\","));
     assert!(body.contains("# TYPE esim_polls counter\n"));
-    assert!(body.contains("\nesim_polls_total{line=\"gate-01\","));
     assert!(body.contains("# TYPE esim_line info\n"));
     assert!(body.contains("# TYPE process_cpu_seconds counter\n"));
     assert!(body.contains("\nprocess_cpu_seconds_total "));
@@ -734,20 +747,25 @@ fn values_not_reported_are_absent_never_zero() {
         (catalog::ESIM_SMS_REMAINING, r#"odd "quoted" \ name"#, true),
         (catalog::ESIM_BALANCE, r#"odd "quoted" \ name"#, false),
         (catalog::ESIM_BALANCE, "failing", false),
-        // Never polled: info, counters and thresholds only.
+        // Never polled: info and its own thresholds only; pending is not failing.
         (catalog::ESIM_LINE_INFO, "never-polled", true),
-        (catalog::ESIM_POLLS_TOTAL, "never-polled", true),
-        (catalog::ESIM_POLL_SUCCESS, "never-polled", false),
-        (catalog::ESIM_POLL_DURATION_SECONDS, "never-polled", false),
+        (catalog::ESIM_POLL_FAILING, "never-polled", false),
         (catalog::ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS, "never-polled", false),
         (catalog::ESIM_BALANCE_ALERT_THRESHOLD, "never-polled", true),
         (catalog::ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES, "never-polled", false),
+        // Failing: the one series that says so; healthy lines have none.
+        (catalog::ESIM_POLL_FAILING, "failing", true),
+        (catalog::ESIM_POLL_FAILING, "gate-01", false),
+        // Thresholds equal to the account's are the account's esim_default_* series.
+        (catalog::ESIM_BALANCE_ALERT_THRESHOLD, "failing", false),
+        (catalog::ESIM_BALANCE_ALERT_THRESHOLD, "stale", false),
+        (catalog::ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES, "sparse", false),
+        (catalog::ESIM_BALANCE_ALERT_THRESHOLD, "gate-01", true),
         // Stale: readings gone, status, counters and thresholds stay.
         (catalog::ESIM_BALANCE, "stale", false),
         (catalog::ESIM_DATA_REMAINING_BYTES, "stale", false),
         (catalog::ESIM_QUOTA_EXPIRY_TIMESTAMP_SECONDS, "stale", false),
         (catalog::ESIM_LAST_POLL_SUCCESS_TIMESTAMP_SECONDS, "stale", true),
-        (catalog::ESIM_POLL_SUCCESS, "stale", true),
         (catalog::ESIM_SPENT_TOTAL, "stale", true),
         (catalog::ESIM_DATA_REMAINING_ALERT_THRESHOLD_BYTES, "stale", true),
         (catalog::ESIM_LINE_INFO, "stale", true),
@@ -755,8 +773,9 @@ fn values_not_reported_are_absent_never_zero() {
     for (name, line, want) in cases {
         assert_eq!(has(name, line), want, "{name} for {line}");
     }
-    let errors = series_of(&p, catalog::ESIM_POLL_ERRORS_TOTAL, "never-polled");
-    assert_eq!(errors.len(), Reason::ALL.len(), "every reason pre-created");
+    let failing = series_of(&p, catalog::ESIM_POLL_FAILING, "failing");
+    assert_eq!(failing.len(), 1, "one series per failing line");
+    assert!(failing[0].contains(&("reason".to_string(), "timeout".to_string())), "the last reason: {failing:?}");
     let stale_info = series_of(&p, catalog::ESIM_LINE_INFO, "stale");
     assert!(stale_info[0].iter().all(|(k, _)| k != "plan"), "a stale plan leaves line_info");
     let currencies: Vec<_> = series_of(&p, catalog::ESIM_SPENT_TOTAL, "sparse")
@@ -777,14 +796,14 @@ fn labels_come_in_contract_order_escaped() {
         "esim_line_info{line=\"gate-01\",operator=\"megafon\",rack=\"a\\\"b\\\\c\\nd\",site=\"msk-north\",\
          driver=\"demo\",msisdn=\"+7926*****67\",iccid=\"89701*************34\",plan=\"Demo \\\"Max\\\" 10 GB\"} 1\n",
         "esim_sms_remaining{line=\"odd \\\"quoted\\\" \\\\ name\",operator=\"mts\",account=\"corp\",fleet=\"trackers\"} 0\n",
-        "esim_poll_errors_total{line=\"never-polled\",operator=\"demo\",reason=\"rate_limited\"} 0\n",
+        "esim_poll_failing{line=\"sparse\",operator=\"mts\",account=\"corp\",fleet=\"trackers\",site=\"spb\",\
+         reason=\"rate_limited\"} 1\n",
         "esim_spent_total{line=\"sparse\",operator=\"mts\",account=\"corp\",fleet=\"trackers\",site=\"spb\",\
          currency=\"USD\"} 0\n",
         "esim_topped_up_total{line=\"sparse\",operator=\"mts\",account=\"corp\",fleet=\"trackers\",site=\"spb\",\
          currency=\"USD\"} 2.5\n",
         "esim_data_remaining_alert_threshold_bytes{line=\"gate-01\",operator=\"megafon\",rack=\"a\\\"b\\\\c\\nd\",\
          site=\"msk-north\"} 500000000\n",
-        "esim_poll_duration_seconds{line=\"failing\",operator=\"demo\"} 30\n",
         "esim_quota_expiry_timestamp_seconds{line=\"gate-01\",operator=\"megafon\",rack=\"a\\\"b\\\\c\\nd\",\
          site=\"msk-north\"} 1700864000\n",
     ];
@@ -810,7 +829,9 @@ fn probe_text_holds_one_line_with_headers() {
     let text = render_line_text(state, &config.global, t(0));
     let p = parse(&text, Format::Text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(p.samples.keys().all(|(_, labels)| labels.contains(&("line".to_string(), "gate-01".to_string()))));
-    assert_eq!(p.order.len(), catalog::LINE_FAMILY_COUNT);
+    // Every per-line family but the one a healthy line does not have.
+    assert_eq!(p.order.len(), catalog::LINE_FAMILY_COUNT - 1, "{text}");
+    assert!(!text.contains(catalog::ESIM_POLL_FAILING), "{text}");
     promtool_check(text.as_bytes());
 }
 

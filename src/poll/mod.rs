@@ -26,7 +26,7 @@ pub mod telemetry;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,8 +42,9 @@ pub use shard_spec::{ShardSpec, ShardSpecError};
 pub use spread::{Shard, ShardError};
 
 use crate::clock::SharedClock;
+use crate::config::AlertThresholds;
 use crate::drivers::{DiscoveredLine, Driver};
-use crate::error::PollError;
+use crate::error::{PollError, Reason};
 use crate::reading::Reading;
 use crate::store::{PollOutcome, Store};
 use first_wave::FirstWave;
@@ -151,6 +152,7 @@ impl Scheduler {
             next_seq: 0,
             next_line_id: 0,
             apply_epoch: 0,
+            seeded: false,
             tasks: JoinSet::new(),
             task_lines: HashMap::new(),
             first_wave: FirstWave::new(MIN_FIRST_WAVE),
@@ -293,6 +295,8 @@ struct Engine {
     next_line_id: u64,
     /// Counts applied plans (see `LineEntry::epoch`).
     apply_epoch: u64,
+    /// Whether the per-account counters were seeded from restored state (first plan only).
+    seeded: bool,
     tasks: JoinSet<Finished>,
     /// Which line each task polls, for a task that dies without reporting (a scheduler bug).
     task_lines: HashMap<tokio::task::Id, TaskOf>,
@@ -372,6 +376,7 @@ impl Engine {
         for gate in old_gates.values() {
             self.telemetry.forget_account(gate.name(), gate.driver());
         }
+        self.account_series(&plan);
 
         // Entries are updated in place and unplanned ones swept out after, rather than moved
         // into a new map: a reload of 100,000 lines would otherwise hold two maps and a new
@@ -639,13 +644,54 @@ impl Engine {
         }
     }
 
+    /// Per-account poll series and default thresholds for the plan's lines; on the first plan
+    /// the counts restored from `--storage.path` seed the counters (`apply_epoch` is still 1).
+    fn account_series(&mut self, plan: &Plan) {
+        let mut keys = HashSet::new();
+        let mut defaults: HashMap<&str, AlertThresholds> = HashMap::new();
+        for planned in plan.planned() {
+            let account = &planned.line.account;
+            defaults.entry(account.label()).or_insert(account.alert);
+            keys.insert(telemetry::account_key(&planned.line));
+        }
+        let defaults: Vec<(String, AlertThresholds)> = defaults.into_iter().map(|(a, t)| (a.to_string(), t)).collect();
+        self.telemetry.set_accounts(&keys, &defaults);
+        if !self.seeded {
+            self.seeded = true;
+            self.seed_account_counters(plan);
+        }
+    }
+
+    /// Sums the restored per-line counts into the per-account counters, once.
+    fn seed_account_counters(&self, plan: &Plan) {
+        let mut sums: HashMap<telemetry::AccountKey, (u64, [u64; Reason::ALL.len()])> = HashMap::new();
+        let view = self.store.view();
+        for planned in plan.planned() {
+            let Some(state) = view.get(&planned.line.name) else { continue };
+            if state.polls_total == 0 {
+                continue;
+            }
+            let sum = sums.entry(telemetry::account_key(&planned.line)).or_default();
+            sum.0 += state.polls_total;
+            for (total, line) in sum.1.iter_mut().zip(state.errors_total) {
+                *total += line;
+            }
+        }
+        drop(view);
+        for (key, (polls, errors)) in &sums {
+            self.telemetry.seed_polls(key, *polls, errors);
+        }
+    }
+
     /// A poll task ended without reporting: only a bug in this module can cause that, since
     /// driver code runs in a task of its own. The line gets an error and goes on.
     fn task_died(&mut self, line: Arc<str>, id: u64, probe: bool, wave: Option<Arc<str>>, err: &JoinError) -> Finished {
         error!(line = %line, error = %err, "a poll task of the scheduler died; the line goes on");
         let error = PollError::Unavailable("the poll task died (a bug in the exporter)".into());
-        self.store
-            .record(&line, PollOutcome { at: self.clock.now(), duration: Duration::ZERO, result: Err(error.clone()) });
+        let outcome = PollOutcome { at: self.clock.now(), duration: Duration::ZERO, result: Err(error.clone()) };
+        if let (Some(recorded), Some(entry)) = (self.store.record(&line, outcome), self.lines.get(&*line)) {
+            self.telemetry.observe_poll(&entry.planned.line, Duration::ZERO, recorded.failure());
+        }
         let kind = if probe {
             FinishedKind::Probe { locked_until: None }
         } else {

@@ -4,12 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{GaugeVec, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry};
+use std::collections::HashSet;
+
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::config::{AlertThresholds, Line};
+use crate::error::Reason;
 
 use crate::metrics::catalog;
 pub use crate::metrics::catalog::{
     ESIM_ACCOUNT_LOCKED_OUT as ACCOUNT_LOCKED_OUT,
     ESIM_ACCOUNT_RATE_LIMITED_UNTIL_TIMESTAMP_SECONDS as ACCOUNT_RATE_LIMITED_UNTIL,
+    ESIM_DEFAULT_BALANCE_ALERT_THRESHOLD as DEFAULT_BALANCE_THRESHOLD,
+    ESIM_DEFAULT_DATA_REMAINING_ALERT_THRESHOLD_BYTES as DEFAULT_DATA_THRESHOLD, ESIM_POLLS_TOTAL as POLLS_TOTAL,
+    ESIM_POLL_DURATION_SECONDS as POLL_DURATION, ESIM_POLL_ERRORS_TOTAL as POLL_ERRORS_TOTAL,
     ESIM_SCHEDULER_BACKOFF_LINES as BACKOFF_LINES, ESIM_SCHEDULER_POLLS_IN_FLIGHT as POLLS_IN_FLIGHT,
     ESIM_SCHEDULER_QUEUE_WAIT_SECONDS as QUEUE_WAIT_SECONDS,
 };
@@ -21,6 +31,19 @@ fn help(name: &str) -> String {
 
 /// Waits range from nothing (idle) to many minutes (a slow `rate_limit` with many lines).
 const QUEUE_WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+/// A poll is one to a few operator requests (login, balance, packages), or a USSD session.
+const POLL_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// The `operator` and `account` labels of the per-account poll series. Lines with their own
+/// `driver:` (implicit accounts) have an empty account and are counted per operator, so a
+/// fleet of 100,000 such lines is a handful of series, not 100,000 × 8.
+pub type AccountKey = (String, String);
+
+/// The key of `line`'s poll series.
+pub fn account_key(line: &Line) -> AccountKey {
+    (line.operator.to_string(), line.account.label().to_string())
+}
 
 /// Handle to the metrics; cheap to clone into every poll task. Disabled: every call is a no-op.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +58,13 @@ struct Metrics {
     backoff_lines: IntGauge,
     locked_out: IntGaugeVec,
     rate_limited_until: GaugeVec,
+    polls: IntCounterVec,
+    poll_errors: IntCounterVec,
+    poll_duration: HistogramVec,
+    default_balance_threshold: GaugeVec,
+    default_data_threshold: GaugeVec,
+    /// The accounts `set_accounts` last made series for, to drop those that leave.
+    account_keys: std::sync::Mutex<HashSet<AccountKey>>,
 }
 
 impl Telemetry {
@@ -54,12 +84,35 @@ impl Telemetry {
                 Opts::new(ACCOUNT_RATE_LIMITED_UNTIL, help(ACCOUNT_RATE_LIMITED_UNTIL)),
                 &["account", "driver"],
             )?,
+            polls: IntCounterVec::new(Opts::new(POLLS_TOTAL, help(POLLS_TOTAL)), &["operator", "account"])?,
+            poll_errors: IntCounterVec::new(
+                Opts::new(POLL_ERRORS_TOTAL, help(POLL_ERRORS_TOTAL)),
+                &["operator", "account", "reason"],
+            )?,
+            poll_duration: HistogramVec::new(
+                HistogramOpts::new(POLL_DURATION, help(POLL_DURATION)).buckets(POLL_DURATION_BUCKETS.to_vec()),
+                &["operator", "account"],
+            )?,
+            default_balance_threshold: GaugeVec::new(
+                Opts::new(DEFAULT_BALANCE_THRESHOLD, help(DEFAULT_BALANCE_THRESHOLD)),
+                &["account"],
+            )?,
+            default_data_threshold: GaugeVec::new(
+                Opts::new(DEFAULT_DATA_THRESHOLD, help(DEFAULT_DATA_THRESHOLD)),
+                &["account"],
+            )?,
+            account_keys: std::sync::Mutex::default(),
         };
         registry.register(Box::new(metrics.polls_in_flight.clone()))?;
         registry.register(Box::new(metrics.queue_wait.clone()))?;
         registry.register(Box::new(metrics.backoff_lines.clone()))?;
         registry.register(Box::new(metrics.locked_out.clone()))?;
         registry.register(Box::new(metrics.rate_limited_until.clone()))?;
+        registry.register(Box::new(metrics.polls.clone()))?;
+        registry.register(Box::new(metrics.poll_errors.clone()))?;
+        registry.register(Box::new(metrics.poll_duration.clone()))?;
+        registry.register(Box::new(metrics.default_balance_threshold.clone()))?;
+        registry.register(Box::new(metrics.default_data_threshold.clone()))?;
         Ok(Telemetry { metrics: Some(Arc::new(metrics)) })
     }
 
@@ -110,6 +163,67 @@ impl Telemetry {
         }
     }
 
+    /// Counts one poll of `line` that took `duration`; `failure` is its reason when it failed.
+    pub fn observe_poll(&self, line: &Line, duration: Duration, failure: Option<Reason>) {
+        if let Some(m) = &self.metrics {
+            let (operator, account) = account_key(line);
+            let labels = [operator.as_str(), account.as_str()];
+            m.polls.with_label_values(&labels).inc();
+            m.poll_duration.with_label_values(&labels).observe(duration.as_secs_f64());
+            if let Some(reason) = failure {
+                m.poll_errors.with_label_values(&[&operator, &account, reason.as_str()]).inc();
+            }
+        }
+    }
+
+    /// Adds counts saved before a restart (`--storage.path`), so the account counters go on
+    /// from where the last process left them instead of dropping to zero.
+    pub fn seed_polls(&self, key: &AccountKey, polls: u64, errors: &[u64; Reason::ALL.len()]) {
+        if let Some(m) = &self.metrics {
+            let (operator, account) = (key.0.as_str(), key.1.as_str());
+            m.polls.with_label_values(&[operator, account]).inc_by(polls);
+            for reason in Reason::ALL {
+                m.poll_errors.with_label_values(&[operator, account, reason.as_str()]).inc_by(errors[reason.index()]);
+            }
+        }
+    }
+
+    /// Makes the per-account series match the accounts of a new plan: every reason of every
+    /// account exists at 0 (so `increase()` sees the first error), the series of accounts that
+    /// left are dropped, and the default thresholds are set anew.
+    pub fn set_accounts(&self, keys: &HashSet<AccountKey>, defaults: &[(String, AlertThresholds)]) {
+        let Some(m) = &self.metrics else { return };
+        for (operator, account) in keys {
+            m.polls.with_label_values(&[operator, account]);
+            m.poll_duration.with_label_values(&[operator, account]);
+            for reason in Reason::ALL {
+                m.poll_errors.with_label_values(&[operator, account, reason.as_str()]);
+            }
+        }
+        let mut known = m.account_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (operator, account) in known.iter() {
+            if !keys.contains(&(operator.clone(), account.clone())) {
+                let _ = m.polls.remove_label_values(&[operator, account]);
+                let _ = m.poll_duration.remove_label_values(&[operator, account]);
+                for reason in Reason::ALL {
+                    let _ = m.poll_errors.remove_label_values(&[operator, account, reason.as_str()]);
+                }
+            }
+        }
+        known.clone_from(keys);
+        drop(known);
+        m.default_balance_threshold.reset();
+        m.default_data_threshold.reset();
+        for (account, alert) in defaults {
+            if let Some(balance) = alert.balance_below {
+                m.default_balance_threshold.with_label_values(&[account]).set(balance);
+            }
+            if let Some(data) = alert.data_below {
+                m.default_data_threshold.with_label_values(&[account]).set(data.bytes() as f64);
+            }
+        }
+    }
+
     /// Drops the series of an account that left the config.
     pub fn forget_account(&self, account: &str, driver: &str) {
         if let Some(m) = &self.metrics {
@@ -118,5 +232,80 @@ impl Telemetry {
             let _ = m.locked_out.remove_label_values(&labels);
             let _ = m.rate_limited_until.remove_label_values(&labels);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+
+    /// `name{labels} value` for every sample of the registry, sorted, in text format.
+    fn samples(registry: &Registry) -> Vec<String> {
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out).expect("encodes");
+        let mut lines: Vec<String> =
+            String::from_utf8(out).expect("UTF-8").lines().filter(|l| !l.starts_with('#')).map(String::from).collect();
+        lines.sort();
+        lines
+    }
+
+    fn key(operator: &str, account: &str) -> AccountKey {
+        (operator.to_string(), account.to_string())
+    }
+
+    #[test]
+    fn accounts_get_every_reason_at_zero_and_lose_their_series_when_they_leave() {
+        let registry = Registry::new();
+        let t = Telemetry::register(&registry).expect("registers");
+        let alert = AlertThresholds { balance_below: Some(50.0), data_below: None };
+        t.set_accounts(&[key("mts", "corp"), key("demo", "")].into_iter().collect(), &[("corp".into(), alert)]);
+        let s = samples(&registry);
+        let errors = |account: &str| {
+            s.iter()
+                .filter(|l| l.starts_with("esim_poll_errors_total") && l.contains(&format!("account=\"{account}\"")))
+                .count()
+        };
+        assert_eq!(errors("corp"), Reason::ALL.len(), "{s:#?}");
+        assert_eq!(errors(""), Reason::ALL.len());
+        assert!(s.contains(&"esim_default_balance_alert_threshold{account=\"corp\"} 50".to_string()), "{s:#?}");
+        assert!(!s.iter().any(|l| l.starts_with("esim_default_data_remaining")), "unset thresholds have no series");
+
+        t.set_accounts(&[key("demo", "")].into_iter().collect(), &[]);
+        let s = samples(&registry);
+        assert!(!s.iter().any(|l| l.contains("account=\"corp\"")), "corp left: {s:#?}");
+        assert!(!s.iter().any(|l| l.starts_with("esim_default_")), "thresholds are set anew: {s:#?}");
+    }
+
+    #[test]
+    fn polls_count_by_account_and_reason_and_seeds_add_to_them() {
+        let registry = Registry::new();
+        let t = Telemetry::register(&registry).expect("registers");
+        let corp = key("mts", "corp");
+        t.set_accounts(&[corp.clone()].into_iter().collect(), &[]);
+        let mut errors = [0; Reason::ALL.len()];
+        errors[Reason::Timeout.index()] = 4;
+        t.seed_polls(&corp, 10, &errors);
+        let s = samples(&registry);
+        assert!(s.contains(&"esim_polls_total{account=\"corp\",operator=\"mts\"} 10".to_string()), "{s:#?}");
+        assert!(
+            s.contains(&"esim_poll_errors_total{account=\"corp\",operator=\"mts\",reason=\"timeout\"} 4".to_string()),
+            "{s:#?}"
+        );
+        let data = AlertThresholds { balance_below: None, data_below: Some(ByteSize(1_000)) };
+        t.set_accounts(&[corp].into_iter().collect(), &[("corp".into(), data)]);
+        let s = samples(&registry);
+        assert!(
+            s.contains(&"esim_polls_total{account=\"corp\",operator=\"mts\"} 10".to_string()),
+            "a reload keeps counts"
+        );
+        assert!(s.contains(&"esim_default_data_remaining_alert_threshold_bytes{account=\"corp\"} 1000".to_string()));
+    }
+
+    #[test]
+    fn disabled_telemetry_ignores_everything() {
+        let t = Telemetry::disabled();
+        t.set_accounts(&[key("mts", "corp")].into_iter().collect(), &[]);
+        t.seed_polls(&key("mts", "corp"), 1, &[0; Reason::ALL.len()]);
     }
 }

@@ -39,6 +39,23 @@ pub struct MoneyTotals {
     pub topped_up: f64,
 }
 
+/// What a recorded poll counted as, after the store's own checks (an absurd reading is a
+/// `bad_response` failure even when the driver returned it as a success).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Success,
+    Failure(Reason),
+}
+
+impl Recorded {
+    pub fn failure(self) -> Option<Reason> {
+        match self {
+            Recorded::Success => None,
+            Recorded::Failure(reason) => Some(reason),
+        }
+    }
+}
+
 /// Everything known about one line.
 #[derive(Clone, Debug)]
 pub struct LineState {
@@ -95,7 +112,7 @@ impl LineState {
         }
     }
 
-    fn apply(&mut self, outcome: PollOutcome) {
+    fn apply(&mut self, outcome: PollOutcome) -> Recorded {
         self.polls_total += 1;
         self.last_attempt = Some(outcome.at);
         self.last_duration = Some(outcome.duration);
@@ -109,11 +126,13 @@ impl LineState {
                 self.last_success = Some(outcome.at);
                 self.derive_counters(&reading);
                 self.reading = Some(reading);
+                Recorded::Success
             }
             Err(err) => {
                 self.last_poll_ok = Some(false);
                 self.errors_total[err.reason().index()] += 1;
                 self.last_error = Some(LastError { reason: err.reason(), message: err.to_string(), at: outcome.at });
+                Recorded::Failure(err.reason())
             }
         }
     }
@@ -262,17 +281,15 @@ impl Store {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Records a poll of `line`; a line no longer configured (removed by a reload while its
-    /// poll was in flight) is ignored, which `false` reports.
-    pub fn record(&self, line: &str, outcome: PollOutcome) -> bool {
+    /// Records a poll of `line` and says what it counted as; a line no longer configured
+    /// (removed by a reload while its poll was in flight) is ignored, which `None` reports.
+    pub fn record(&self, line: &str, outcome: PollOutcome) -> Option<Recorded> {
         let mut inner = self.write();
-        let Some(state) = inner.get_mut(line) else {
-            return false;
-        };
-        state.apply(outcome);
+        let state = inner.get_mut(line)?;
+        let recorded = state.apply(outcome);
         drop(inner);
         self.generation.fetch_add(1, Ordering::Release);
-        true
+        Some(recorded)
     }
 
     /// Applies `update` to the state of each named line that is configured; returns how many
@@ -337,13 +354,15 @@ mod tests {
     }
 
     fn ok(store: &Store, line: &str, secs: u64, reading: Reading) {
-        assert!(
-            store.record(line, PollOutcome { at: at(secs), duration: Duration::from_millis(5), result: Ok(reading) })
-        );
+        assert!(store
+            .record(line, PollOutcome { at: at(secs), duration: Duration::from_millis(5), result: Ok(reading) })
+            .is_some());
     }
 
     fn fail(store: &Store, line: &str, secs: u64, err: PollError) {
-        assert!(store.record(line, PollOutcome { at: at(secs), duration: Duration::from_millis(5), result: Err(err) }));
+        assert!(store
+            .record(line, PollOutcome { at: at(secs), duration: Duration::from_millis(5), result: Err(err) })
+            .is_some());
     }
 
     fn totals(store: &Store, line: &str) -> (f64, f64) {
@@ -436,7 +455,10 @@ mod tests {
         store.apply_plan(&lines(&["a", "c"]));
         assert_eq!(totals(&store, "a"), (10.0, 0.0), "staying line keeps counters");
         assert!(store.get("b").is_none());
-        assert!(!store.record("b", PollOutcome { at: at(1), duration: Duration::ZERO, result: Ok(Reading::default()) }));
+        assert_eq!(
+            store.record("b", PollOutcome { at: at(1), duration: Duration::ZERO, result: Ok(Reading::default()) }),
+            None
+        );
         assert_eq!(store.view().lines().map(|s| s.line.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         store.apply_plan(&lines(&["a", "b"]));
         let b = store.get("b").unwrap();
