@@ -193,6 +193,7 @@ impl App {
             }
             Err(e) => tracing::warn!(error = %e, "cannot replay the storage journal"),
         }
+        self.store.recount_accounts();
         journal.mark_current(&self.store);
     }
 

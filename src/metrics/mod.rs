@@ -2,6 +2,7 @@
 //! store into `/metrics` bodies ([`Renderer`] → [`Exposition`], text 0.0.4 and OpenMetrics,
 //! plain and gzipped), the exporter's own metrics ([`SelfMetrics`]) and format negotiation.
 
+mod account_polls;
 mod body;
 pub mod catalog;
 mod encode;

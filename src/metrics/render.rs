@@ -17,6 +17,7 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, Crc, FlushCompress};
 use prometheus::proto::MetricFamily;
 
+use super::account_polls;
 use super::body::{self, CorruptBlock, Parts, Piece};
 use super::catalog::{self, LINE_FAMILY_COUNT};
 use super::encode::{write_header, Header};
@@ -305,7 +306,12 @@ impl Renderer {
         self_metrics: &SelfMetrics,
     ) -> Exposition {
         self.update(store, global, now);
-        let families = self_metrics.registry().gather();
+        let mut families = self_metrics.registry().gather();
+        // Read after the scan and before the journal (see `account_polls`); small: a few
+        // series per account.
+        let accounts = store.view().account_polls().clone();
+        families.extend(account_polls::families(&accounts));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         Exposition {
             text: self.assemble(Format::Text, &families),
             openmetrics: self.assemble(Format::OpenMetrics, &families),

@@ -44,7 +44,7 @@ pub use spread::{Shard, ShardError};
 use crate::clock::SharedClock;
 use crate::config::AlertThresholds;
 use crate::drivers::{DiscoveredLine, Driver};
-use crate::error::{PollError, Reason};
+use crate::error::PollError;
 use crate::reading::Reading;
 use crate::store::{PollOutcome, Store};
 use first_wave::FirstWave;
@@ -152,7 +152,6 @@ impl Scheduler {
             next_seq: 0,
             next_line_id: 0,
             apply_epoch: 0,
-            seeded: false,
             tasks: JoinSet::new(),
             task_lines: HashMap::new(),
             first_wave: FirstWave::new(MIN_FIRST_WAVE),
@@ -295,8 +294,6 @@ struct Engine {
     next_line_id: u64,
     /// Counts applied plans (see `LineEntry::epoch`).
     apply_epoch: u64,
-    /// Whether the per-account counters were seeded from restored state (first plan only).
-    seeded: bool,
     tasks: JoinSet<Finished>,
     /// Which line each task polls, for a task that dies without reporting (a scheduler bug).
     task_lines: HashMap<tokio::task::Id, TaskOf>,
@@ -644,43 +641,17 @@ impl Engine {
         }
     }
 
-    /// Per-account poll series and default thresholds for the plan's lines; on the first plan
-    /// the counts restored from `--storage.path` seed the counters (`apply_epoch` is still 1).
+    /// Per-account duration histograms and default thresholds for the plan's lines.
     fn account_series(&mut self, plan: &Plan) {
         let mut keys = HashSet::new();
         let mut defaults: HashMap<&str, AlertThresholds> = HashMap::new();
         for planned in plan.planned() {
             let account = &planned.line.account;
             defaults.entry(account.label()).or_insert(account.alert);
-            keys.insert(telemetry::account_key(&planned.line));
+            keys.insert(crate::store::account_key(&planned.line));
         }
         let defaults: Vec<(String, AlertThresholds)> = defaults.into_iter().map(|(a, t)| (a.to_string(), t)).collect();
         self.telemetry.set_accounts(&keys, &defaults);
-        if !self.seeded {
-            self.seeded = true;
-            self.seed_account_counters(plan);
-        }
-    }
-
-    /// Sums the restored per-line counts into the per-account counters, once.
-    fn seed_account_counters(&self, plan: &Plan) {
-        let mut sums: HashMap<telemetry::AccountKey, (u64, [u64; Reason::ALL.len()])> = HashMap::new();
-        let view = self.store.view();
-        for planned in plan.planned() {
-            let Some(state) = view.get(&planned.line.name) else { continue };
-            if state.polls_total == 0 {
-                continue;
-            }
-            let sum = sums.entry(telemetry::account_key(&planned.line)).or_default();
-            sum.0 += state.polls_total;
-            for (total, line) in sum.1.iter_mut().zip(state.errors_total) {
-                *total += line;
-            }
-        }
-        drop(view);
-        for (key, (polls, errors)) in &sums {
-            self.telemetry.seed_polls(key, *polls, errors);
-        }
     }
 
     /// A poll task ended without reporting: only a bug in this module can cause that, since
@@ -689,8 +660,8 @@ impl Engine {
         error!(line = %line, error = %err, "a poll task of the scheduler died; the line goes on");
         let error = PollError::Unavailable("the poll task died (a bug in the exporter)".into());
         let outcome = PollOutcome { at: self.clock.now(), duration: Duration::ZERO, result: Err(error.clone()) };
-        if let (Some(recorded), Some(entry)) = (self.store.record(&line, outcome), self.lines.get(&*line)) {
-            self.telemetry.observe_poll(&entry.planned.line, Duration::ZERO, recorded.failure());
+        if let (Some(_), Some(entry)) = (self.store.record(&line, outcome), self.lines.get(&*line)) {
+            self.telemetry.observe_poll(&entry.planned.line, Duration::ZERO);
         }
         let kind = if probe {
             FinishedKind::Probe { locked_until: None }

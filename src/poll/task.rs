@@ -110,8 +110,8 @@ pub(super) async fn execute(job: &Job, deadline: Option<Instant>, shutdown: &mut
     let locked_until = account_effects(job, &result);
     log_outcome(job, &result, duration);
     let outcome = PollOutcome { at: job.clock.now(), duration, result: result.clone() };
-    if let Some(recorded) = job.store.record(&job.line.name, outcome) {
-        job.telemetry.observe_poll(&job.line, duration, recorded.failure());
+    if job.store.record(&job.line.name, outcome).is_some() {
+        job.telemetry.observe_poll(&job.line, duration);
     }
     let notes = cx.take_notes().into_iter().map(|n| redactor.redact(n)).collect();
     Executed::Polled(Polled { result, duration, queue_wait, notes, locked_until })

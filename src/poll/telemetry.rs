@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::config::{AlertThresholds, Line};
-use crate::error::Reason;
+use crate::store::{account_key, AccountKey};
 
 use crate::metrics::catalog;
 pub use crate::metrics::catalog::{
@@ -35,16 +33,6 @@ const QUEUE_WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0,
 /// A poll is one to a few operator requests (login, balance, packages), or a USSD session.
 const POLL_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// The `operator` and `account` labels of the per-account poll series. Lines with their own
-/// `driver:` (implicit accounts) have an empty account and are counted per operator, so a
-/// fleet of 100,000 such lines is a handful of series, not 100,000 × 8.
-pub type AccountKey = (String, String);
-
-/// The key of `line`'s poll series.
-pub fn account_key(line: &Line) -> AccountKey {
-    (line.operator.to_string(), line.account.label().to_string())
-}
-
 /// Handle to the metrics; cheap to clone into every poll task. Disabled: every call is a no-op.
 #[derive(Clone, Debug, Default)]
 pub struct Telemetry {
@@ -58,8 +46,6 @@ struct Metrics {
     backoff_lines: IntGauge,
     locked_out: IntGaugeVec,
     rate_limited_until: GaugeVec,
-    polls: IntCounterVec,
-    poll_errors: IntCounterVec,
     poll_duration: HistogramVec,
     default_balance_threshold: GaugeVec,
     default_data_threshold: GaugeVec,
@@ -84,11 +70,6 @@ impl Telemetry {
                 Opts::new(ACCOUNT_RATE_LIMITED_UNTIL, help(ACCOUNT_RATE_LIMITED_UNTIL)),
                 &["account", "driver"],
             )?,
-            polls: IntCounterVec::new(Opts::new(POLLS_TOTAL, help(POLLS_TOTAL)), &["operator", "account"])?,
-            poll_errors: IntCounterVec::new(
-                Opts::new(POLL_ERRORS_TOTAL, help(POLL_ERRORS_TOTAL)),
-                &["operator", "account", "reason"],
-            )?,
             poll_duration: HistogramVec::new(
                 HistogramOpts::new(POLL_DURATION, help(POLL_DURATION)).buckets(POLL_DURATION_BUCKETS.to_vec()),
                 &["operator", "account"],
@@ -108,8 +89,6 @@ impl Telemetry {
         registry.register(Box::new(metrics.backoff_lines.clone()))?;
         registry.register(Box::new(metrics.locked_out.clone()))?;
         registry.register(Box::new(metrics.rate_limited_until.clone()))?;
-        registry.register(Box::new(metrics.polls.clone()))?;
-        registry.register(Box::new(metrics.poll_errors.clone()))?;
         registry.register(Box::new(metrics.poll_duration.clone()))?;
         registry.register(Box::new(metrics.default_balance_threshold.clone()))?;
         registry.register(Box::new(metrics.default_data_threshold.clone()))?;
@@ -163,51 +142,27 @@ impl Telemetry {
         }
     }
 
-    /// Counts one poll of `line` that took `duration`; `failure` is its reason when it failed.
-    pub fn observe_poll(&self, line: &Line, duration: Duration, failure: Option<Reason>) {
+    /// Observes how long one poll of `line` took. (Poll counts are the store's: see
+    /// `Store::account_polls`.)
+    pub fn observe_poll(&self, line: &Line, duration: Duration) {
         if let Some(m) = &self.metrics {
             let (operator, account) = account_key(line);
-            let labels = [operator.as_str(), account.as_str()];
-            m.polls.with_label_values(&labels).inc();
-            m.poll_duration.with_label_values(&labels).observe(duration.as_secs_f64());
-            if let Some(reason) = failure {
-                m.poll_errors.with_label_values(&[&operator, &account, reason.as_str()]).inc();
-            }
+            m.poll_duration.with_label_values(&[&operator, &account]).observe(duration.as_secs_f64());
         }
     }
 
-    /// Adds counts saved before a restart (`--storage.path`), so the account counters go on
-    /// from where the last process left them instead of dropping to zero.
-    pub fn seed_polls(&self, key: &AccountKey, polls: u64, errors: &[u64; Reason::ALL.len()]) {
-        if let Some(m) = &self.metrics {
-            let (operator, account) = (key.0.as_str(), key.1.as_str());
-            m.polls.with_label_values(&[operator, account]).inc_by(polls);
-            for reason in Reason::ALL {
-                m.poll_errors.with_label_values(&[operator, account, reason.as_str()]).inc_by(errors[reason.index()]);
-            }
-        }
-    }
-
-    /// Makes the per-account series match the accounts of a new plan: every reason of every
-    /// account exists at 0 (so `increase()` sees the first error), the series of accounts that
-    /// left are dropped, and the default thresholds are set anew.
+    /// Makes the per-account series match the accounts of a new plan: each account has its
+    /// duration histogram from the start, accounts that left lose theirs, and the default
+    /// thresholds are set anew.
     pub fn set_accounts(&self, keys: &HashSet<AccountKey>, defaults: &[(String, AlertThresholds)]) {
         let Some(m) = &self.metrics else { return };
         for (operator, account) in keys {
-            m.polls.with_label_values(&[operator, account]);
             m.poll_duration.with_label_values(&[operator, account]);
-            for reason in Reason::ALL {
-                m.poll_errors.with_label_values(&[operator, account, reason.as_str()]);
-            }
         }
         let mut known = m.account_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (operator, account) in known.iter() {
             if !keys.contains(&(operator.clone(), account.clone())) {
-                let _ = m.polls.remove_label_values(&[operator, account]);
                 let _ = m.poll_duration.remove_label_values(&[operator, account]);
-                for reason in Reason::ALL {
-                    let _ = m.poll_errors.remove_label_values(&[operator, account, reason.as_str()]);
-                }
             }
         }
         known.clone_from(keys);
@@ -255,57 +210,37 @@ mod tests {
     }
 
     #[test]
-    fn accounts_get_every_reason_at_zero_and_lose_their_series_when_they_leave() {
+    fn accounts_get_histograms_and_default_thresholds_and_lose_them_when_they_leave() {
         let registry = Registry::new();
         let t = Telemetry::register(&registry).expect("registers");
         let alert = AlertThresholds { balance_below: Some(50.0), data_below: None };
         t.set_accounts(&[key("mts", "corp"), key("demo", "")].into_iter().collect(), &[("corp".into(), alert)]);
         let s = samples(&registry);
-        let errors = |account: &str| {
-            s.iter()
-                .filter(|l| l.starts_with("esim_poll_errors_total") && l.contains(&format!("account=\"{account}\"")))
-                .count()
-        };
-        assert_eq!(errors("corp"), Reason::ALL.len(), "{s:#?}");
-        assert_eq!(errors(""), Reason::ALL.len());
+        assert!(
+            s.contains(&"esim_poll_duration_seconds_count{account=\"corp\",operator=\"mts\"} 0".to_string()),
+            "{s:#?}"
+        );
+        assert!(
+            s.contains(&"esim_poll_duration_seconds_count{account=\"\",operator=\"demo\"} 0".to_string()),
+            "{s:#?}"
+        );
         assert!(s.contains(&"esim_default_balance_alert_threshold{account=\"corp\"} 50".to_string()), "{s:#?}");
         assert!(!s.iter().any(|l| l.starts_with("esim_default_data_remaining")), "unset thresholds have no series");
 
-        t.set_accounts(&[key("demo", "")].into_iter().collect(), &[]);
+        let data = AlertThresholds { balance_below: None, data_below: Some(ByteSize(1_000)) };
+        t.set_accounts(&[key("demo", "")].into_iter().collect(), &[(String::new(), data)]);
         let s = samples(&registry);
         assert!(!s.iter().any(|l| l.contains("account=\"corp\"")), "corp left: {s:#?}");
-        assert!(!s.iter().any(|l| l.starts_with("esim_default_")), "thresholds are set anew: {s:#?}");
-    }
-
-    #[test]
-    fn polls_count_by_account_and_reason_and_seeds_add_to_them() {
-        let registry = Registry::new();
-        let t = Telemetry::register(&registry).expect("registers");
-        let corp = key("mts", "corp");
-        t.set_accounts(&[corp.clone()].into_iter().collect(), &[]);
-        let mut errors = [0; Reason::ALL.len()];
-        errors[Reason::Timeout.index()] = 4;
-        t.seed_polls(&corp, 10, &errors);
-        let s = samples(&registry);
-        assert!(s.contains(&"esim_polls_total{account=\"corp\",operator=\"mts\"} 10".to_string()), "{s:#?}");
         assert!(
-            s.contains(&"esim_poll_errors_total{account=\"corp\",operator=\"mts\",reason=\"timeout\"} 4".to_string()),
+            s.contains(&"esim_default_data_remaining_alert_threshold_bytes{account=\"\"} 1000".to_string()),
             "{s:#?}"
         );
-        let data = AlertThresholds { balance_below: None, data_below: Some(ByteSize(1_000)) };
-        t.set_accounts(&[corp].into_iter().collect(), &[("corp".into(), data)]);
-        let s = samples(&registry);
-        assert!(
-            s.contains(&"esim_polls_total{account=\"corp\",operator=\"mts\"} 10".to_string()),
-            "a reload keeps counts"
-        );
-        assert!(s.contains(&"esim_default_data_remaining_alert_threshold_bytes{account=\"corp\"} 1000".to_string()));
+        assert!(!s.iter().any(|l| l.starts_with("esim_default_balance")), "thresholds are set anew: {s:#?}");
     }
 
     #[test]
     fn disabled_telemetry_ignores_everything() {
         let t = Telemetry::disabled();
         t.set_accounts(&[key("mts", "corp")].into_iter().collect(), &[]);
-        t.seed_polls(&key("mts", "corp"), 1, &[0; Reason::ALL.len()]);
     }
 }

@@ -5,7 +5,7 @@
 pub mod journal;
 pub mod persist;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
@@ -47,11 +47,28 @@ pub enum Recorded {
     Failure(Reason),
 }
 
-impl Recorded {
-    pub fn failure(self) -> Option<Reason> {
-        match self {
-            Recorded::Success => None,
-            Recorded::Failure(reason) => Some(reason),
+/// The `operator` and `account` labels of an account's poll counters. Lines with their own
+/// `driver:` (implicit accounts) have an empty account and count per operator, so a fleet of
+/// 100,000 such lines is a handful of series.
+pub type AccountKey = (String, String);
+
+/// The key `line` counts under.
+pub fn account_key(line: &Line) -> AccountKey {
+    (line.operator.to_string(), line.account.label().to_string())
+}
+
+/// Polls and failed polls (by reason) of an account's lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountPolls {
+    pub polls: u64,
+    pub errors: [u64; Reason::ALL.len()],
+}
+
+impl AccountPolls {
+    fn add(&mut self, state: &LineState) {
+        self.polls += state.polls_total;
+        for (total, line) in self.errors.iter_mut().zip(state.errors_total) {
+            *total += line;
         }
     }
 }
@@ -188,12 +205,30 @@ struct Inner {
     index: HashMap<Arc<str>, usize>,
     /// Changes whenever the set or order of lines does (`apply_plan`).
     layout: u64,
+    /// Poll counts per account, kept beside the lines' own so that the per-account counters
+    /// are exactly what the journal makes durable (see `account_polls`).
+    accounts: BTreeMap<AccountKey, AccountPolls>,
 }
 
 impl Inner {
     fn get_mut(&mut self, name: &str) -> Option<&mut LineState> {
         let i = *self.index.get(name)?;
         self.states.get_mut(i).map(|state| &mut **state)
+    }
+
+    /// Every account of the lines held has counters (pre-created at 0); accounts that no line
+    /// has any more lose theirs. Counts of lines that left stay with their account, so a
+    /// reload that drops lines never makes a counter go down.
+    fn sync_accounts(&mut self) {
+        let mut kept = BTreeMap::new();
+        for state in &self.states {
+            let key = account_key(&state.line);
+            if !kept.contains_key(&key) {
+                let counts = self.accounts.get(&key).copied().unwrap_or_default();
+                kept.insert(key, counts);
+            }
+        }
+        self.accounts = kept;
     }
 
     /// Whether `lines` are the lines held now, by name and in the same order.
@@ -228,6 +263,12 @@ impl StoreView<'_> {
         self.guard.states.get(position).map(|state| &**state)
     }
 
+    /// Poll counts per account, the source of `esim_polls_total` and `esim_poll_errors_total`.
+    /// Read by the render, which the journal follows: a count shown is a count saved.
+    pub fn account_polls(&self) -> &BTreeMap<AccountKey, AccountPolls> {
+        &self.guard.accounts
+    }
+
     /// Changes whenever the set or the order of lines does; equal values mean equal positions.
     pub fn layout(&self) -> u64 {
         self.guard.layout
@@ -258,6 +299,7 @@ impl Store {
                 state.line = line.clone();
                 state.version += 1;
             }
+            inner.sync_accounts();
             drop(inner);
             self.generation.fetch_add(1, Ordering::Release);
             return;
@@ -277,6 +319,21 @@ impl Store {
         inner.states = states;
         inner.index = index;
         inner.layout += 1;
+        inner.sync_accounts();
+        drop(inner);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sets each account's counts to the sum of its lines' own: after a restore, so that the
+    /// per-account counters go on from the saved state (counts of lines that had left before
+    /// the restart are not saved and start over).
+    pub fn recount_accounts(&self) {
+        let mut inner = self.write();
+        let mut sums: BTreeMap<AccountKey, AccountPolls> = BTreeMap::new();
+        for state in &inner.states {
+            sums.entry(account_key(&state.line)).or_default().add(state);
+        }
+        inner.accounts = sums;
         drop(inner);
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -287,6 +344,12 @@ impl Store {
         let mut inner = self.write();
         let state = inner.get_mut(line)?;
         let recorded = state.apply(outcome);
+        let key = account_key(&state.line);
+        let account = inner.accounts.entry(key).or_default();
+        account.polls += 1;
+        if let Recorded::Failure(reason) = recorded {
+            account.errors[reason.index()] += 1;
+        }
         drop(inner);
         self.generation.fetch_add(1, Ordering::Release);
         Some(recorded)
@@ -368,6 +431,33 @@ mod tests {
     fn totals(store: &Store, line: &str) -> (f64, f64) {
         let state = store.get(line).unwrap();
         state.money.iter().find(|m| m.currency == Currency::RUB).map_or((0.0, 0.0), |m| (m.spent, m.topped_up))
+    }
+
+    fn account_counts(store: &Store) -> Vec<(AccountKey, u64, u64)> {
+        let view = store.view();
+        view.account_polls().iter().map(|(k, c)| (k.clone(), c.polls, c.errors.iter().sum())).collect()
+    }
+
+    #[test]
+    fn account_counts_follow_polls_survive_reloads_and_recount_after_restore() {
+        let store = Store::new();
+        store.apply_plan(&lines(&["a", "b"]));
+        let demo = ("demo".to_string(), String::new());
+        assert_eq!(account_counts(&store), [(demo.clone(), 0, 0)], "pre-created at 0");
+        ok(&store, "a", 0, Reading { balance: rub(10.0), ..Reading::default() });
+        fail(&store, "b", 1, PollError::Timeout(Duration::from_secs(3)));
+        // An absurd reading is a bad_response failure here too, as in the line's own counts.
+        ok(&store, "b", 2, Reading { balance: rub(f64::NAN), ..Reading::default() });
+        assert_eq!(account_counts(&store), [(demo.clone(), 3, 2)]);
+        // A reload that drops a line keeps its counts with the account: no counter goes down.
+        store.apply_plan(&lines(&["a"]));
+        assert_eq!(account_counts(&store), [(demo.clone(), 3, 2)]);
+        // After a restore the counts are the sums of the lines' own.
+        store.recount_accounts();
+        assert_eq!(account_counts(&store), [(demo, 1, 0)]);
+        // An account no line has any more loses its counters.
+        store.apply_plan(&[]);
+        assert!(account_counts(&store).is_empty());
     }
 
     #[test]
