@@ -222,10 +222,9 @@ impl Inner {
     fn sync_accounts(&mut self) {
         let mut kept = BTreeMap::new();
         for state in &self.states {
-            let key = account_key(&state.line);
-            if !kept.contains_key(&key) {
-                let counts = self.accounts.get(&key).copied().unwrap_or_default();
-                kept.insert(key, counts);
+            if let std::collections::btree_map::Entry::Vacant(entry) = kept.entry(account_key(&state.line)) {
+                let counts = self.accounts.get(entry.key()).copied().unwrap_or_default();
+                entry.insert(counts);
             }
         }
         self.accounts = kept;

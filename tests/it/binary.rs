@@ -133,20 +133,22 @@ impl Exporter {
         }
     }
 
-    /// `esim_polls_total` lines rebuilt from the saved state file, for restart checks.
-    pub fn metrics_from_state(&self) -> String {
+    /// Polls of every line in the saved state file, for restart checks.
+    pub fn polls_from_state(&self) -> std::collections::BTreeMap<String, f64> {
         let state: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json")).expect("state file"))
                 .expect("JSON");
-        let mut out = String::new();
-        for line in state["lines"].as_array().expect("lines") {
-            out.push_str(&format!(
-                "esim_polls_total{{line=\"{}\"}} {}\n",
-                line["name"].as_str().unwrap(),
-                line["polls_total"]
-            ));
-        }
-        out
+        let lines = state["lines"].as_array().expect("lines").iter();
+        lines.map(|l| (l["name"].as_str().unwrap().to_string(), l["polls_total"].as_f64().unwrap_or(0.0))).collect()
+    }
+
+    /// Polls of `line` so far, from /api/v1/lines (per-line counts are not series: issue 15).
+    pub fn line_polls(&self, line: &str) -> f64 {
+        let (status, _, body) = self.request("GET", "/api/v1/lines", &[]);
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        let lines = v["lines"].as_array().expect("lines");
+        lines.iter().find(|l| l["name"] == line).and_then(|l| l["polls_total"].as_f64()).unwrap_or(0.0)
     }
 
     pub fn log(&self) -> String {
@@ -265,11 +267,30 @@ fn has_series(metrics: &str, prefix: &str) -> bool {
     metrics.lines().any(|l| l.starts_with(prefix))
 }
 
+/// Whether `line` has polled: it has a last success or is failing.
+pub fn has_polled(metrics: &str, line: &str) -> bool {
+    has_series(metrics, &format!("esim_last_poll_success_timestamp_seconds{{line=\"{line}\""))
+        || has_series(metrics, &format!("esim_poll_failing{{line=\"{line}\""))
+}
+
+/// Whether `line`'s last poll succeeded.
+pub fn polled_ok(metrics: &str, line: &str) -> bool {
+    has_polled(metrics, line) && !has_series(metrics, &format!("esim_poll_failing{{line=\"{line}\""))
+}
+
+/// `esim_polls_total` of `account` (summed over operators).
+pub fn account_polls(metrics: &str, account: &str) -> f64 {
+    let label = format!("account=\"{account}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("esim_polls_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn all_lines_polled(e: &Exporter) -> bool {
     let m = e.metrics();
-    ["good-1", "low-1", "down-1", "unlimited-1"]
-        .iter()
-        .all(|l| m.lines().any(|s| s.starts_with(&format!("esim_polls_total{{line=\"{l}\"")) && !s.ends_with(" 0")))
+    ["good-1", "low-1", "down-1", "unlimited-1"].iter().all(|l| has_polled(&m, l))
 }
 
 #[test]
@@ -290,21 +311,29 @@ fn scrape_is_valid_and_follows_the_metric_contract() {
     // Absent, never 0: the unlimited line has no data series, the failing line no balance.
     assert!(!has_series(&m, "esim_data_remaining_bytes{line=\"unlimited-1\""));
     assert!(!has_series(&m, "esim_balance{line=\"down-1\""));
+    // A failing line says so and why; healthy lines have no such series.
     assert!(has_series(
         &m,
-        "esim_poll_success{line=\"down-1\",operator=\"mts\",account=\"acme\",fleet=\"trackers\"} 0"
+        "esim_poll_failing{line=\"down-1\",operator=\"mts\",account=\"acme\",fleet=\"trackers\",reason=\"unavailable\"} 1"
     ));
-    // Every reason pre-created.
+    assert!(!has_series(&m, "esim_poll_failing{line=\"good-1\""));
+    // Every reason pre-created, per account.
     for reason in ["auth", "rate_limited", "timeout", "unavailable", "bad_response", "captcha", "modem", "config"] {
         assert!(
-            has_series(&m, &format!("esim_poll_errors_total{{line=\"good-1\",operator=\"mts\",account=\"acme\",fleet=\"trackers\",site=\"north\",reason=\"{reason}\"}}")),
-            "reason {reason} missing"
+            has_series(&m, &format!("esim_poll_errors_total{{account=\"acme\",operator=\"mts\",reason=\"{reason}\"}}")),
+            "reason {reason} missing\n{m}"
         );
     }
+    assert!(account_polls(&m, "acme") >= 4.0, "{m}");
+    assert!(has_series(&m, "esim_poll_duration_seconds_count{account=\"acme\",operator=\"mts\"}"), "{m}");
+    assert!(!m.contains("esim_poll_errors_total{line="), "no per-line error counters");
     // Masked MSISDN; thresholds; exporter metrics.
     assert!(m.contains("msisdn=\"+7926*****67\""), "{m}");
     assert!(!m.contains("+79261234567"));
-    assert!(has_series(&m, "esim_balance_alert_threshold{line=\"low-1\""));
+    // Thresholds the lines share are one series of their account.
+    assert!(!has_series(&m, "esim_balance_alert_threshold{line=\"low-1\""));
+    assert!(has_series(&m, "esim_default_balance_alert_threshold{account=\"acme\"} 100"), "{m}");
+    assert!(has_series(&m, "esim_default_data_remaining_alert_threshold_bytes{account=\"acme\"} 100000000"), "{m}");
     assert!(has_series(&m, "esim_exporter_build_info{"));
     assert!(has_series(&m, "esim_lines{driver=\"demo\"} 4"));
     assert!(has_series(&m, "esim_config_last_reload_successful 1"));
@@ -438,8 +467,9 @@ fn reload_applies_good_configs_and_keeps_the_old_one_on_errors() {
         let m = e.metrics();
         has_series(&m, "esim_balance{line=\"new-1\"") && !m.contains("line=\"low-1\"")
     });
-    let polls_before: f64 = polls(&e.metrics(), "good-1");
+    let polls_before = e.line_polls("good-1");
     assert!(polls_before >= 1.0, "staying line keeps its counters");
+    let account_before = account_polls(&e.metrics(), "acme");
 
     // A broken config: 500 with the error, the old config keeps running.
     e.write_config("lines:\n  - {name: x, driver: nope}\n");
@@ -468,7 +498,8 @@ fn reload_applies_good_configs_and_keeps_the_old_one_on_errors() {
             && m.contains("line=\"low-1\"")
             && !m.contains("line=\"new-1\"")
     });
-    assert!(polls(&e.metrics(), "good-1") >= polls_before, "counters survive reloads");
+    assert!(e.line_polls("good-1") >= polls_before, "counters survive reloads");
+    assert!(account_polls(&e.metrics(), "acme") >= account_before, "reloads that drop lines never lower a counter");
 }
 
 /// Issue 12: the demo fleet used to show 1 line of 27 three seconds after start.
@@ -484,19 +515,21 @@ fn every_demo_line_has_polled_within_seconds_of_start() {
     assert!(lines >= 20, "the demo fleet has {lines} lines");
     e.wait_until("every demo line polled", |e| {
         let m = e.metrics();
-        m.lines().filter(|l| l.starts_with("esim_polls_total{") && !l.ends_with(" 0")).count() == lines
+        m.lines()
+            .filter(|l| l.starts_with("esim_line_info{"))
+            .filter_map(line_name)
+            .filter(|n| has_polled(&m, n))
+            .count()
+            == lines
     });
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "every demo line polled after {took:?}");
 }
 
-fn polls(metrics: &str, line: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(&format!("esim_polls_total{{line=\"{line}\"")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// The `line` label of a sample line.
+fn line_name(sample: &str) -> Option<&str> {
+    let rest = &sample[sample.find("line=\"")? + 6..];
+    Some(&rest[..rest.find('"')?])
 }
 
 #[test]
@@ -574,8 +607,10 @@ fn storage_path_keeps_counters_and_readings_across_a_restart() {
     first.wait_until("every line polled", all_lines_polled);
     first.signal("TERM");
     assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
-    let saved = polls(&first.metrics_from_state(), "good-1");
+    let saved_lines = first.polls_from_state();
+    let saved = saved_lines["good-1"];
     assert!(saved >= 1.0, "state file holds the polls");
+    let saved_account: f64 = saved_lines.values().sum();
     first.keep_dir = true;
     let dir = first.dir.clone();
     drop(first);
@@ -587,7 +622,8 @@ fn storage_path_keeps_counters_and_readings_across_a_restart() {
         &["--storage.path", "state.json"],
     );
     let m = second.metrics();
-    assert!(polls(&m, "good-1") >= saved, "counters continue after a restart:\n{m}");
+    assert!(second.line_polls("good-1") >= saved, "counters continue after a restart");
+    assert!(account_polls(&m, "acme") >= saved_account, "account counters continue after a restart:\n{m}");
     assert!(has_series(&m, "esim_balance{line=\"good-1\""), "the saved reading is served at once");
 }
 
@@ -595,7 +631,11 @@ fn storage_path_keeps_counters_and_readings_across_a_restart() {
 fn line_counters(metrics: &str) -> std::collections::BTreeMap<String, f64> {
     metrics
         .lines()
-        .filter(|l| !l.starts_with('#') && l.contains("line=\""))
+        .filter(|l| !l.starts_with('#'))
+        // Per-line counters, and the per-account poll counters (rendered from the same store).
+        .filter(|l| {
+            l.contains("line=\"") || l.starts_with("esim_polls_total") || l.starts_with("esim_poll_errors_total")
+        })
         .filter_map(|l| l.rsplit_once(' '))
         .filter(|(series, _)| series.split('{').next().is_some_and(|name| name.ends_with("_total")))
         .filter_map(|(series, value)| Some((series.to_string(), value.parse().ok()?)))

@@ -249,7 +249,8 @@ accounts:
     let e = crate::binary::Exporter::start("fleet-discovery", &config);
     let polled = |e: &crate::binary::Exporter| {
         let m = e.metrics();
-        m.lines().filter(|l| l.starts_with("esim_poll_success{") && l.ends_with(" 1")).count() == 15
+        let ok = m.lines().filter(|l| l.starts_with("esim_last_poll_success_timestamp_seconds{")).count();
+        ok == 15 && !m.contains("esim_poll_failing{")
     };
     e.wait_until("15 discovered lines polled", polled);
     let metrics = e.metrics();

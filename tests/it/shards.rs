@@ -43,13 +43,16 @@ fn line_series(metrics: &str) -> BTreeSet<String> {
 
 /// Waits until every line of the exporter has polled at least once, then scrapes.
 fn settled(e: &Exporter, lines: usize) -> String {
-    let polled = |m: &str| m.lines().filter(|l| l.starts_with("esim_polls_total{") && !l.ends_with(" 0")).count();
+    let polled = |m: &str| {
+        let names = m.lines().filter(|l| l.starts_with("esim_line_info{")).filter_map(|l| l.split('"').nth(1));
+        names.filter(|n| crate::binary::has_polled(m, n)).count()
+    };
     e.wait_until("every line polled", |e| polled(&e.metrics()) == lines);
     e.metrics()
 }
 
 fn polled_lines(metrics: &str) -> usize {
-    metrics.lines().filter(|l| l.starts_with("esim_polls_total{")).count()
+    metrics.lines().filter(|l| l.starts_with("esim_line_info{")).count()
 }
 
 #[test]

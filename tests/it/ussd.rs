@@ -346,9 +346,7 @@ lines:
         let m = e.metrics();
         m.contains("esim_data_remaining_bytes{line=\"modem-1\"")
             && m.lines().any(|l| {
-                l.starts_with("esim_poll_errors_total{line=\"modem-stub\"")
-                    && l.contains("reason=\"bad_response\"")
-                    && !l.ends_with(" 0")
+                l.starts_with("esim_poll_failing{line=\"modem-stub\"") && l.contains("reason=\"bad_response\"")
             })
     });
     let metrics = exporter.metrics();

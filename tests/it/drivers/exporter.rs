@@ -45,7 +45,7 @@ lines:
     let lines = ["mts-1", "mts-2", "bee-pre", "bee-post"];
     e.wait_until("every line read once", |e| {
         let m = e.metrics();
-        lines.iter().all(|l| value(&m, &format!("esim_poll_success{{line=\"{l}\"")) == Some(1.0))
+        lines.iter().all(|l| crate::binary::polled_ok(&m, l))
     });
     let m = e.metrics();
     promtool_check_metrics(&m);
@@ -110,7 +110,7 @@ lines:
     let e = Exporter::start("first-wave", &config);
     e.wait_until("both lines read", |e| {
         let m = e.metrics();
-        ["mts-1", "mts-2"].iter().all(|l| value(&m, &format!("esim_poll_success{{line=\"{l}\"")) == Some(1.0))
+        ["mts-1", "mts-2"].iter().all(|l| crate::binary::polled_ok(&m, l))
     });
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(5), "first readings took {took:?} (the interval is an hour)");

@@ -124,7 +124,7 @@ lines:
     let lines = ["mts-1", "bee-pre", "mf-1", "t2-1", "t2-2"];
     e.wait_until("every line read once", |e| {
         let m = e.metrics();
-        lines.iter().all(|l| value(&m, &format!("esim_poll_success{{line=\"{l}\"")) == Some(1.0))
+        lines.iter().all(|l| crate::binary::polled_ok(&m, l))
     });
     let m = e.metrics();
     promtool_check_metrics(&m);
@@ -211,14 +211,15 @@ lines:
     assert_eq!(log.matches("needs a person to log in again").count(), 1, "said once:\n{log}");
     let m = e.metrics();
     assert_eq!(
-        value(
-            &m,
-            "esim_poll_errors_total{line=\"mf-1\",operator=\"megafon\",account=\"corp-megafon\",reason=\"auth\"}"
-        ),
+        value(&m, "esim_poll_errors_total{account=\"corp-megafon\",operator=\"megafon\",reason=\"auth\"}"),
         Some(1.0),
         "{m}"
     );
-    assert_eq!(value(&m, "esim_poll_success{line=\"mf-1\""), Some(0.0));
+    assert_eq!(
+        value(&m, "esim_poll_failing{line=\"mf-1\",operator=\"megafon\",account=\"corp-megafon\",reason=\"auth\"}"),
+        Some(1.0),
+        "{m}"
+    );
     promtool_check_metrics(&m);
     let (status, page) = e.get("/");
     assert_eq!(status, 200);
@@ -243,7 +244,7 @@ lines:
     assert_eq!(status, 200, "{probe}");
     e.wait_until("the account polls again", |e| {
         let m = e.metrics();
-        value(&m, "esim_poll_success{line=\"mf-1\"") == Some(1.0) && needs_login(e) == Some(0.0)
+        crate::binary::polled_ok(&m, "mf-1") && needs_login(e) == Some(0.0)
     });
     let (_, page) = e.get("/");
     assert!(!page.contains("id=\"needs-login\""), "{page}");
