@@ -24,6 +24,7 @@ lines:
     currency: RUB
     balance: 500         # typical top-up amount, in currency units
     quota: 10GB          # data per monthly package
+    data_only: false     # true: a data-only IoT SIM (no voice minutes or SMS in its package)
     operator: mts        # the `operator` label (default: demo)
 "#,
     aliases: &[],
@@ -81,6 +82,8 @@ pub struct LineOptions {
     /// The usual top-up amount; the balance saw-tooths below it.
     pub balance: f64,
     pub quota: ByteSize,
+    /// A data-only SIM, as most IoT fleets have: no voice or SMS in the package.
+    pub data_only: bool,
 }
 
 impl LineOptions {
@@ -90,6 +93,7 @@ impl LineOptions {
         currency: Currency::RUB,
         balance: 500.0,
         quota: ByteSize(10_000_000_000),
+        data_only: false,
     };
 }
 
@@ -135,7 +139,8 @@ fn line_options(f: &mut Fields<'_>) -> DriverOptions {
         f.error("balance", pos, "the demo top-up amount must be positive");
     }
     let quota = f.size("quota").unwrap_or(LineOptions::DEFAULT.quota);
-    DriverOptions::shared(LineOptions { profile, currency, balance, quota }, &PROFILE_DEFAULTS)
+    let data_only = f.bool("data_only").unwrap_or(LineOptions::DEFAULT.data_only);
+    DriverOptions::shared(LineOptions { profile, currency, balance, quota, data_only }, &PROFILE_DEFAULTS)
 }
 
 fn build(account: &Account, _cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
@@ -214,8 +219,10 @@ pub fn simulate(key: u64, o: &LineOptions, now: SystemTime, interval: Duration) 
     let used_share = into_package / period * (0.35 + 0.6 * unit(48));
     let expiry = t - into_package + period;
     reading.quota_expiry = Some(UNIX_EPOCH + Duration::from_secs_f64(expiry.max(0.0)));
-    reading.voice_remaining = Some(Duration::from_secs(((1.0 - used_share) * 300.0).round() as u64 * 60));
-    reading.sms_remaining = Some(((1.0 - used_share) * 100.0).round() as u64);
+    if !o.data_only {
+        reading.voice_remaining = Some(Duration::from_secs(((1.0 - used_share) * 300.0).round() as u64 * 60));
+        reading.sms_remaining = Some(((1.0 - used_share) * 100.0).round() as u64);
+    }
     if o.profile != Profile::Unlimited {
         let quota = o.quota.bytes() as f64;
         let heavy = if o.profile == Profile::Heavy { 1.6 } else { 1.0 };
@@ -246,7 +253,7 @@ mod tests {
     static ONLY_DEMO: crate::config::Registry = &[&SPEC];
 
     fn options(profile: Profile) -> LineOptions {
-        LineOptions { profile, currency: Currency::RUB, balance: 500.0, quota: ByteSize(10_000_000_000) }
+        LineOptions { profile, ..LineOptions::DEFAULT }
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -272,6 +279,16 @@ mod tests {
         assert_eq!(options(0), LineOptions::DEFAULT);
         assert_eq!(options(3), LineOptions { profile: Profile::Heavy, ..LineOptions::DEFAULT });
         assert_eq!(options(4), LineOptions { profile: Profile::Heavy, balance: 100.0, ..LineOptions::DEFAULT });
+    }
+
+    #[test]
+    fn data_only_lines_report_no_voice_or_sms() {
+        let full = simulate(7, &options(Profile::Steady), at(1_800_000_000), INTERVAL).unwrap();
+        assert!(full.voice_remaining.is_some() && full.sms_remaining.is_some());
+        let o = LineOptions { data_only: true, ..options(Profile::Steady) };
+        let data = simulate(7, &o, at(1_800_000_000), INTERVAL).unwrap();
+        assert_eq!((data.voice_remaining, data.sms_remaining), (None, None));
+        assert_eq!(data.data_remaining, full.data_remaining, "data is simulated alike");
     }
 
     #[test]
