@@ -3,8 +3,9 @@
 #
 #   tests/e2e/alerting.sh [path/to/esim-exporter]     (default: target/debug/esim-exporter)
 #
-# 1. starts the exporter on a temp copy of tests/e2e/alerting-demo.yaml (low-line runs low,
-#    healthy-line is fine, nodata-line reports no data figures, down-line fails every poll).
+# 1. starts the exporter on a temp copy of tests/e2e/alerting-demo.yaml (low-line runs low
+#    under its account's default threshold, healthy-line is fine with a threshold of its own,
+#    nodata-line reports no data figures, down-line fails every poll).
 #    Demo packages renew every 30 days on the wall clock, so on some days any given demo line is
 #    rightly within EsimQuotaExpiringSoon's 3 days: the copy sets healthy-line's demo `seed`
 #    to the first of 1..12 whose reading is clear of every alert condition now (e2e.py
@@ -12,9 +13,12 @@
 # 2. starts a real Alertmanager (clustering off, storage in a temp dir) and a real Prometheus
 #    (scrape and evaluation every 2s) loading config/alerts.yml — in a temp copy whose `for:`
 #    durations are all rewritten to 4s, since the real ones (5m to 1h) would not fit in a test;
-# 3. waits until Alertmanager's API shows EsimBalanceLow for low-line and EsimPollFailing for
-#    down-line, then asserts that healthy-line has no alert at all (pending or firing, in
-#    Prometheus or Alertmanager) and nodata-line no EsimDataLow;
+# 3. waits until Alertmanager's API shows EsimBalanceLow for low-line (with its account's
+#    default threshold of 120 in the description: the join with the exporter's
+#    esim_default_balance_alert_threshold) and EsimPollFailing for down-line (naming the
+#    reason from esim_poll_failing and the per-operator failure counts), then asserts that
+#    healthy-line has no alert at all (pending or firing, in Prometheus or Alertmanager) and
+#    nodata-line no EsimDataLow;
 # 4. sends every expression of every dashboard panel and variable to Prometheus's query API
 #    (scripts/check-dashboards --live): each must parse and return data for this fleet.
 #
@@ -169,9 +173,12 @@ $E2E wait-http "$PROM/-/ready" "$(left)" || die "prometheus did not become ready
 log "prometheus up"
 
 # ---------------------------------------------------------------------------- assertions
-$E2E wait-alert "$AM" "$(left)" EsimBalanceLow line=low-line severity=warning \
-    || die "EsimBalanceLow for low-line did not reach alertmanager"
+$E2E wait-alert "$AM" "$(left)" EsimBalanceLow line=low-line account=e2e-demo severity=warning \
+    'description~=at or under its alert threshold of 120.00.' \
+    || die "EsimBalanceLow for low-line (account default 120) did not reach alertmanager"
 $E2E wait-alert "$AM" "$(left)" EsimPollFailing line=down-line severity=warning \
+    'description~=the last one with reason unavailable.' \
+    'description~=Failed polls of the lines of operator demo without an account in the last 3 hours by reason:' \
     || die "EsimPollFailing for down-line did not reach alertmanager"
 
 # every rule has had a few more evaluations with `for: 4s` than low-line needed

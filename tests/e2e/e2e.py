@@ -7,9 +7,9 @@
                                              wait up to SECONDS for LINE's first reading; exit 0
                                              if it is far from every alert condition (see
                                              below), else print why and exit 1
-    e2e.py wait-alert AM_URL SECONDS NAME LABEL=VALUE...
+    e2e.py wait-alert AM_URL SECONDS NAME LABEL=VALUE... [ANNOTATION~=TEXT...]
                                              wait until Alertmanager has an active alert NAME
-                                             with these labels
+                                             with these labels (and annotations containing TEXT)
     e2e.py rules-health PROM_URL             print every rule whose last evaluation failed
     e2e.py alerts-for AM_URL PROM_URL LINE [NAME]
                                              print the alerts for LINE (optionally only NAME)
@@ -63,16 +63,28 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-def line_values(text, line):
-    """{metric name: value} of the series of one line in a text exposition."""
-    values = {}
+def samples(text):
+    """(metric name, labels, value) of every sample in a text exposition."""
     for raw in text.splitlines():
         m = SAMPLE.match(raw)
-        if not m or raw.startswith("#"):
-            continue
-        labels = dict(LABEL.findall(m.group(2) or ""))
+        if m and not raw.startswith("#"):
+            yield m.group(1), dict(LABEL.findall(m.group(2) or "")), float(m.group(3))
+
+
+def line_values(text, line):
+    """{metric name: value} of the series of one line in a text exposition, with the alert
+    thresholds in effect for it: the line's own series where it has one (it overrides its
+    account's), else its account's esim_default_* series (account "": lines without one)."""
+    values, account = {}, None
+    for name, labels, value in samples(text):
         if labels.get("line") == line:
-            values[m.group(1)] = float(m.group(3))
+            values[name] = value
+            account = labels.get("account", "")
+    defaults = {"esim_default_balance_alert_threshold": "esim_balance_alert_threshold",
+                "esim_default_data_remaining_alert_threshold_bytes": "esim_data_remaining_alert_threshold_bytes"}
+    for name, labels, value in samples(text):
+        if name in defaults and account is not None and labels.get("account", "") == account:
+            values.setdefault(defaults[name], value)
     return values
 
 
@@ -114,13 +126,15 @@ def am_alerts(am_url):
 
 
 def wait_alert(am_url, seconds, name, *pairs):
-    want = dict(p.split("=", 1) for p in pairs)
+    texts = dict(p.split("~=", 1) for p in pairs if "~=" in p)
+    want = dict(p.split("=", 1) for p in pairs if "~=" not in p)
     want["alertname"] = name
     deadline = time.monotonic() + float(seconds)
     while time.monotonic() < deadline:
         try:
             for a in am_alerts(am_url):
-                if all(a["labels"].get(k) == v for k, v in want.items()):
+                if all(a["labels"].get(k) == v for k, v in want.items()) and \
+                        all(t in a["annotations"].get(k, "") for k, t in texts.items()):
                     print(f"alertmanager has {name}: " + json.dumps(a["labels"], sort_keys=True))
                     print(f"  summary: {a['annotations'].get('summary')}")
                     print(f"  description: {a['annotations'].get('description')}")
@@ -128,7 +142,8 @@ def wait_alert(am_url, seconds, name, *pairs):
         except (OSError, ValueError, urllib.error.URLError):
             pass
         time.sleep(1)
-    print(f"no {name} with {want} reached alertmanager within {seconds}s", file=sys.stderr)
+    print(f"no {name} with {want}" + (f" and annotations containing {texts}" if texts else "") +
+          f" reached alertmanager within {seconds}s", file=sys.stderr)
     return 1
 
 
