@@ -415,7 +415,7 @@ def polled_lines(body):
 
 def start_own_labels_exporter(args, workdir, n, interval, tag):
     """An exporter on the own-labels fleet, no saved state (the first wave polls every line),
-    returned once every line has a poll outcome (or one poll interval and a half has passed)."""
+    returned once every line has a poll outcome (or two poll intervals, at least 3 min, passed)."""
     cfg = os.path.join(workdir, f"fleet-{n}-{tag}.yaml")
     gen_config(cfg, n, interval, 256, own_labels=True)
     port = free_port()
@@ -425,7 +425,7 @@ def start_own_labels_exporter(args, workdir, n, interval, tag):
     wait_until_ready(base + "/-/ready", ex)
     t = time.time()
     polled = 0
-    while time.time() - t < max(120, 1.5 * interval):
+    while time.time() - t < max(180, 2 * interval):
         polled = polled_lines(scrape_text(base + "/metrics"))
         if polled >= n:
             break
@@ -752,6 +752,8 @@ def table(results, load, parts=4):
         row("  exporter peak RSS (VmHWM) while scraped", lambda v: f"{v:.0f} MiB", k + "exporter_peak_mib")
         row("  wall time (Prometheus start to stop)", lambda v: f"{v:.0f} s", k + "wall_s")
 
+    if not rows:
+        return "no figures (nothing finished)"
     width = max(len(r[0]) for r in rows)
     tw = max(len(r[2]) for r in rows)
     cw = [max(len(str(n)) + 6, *(len(r[1][i]) for r in rows)) for i, n in enumerate(sizes)]
