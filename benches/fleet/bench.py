@@ -586,10 +586,11 @@ def prom_mode(args, workdir, n, ex, exporter_port, mode, parts, r):
     prom.stop(timeout=60)
     shutil.rmtree(d, ignore_errors=True)
     r[key + "wall_s"] = time.time() - t0
-    log(f"{n} {mode}: {done:.0f} scrapes ({r[key + 'failed'] or 0:.0f} failed, min up {r[key + 'up_min']}), "
-        f"{r[key + 'samples_per_line']:.2f} samples/line, head series {r[key + 'head_series']:.0f}, Prometheus RSS "
-        f"{r[key + 'prom_rss_bytes'] / 2**30:.2f} GiB (peak {r[key + 'prom_peak_bytes'] / 2**30:.2f}), scrape "
-        f"median {r[key + 'dur_median_s']:.2f}s worst {r[key + 'dur_worst_s']:.2f}s, exporter peak "
+    f = lambda v, spec: format(v, spec) if v is not None else "-"
+    log(f"{n} {mode}: {done:.0f} scrapes ({f(r[key + 'failed'], '.0f')} failed, min up {f(r[key + 'up_min'], '.0f')}), "
+        f"{f(r[key + 'samples_per_line'], '.2f')} samples/line, head series {f(r[key + 'head_series'], ',.0f')}, "
+        f"Prometheus RSS {r[key + 'prom_rss_bytes'] / 2**30:.2f} GiB (peak {r[key + 'prom_peak_bytes'] / 2**30:.2f}), "
+        f"scrape median {f(r[key + 'dur_median_s'], '.2f')}s worst {f(r[key + 'dur_worst_s'], '.2f')}s, exporter peak "
         f"{r[key + 'exporter_peak_mib']:.0f} MiB; {r[key + 'wall_s']:.0f}s")
 
 
