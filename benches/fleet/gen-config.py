@@ -2,16 +2,24 @@
 """Writes a fleet config of N demo lines: 10 accounts, an MSISDN, an ICCID and a site label per
 line, polls spread over POLL_INTERVAL so that N / interval readings land every second.
 
-usage: gen-config.py N POLL_INTERVAL_SECONDS [MAX_CONCURRENCY] > fleet.yaml
+With --own-labels (issue 15's fleet shape) every line carries two labels of its own instead:
+`site` (one of 2,000) and `fleet` (one of 20, the site's fleet), so the fleet has 2,000
+distinct label sets from 2,000 lines on, and the accounts carry no labels.
+
+usage: gen-config.py [--own-labels] N POLL_INTERVAL_SECONDS [MAX_CONCURRENCY] > fleet.yaml
 """
 import sys
 
 PROFILES = ["steady"] * 8 + ["heavy", "low"]
+SITES, FLEETS = 2000, 20
 
 
 def main():
-    n, interval = int(sys.argv[1]), int(sys.argv[2])
-    concurrency = int(sys.argv[3]) if len(sys.argv) > 3 else 64
+    argv = sys.argv[1:]
+    own_labels = "--own-labels" in argv
+    argv = [a for a in argv if a != "--own-labels"]
+    n, interval = int(argv[0]), int(argv[1])
+    concurrency = int(argv[2]) if len(argv) > 2 else 64
     out = sys.stdout
     out.write(
         "global:\n"
@@ -23,16 +31,20 @@ def main():
         "accounts:\n"
     )
     for a in range(10):
-        out.write(
-            f"  fleet-{a}:\n    driver: demo\n    seed: {a + 1}\n    operator: op{a}\n"
-            f"    labels: {{fleet: fleet-{a}}}\n"
-        )
+        out.write(f"  fleet-{a}:\n    driver: demo\n    seed: {a + 1}\n    operator: op{a}\n")
+        if not own_labels:
+            out.write(f"    labels: {{fleet: fleet-{a}}}\n")
     out.write("lines:\n")
     for i in range(n):
+        if own_labels:
+            site = i % SITES
+            labels = f"{{fleet: fleet-{site % FLEETS:02d}, site: site-{site:04d}}}"
+        else:
+            labels = f"{{site: site-{i % 50}}}"
         out.write(
             f"  - {{name: sim-{i:06d}, account: fleet-{i % 10}, msisdn: \"+7926{i:07d}\", "
             f"iccid: \"89701{i:014d}\", profile: {PROFILES[i % len(PROFILES)]}, "
-            f"labels: {{site: site-{i % 50}}}}}\n"
+            f"labels: {labels}}}\n"
         )
 
 
