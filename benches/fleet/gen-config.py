@@ -44,7 +44,10 @@ def main():
         out.write(
             f"  - {{name: sim-{i:06d}, account: fleet-{i % 10}, msisdn: \"+7926{i:07d}\", "
             f"iccid: \"89701{i:014d}\", profile: {PROFILES[i % len(PROFILES)]}, "
-            f"labels: {labels}}}\n"
+            # The own-labels fleet is an IoT fleet: data-only SIMs (issue 15's healthy line
+            # reports balance, data, quota and expiry).
+            + ("data_only: true, " if own_labels else "")
+            + f"labels: {labels}}}\n"
         )
 
 
