@@ -63,12 +63,52 @@ pub fn parse_tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
         return Ok(Node { value: Value::Null, pos: Pos { line: 1, column: 1 } });
     }
     match parse_whole(text) {
-        Ok(tree) => Ok(tree),
+        Ok(tree) => match first_tag(&tree, text) {
+            Some((pos, tag)) => Err(Diagnostic::error(
+                file,
+                Some(pos),
+                "",
+                format!("YAML tag `{tag}` is not accepted: write the value itself (a tag such as !!binary turns text into something the file does not show)"),
+            )),
+            None => Ok(tree),
+        },
         Err(err) => {
             let pos = err.location().map(|l| Pos { line: l.line() as u32, column: l.column() as u32 });
             Err(Diagnostic::error(file, pos, "", format!("invalid YAML: {}", first_line(&err.to_string()))))
         }
     }
+}
+
+/// The first node written with a YAML tag (`!!binary aGk=`, `!custom x`), with the tag. The
+/// parser applies tags silently (`!!binary` decodes base64), so a name could be something no
+/// one reading the file sees; tags have no use in this config, so they are refused.
+fn first_tag<'a>(tree: &Node, text: &'a str) -> Option<(Pos, &'a str)> {
+    if !text.contains('!') {
+        return None;
+    }
+    let starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let mut stack = vec![tree];
+    while let Some(node) = stack.pop() {
+        if let Some(tag) = tag_before(text, &starts, node.pos) {
+            return Some((node.pos, tag));
+        }
+        match &node.value {
+            Value::Seq(items) => stack.extend(items.iter().rev()),
+            Value::Map(entries) => stack.extend(entries.iter().rev().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The token right before `pos` when it is a tag (starts with `!`).
+fn tag_before<'a>(text: &'a str, line_starts: &[usize], pos: Pos) -> Option<&'a str> {
+    let line_start = *line_starts.get(pos.line.checked_sub(1)? as usize)?;
+    let line = &text[line_start..];
+    let column = line.char_indices().nth(pos.column.saturating_sub(1) as usize).map_or(line.len(), |(i, _)| i);
+    let before = text[..line_start + column].trim_end();
+    let token = before.rsplit(|c: char| c.is_whitespace()).next()?;
+    token.starts_with('!').then_some(token)
 }
 
 fn parse_whole(text: &str) -> Result<Node, serde_saphyr::Error> {
@@ -119,7 +159,8 @@ pub(super) fn stream<R>(
     limits: Limits,
     consume: impl FnOnce(&Node, &mut dyn Iterator<Item = Vec<Node>>) -> R,
 ) -> Option<R> {
-    if text.bytes().any(|b| matches!(b, b'&' | b'*' | b'\t' | b'\r')) || text.contains("<<") {
+    // `!` may be a tag, which the whole parse refuses with its position.
+    if text.bytes().any(|b| matches!(b, b'&' | b'*' | b'\t' | b'\r' | b'!')) || text.contains("<<") {
         return None;
     }
     let cuts = cuts(text, slice_items)?;
@@ -648,5 +689,23 @@ mod tests {
     fn reports_syntax_errors_with_a_position() {
         let err = parse_tree("t.yaml", "lines:\n  - name: [a\n").unwrap_err();
         assert!(err.pos.is_some(), "{err}");
+    }
+
+    /// Issue 14: tags were applied silently (`!!binary` turned a name into decoded bytes).
+    #[test]
+    fn yaml_tags_are_refused_with_their_position() {
+        let cases = [
+            ("lines:\n  - name: !!binary aGVsbG8=\n", 2, "!!binary"),
+            ("lines:\n  - name: !custom x\n", 2, "!custom"),
+            ("lines:\n  - !!map {name: a}\n", 2, "!!map"),
+            ("global:\n  timeout: 30s\nlines:\n  - name: a\n    msisdn: !!str 5\n", 5, "!!str"),
+        ];
+        for (text, line, tag) in cases {
+            let err = parse_tree("t.yaml", text).expect_err(text).to_string();
+            assert!(err.contains(&format!("t.yaml:{line}:")) && err.contains(tag), "{text:?}: {err}");
+        }
+        // `!` inside values and comments is text, not a tag.
+        let fine = "lines: # hi!\n  - {name: \"a!\", plan: 'x !y'}\n  - name: b!c\n";
+        assert!(parse_tree("t.yaml", fine).is_ok());
     }
 }

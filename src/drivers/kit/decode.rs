@@ -178,23 +178,71 @@ where
     d.deserialize_any(Visitor(PhantomData))
 }
 
-/// A decimal as operators write it: `5,2`, `5.2`, `-990.0`, `1 024,5`, `+3`, with an optional
-/// trailing currency or unit word ignored by callers that split it off first.
+/// A decimal as operators write it: `5,2`, `5.2`, `-990.0`, `1 024,5`, `+3`, `1,500.25`,
+/// `1.500,25`, with an optional trailing currency or unit word ignored by callers that split it
+/// off first. A lone comma before exactly three digits (`1,500`) is refused: it is 1.5 in a
+/// Russian answer and 1500 in an English one, and a guessed balance is worse than none.
 pub fn parse_amount(text: &str) -> Option<f64> {
-    let cleaned: String = text
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '_'))
-        .map(|c| if c == ',' { '.' } else { c })
-        .collect();
+    let cleaned: String = text.trim().chars().filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '_')).collect();
     let cleaned = cleaned.strip_prefix('+').unwrap_or(&cleaned);
     if cleaned.is_empty() || !cleaned.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
-    if !cleaned.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+    if !cleaned.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b',' | b'-')) {
         return None;
     }
-    cleaned.parse::<f64>().ok().filter(|v| v.is_finite())
+    let (sign, digits) = match cleaned.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", cleaned),
+    };
+    let plain = decimal_point_form(digits)?;
+    format!("{sign}{plain}").parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// `digits` (no sign) with grouping separators removed and the decimal separator a point.
+fn decimal_point_form(digits: &str) -> Option<String> {
+    let commas = digits.matches(',').count();
+    let points = digits.matches('.').count();
+    match (commas, points) {
+        (0, 0 | 1) => Some(digits.to_string()),
+        // `1,500.25`: commas group, the point is the decimal one.
+        (_, 1) if digits.rfind(',') < digits.find('.') => ungrouped(digits, ',', '.'),
+        // `1.500,25`: points group, the comma is the decimal one.
+        (1, 1..) if digits.rfind('.') < digits.find(',') => ungrouped(digits, '.', ','),
+        // `5,2` or `0,500`: a decimal comma, unless it reads as thousands just as well.
+        (1, 0) => {
+            let (int, frac) = digits.split_once(',')?;
+            let ambiguous = frac.len() == 3 && !int.is_empty() && !int.starts_with('0') && int.len() <= 3;
+            (!ambiguous).then(|| format!("{int}.{frac}"))
+        }
+        // `1,500,000` or `1.500.000`: grouping only.
+        (_, 0) => ungrouped(digits, ',', '.'),
+        (0, _) => ungrouped(digits, '.', ','),
+        _ => None,
+    }
+}
+
+/// Removes `group` separators (each followed by exactly three digits, the first group one to
+/// three digits) and makes `decimal` a point; `None` when the groups are not thousands.
+fn ungrouped(digits: &str, group: char, decimal: char) -> Option<String> {
+    let (int, frac) = match digits.split_once(decimal) {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    let mut groups = int.split(group);
+    let first = groups.next()?;
+    if first.is_empty() || first.len() > 3 || !groups.clone().all(|g| g.len() == 3) {
+        return None;
+    }
+    let mut out: String = std::iter::once(first).chain(groups).collect();
+    if let Some(frac) = frac {
+        if frac.contains(group) || frac.contains(decimal) {
+            return None;
+        }
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
 }
 
 /// Bytes per unit of a data unit, in the binary steps every client uses (1 KB = 1024 B):
@@ -345,6 +393,18 @@ mod tests {
         assert_eq!(parse_amount("-990.0"), Some(-990.0));
         assert_eq!(parse_amount("1 024,5"), Some(1024.5));
         assert_eq!(parse_amount("+3"), Some(3.0));
+        // Finding 13 of issue 14: "1,500" used to read as 1.5.
+        assert_eq!(parse_amount("1,500"), None, "ambiguous: 1.5 or 1500");
+        assert_eq!(parse_amount("1,500.25"), Some(1500.25));
+        assert_eq!(parse_amount("1.500,25"), Some(1500.25));
+        assert_eq!(parse_amount("-1,234,567"), Some(-1_234_567.0));
+        assert_eq!(parse_amount("1.500.000"), Some(1_500_000.0));
+        assert_eq!(parse_amount("0,500"), Some(0.5));
+        assert_eq!(parse_amount("1234,500"), Some(1234.5), "no thousands group has four digits");
+        assert_eq!(parse_amount("12,5"), Some(12.5));
+        assert_eq!(parse_amount("1,50,0"), None);
+        assert_eq!(parse_amount("1.2.3,4,5"), None);
+        assert_eq!(parse_amount("1e25"), None, "no exponents from operators' texts");
         assert_eq!(parse_amount("abc"), None);
         assert_eq!(parse_amount(""), None);
         assert_eq!(parse_data_size("5,2 ГБ"), Some(ByteSize((5.2 * 1073741824.0_f64).round() as u64)));

@@ -2,11 +2,16 @@
 //! MTS, http_json). Each driver still decides from its own answer whether another page follows;
 //! the pager only numbers the pages and says when a listing has become absurd.
 
+use crate::drivers::contract::DiscoveredLine;
 use crate::error::PollError;
 
 /// Past this many pages a listing is taken to be broken (an operator that always says "more"):
 /// at 100 SIMs a page, ten million SIMs.
 pub const MAX_PAGES: u32 = 100_000;
+
+/// Past this many SIMs a listing is taken to be broken: far beyond any fleet this exporter is
+/// sized for (100,000 lines), and it bounds what a listing holds in memory.
+pub const MAX_SIMS: usize = 1_000_000;
 
 /// Numbers the pages of one listing.
 #[derive(Debug)]
@@ -14,11 +19,13 @@ pub struct Pager {
     /// The listing as errors name it (`GET /v1/sims`), never with its query.
     what: String,
     taken: u32,
+    /// The SIMs of the last page, to tell an operator that answers the same page again.
+    last_page: Option<(usize, u64)>,
 }
 
 impl Pager {
     pub fn new(what: impl Into<String>) -> Pager {
-        Pager { what: what.into(), taken: 0 }
+        Pager { what: what.into(), taken: 0, last_page: None }
     }
 
     /// The next page's ordinal (1 first), or `bad_response` once [`MAX_PAGES`] were taken.
@@ -28,6 +35,36 @@ impl Pager {
         }
         self.taken += 1;
         Ok(self.taken)
+    }
+
+    /// Checks a page's SIMs once they are added to `found` (the listing so far, `on_page` of
+    /// them from this page): the same non-empty page twice in a row means the operator ignores
+    /// the page number, and more than [`MAX_SIMS`] means the listing never ends. Both are a
+    /// `bad_response` rather than a walk to the discover timeout holding every SIM.
+    pub fn check_page(&mut self, found: &[DiscoveredLine], on_page: usize) -> Result<(), PollError> {
+        if found.len() > MAX_SIMS {
+            return Err(PollError::BadResponse(format!(
+                "{}: more than {MAX_SIMS} SIMs; the listing never ends",
+                self.what
+            )));
+        }
+        let page = &found[found.len().saturating_sub(on_page)..];
+        // FNV-1a over the ids: stable, and a page of 1,000 ids costs nothing.
+        let fingerprint = page
+            .iter()
+            .flat_map(|l| l.id.bytes().chain([0]))
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let this = (page.len(), fingerprint);
+        if !page.is_empty() && self.last_page == Some(this) {
+            return Err(PollError::BadResponse(format!(
+                "{}: page {} repeats page {} (the operator ignores the page number)",
+                self.what,
+                self.taken,
+                self.taken - 1
+            )));
+        }
+        self.last_page = Some(this);
+        Ok(())
     }
 }
 
@@ -45,5 +82,45 @@ mod tests {
         let err = pager.next_page().unwrap_err();
         assert_eq!(err.reason().as_str(), "bad_response");
         assert!(err.to_string().contains("GET /v1/sims: still more pages after 100000"), "{err}");
+    }
+
+    fn sims(ids: std::ops::Range<u32>) -> Vec<DiscoveredLine> {
+        let line = |i| DiscoveredLine {
+            id: format!("8900{i:015}"),
+            msisdn: None,
+            iccid: None,
+            labels: Vec::new(),
+            options: crate::drivers::contract::DriverOptions::none(),
+        };
+        ids.map(line).collect()
+    }
+
+    /// Finding 14 of issue 14: a listing that answered the same page forever ran to the
+    /// discover timeout holding 420,000 SIMs.
+    #[test]
+    fn the_same_page_twice_and_endless_listings_are_bad_responses() {
+        let mut pager = Pager::new("GET /v1/sims");
+        let mut found = Vec::new();
+        for page in 0..3 {
+            pager.next_page().unwrap();
+            found.extend(sims(page * 10..page * 10 + 10));
+            pager.check_page(&found, 10).expect("distinct pages");
+        }
+        pager.next_page().unwrap();
+        found.extend(sims(20..30));
+        let err = pager.check_page(&found, 10).unwrap_err();
+        assert_eq!(err.reason().as_str(), "bad_response");
+        assert!(err.to_string().contains("page 4 repeats page 3"), "{err}");
+
+        let mut pager = Pager::new("GET /v1/sims");
+        let mut many = sims(0..(MAX_SIMS as u32 + 1));
+        pager.next_page().unwrap();
+        assert!(pager.check_page(&many, 1).unwrap_err().to_string().contains("more than 1000000 SIMs"));
+        many.truncate(5);
+        let mut pager = Pager::new("GET /v1/sims");
+        pager.next_page().unwrap();
+        pager.check_page(&many, 0).expect("an empty last page is no repeat");
+        pager.next_page().unwrap();
+        pager.check_page(&many, 0).expect("two empty pages are no repeat");
     }
 }
