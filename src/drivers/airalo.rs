@@ -260,8 +260,9 @@ impl Airalo {
                 last.map_or("?".into(), |l| l.to_string()),
                 listing.data.len()
             ));
-            let on_page = listing.data.len() as u64;
+            let (on_page, before) = (listing.data.len() as u64, found.len());
             found.extend(listing.data.into_iter().filter_map(SimItem::into_line));
+            pager.check_page(&found, found.len() - before)?;
             let more = match last {
                 Some(last) => page < last,
                 None => on_page >= self.page_size,
