@@ -255,7 +255,8 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Paths the exporter serves itself; the telemetry path must not shadow them.
-const RESERVED_PATHS: &[&str] = &["/", "/api/v1/lines", "/-/healthy", "/-/ready", "/-/reload", "/probe"];
+const RESERVED_PATHS: &[&str] =
+    &["/", "/api/v1/lines", "/api/v1/line", "/-/healthy", "/-/ready", "/-/reload", "/probe"];
 
 /// Checks `--web.telemetry-path`: an absolute path of plain characters (the router would read
 /// `{`, `}` or `*` as parameters) that no other endpoint uses.

@@ -210,3 +210,38 @@ fn lines_speaks_tls_to_an_exporter_with_its_own_ca() {
     assert_eq!(code, 2);
     assert!(err.contains("HTTP 400"), "{err}");
 }
+
+#[test]
+fn one_line_answers_with_its_last_polls() {
+    let e = Exporter::start("lines-history", FLEET);
+    let polls = |name: &str| -> serde_json::Value {
+        let (status, body) = e.get(&format!("/api/v1/line?line={name}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    };
+    // A failing line backs off: it has fewer polls than a good one.
+    let count = |name: &str| polls(name)["history"]["polls"].as_array().unwrap().len();
+    e.wait_until("three polls of good-1, one of down-1", |_| count("good-1") >= 3 && count("down-1") >= 1);
+    let good = polls("good-1");
+    assert_eq!(good["line"]["name"], "good-1");
+    assert_eq!(good["history"]["capacity"], 32);
+    let list = good["history"]["polls"].as_array().unwrap();
+    let times: Vec<f64> = list.iter().map(|p| p["timestamp"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {times:?}");
+    for p in list {
+        assert_eq!((p["success"].as_bool(), p["reason"].as_str()), (Some(true), None), "{p}");
+        assert!(p["balance"].as_f64().is_some_and(|b| b > 0.0) && p["data_remaining_bytes"].as_u64().is_some(), "{p}");
+    }
+    let latest = list.last().unwrap()["balance"].as_f64().unwrap();
+    let current = good["line"]["reading"]["balance"].as_f64().unwrap();
+    assert!((latest - current).abs() < 0.01, "the last poll is the current reading: {latest} vs {current}");
+    let down = polls("down-1");
+    for p in down["history"]["polls"].as_array().unwrap() {
+        assert_eq!((p["success"].as_bool(), p["reason"].as_str()), (Some(false), Some("unavailable")), "{p}");
+        assert!(p["balance"].is_null(), "{p}");
+    }
+    assert_eq!(e.get("/api/v1/line?line=nobody").0, 404);
+    let (status, body) = e.get("/api/v1/line");
+    assert_eq!(status, 400);
+    assert!(body.contains("missing `line`"), "{body}");
+}
