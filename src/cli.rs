@@ -100,6 +100,83 @@ pub enum Command {
     /// Ask a running exporter's /-/healthy and exit 0 if it answers 200, else 1 (for container
     /// HEALTHCHECKs in images without curl, e.g. distroless).
     Healthcheck(HealthcheckArgs),
+    /// Ask a running exporter's /api/v1/lines and print the same table as --once (or JSON or
+    /// CSV), with the API's filters; exit 0 when no shown line failed, 1 when some did, 2 when
+    /// the exporter cannot be asked.
+    Lines(LinesArgs),
+}
+
+/// `esim-exporter lines`: the password is never a flag value (it would show in `ps` and shell
+/// history): `--password-file` or the `ESIM_PASSWORD` environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinesArgs {
+    /// The exporter's base URL (http or https), with its path prefix behind a reverse proxy.
+    #[arg(long = "url", default_value = "http://127.0.0.1:10063", value_name = "URL")]
+    pub url: String,
+
+    /// Basic-auth user (`basic_auth_users` of the exporter's --web.config.file).
+    #[arg(long = "user", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// File holding the basic-auth password (one line; a trailing newline is ignored).
+    /// Without it, the `ESIM_PASSWORD` environment variable.
+    #[arg(long = "password-file", value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// PEM file of the CA (or the self-signed certificate) to trust for an https URL, instead of
+    /// the system's roots.
+    #[arg(long = "ca-file", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Text in name, operator, account, label values, plan or error reason (case-insensitive).
+    #[arg(long = "q", value_name = "TEXT")]
+    pub q: Option<String>,
+
+    /// Only lines of this operator (exact).
+    #[arg(long = "operator", value_name = "NAME")]
+    pub operator: Option<String>,
+
+    /// Only lines of this account (exact).
+    #[arg(long = "account", value_name = "NAME")]
+    pub account: Option<String>,
+
+    /// Only failing, low or pending lines.
+    #[arg(long = "state", value_enum, value_name = "STATE")]
+    pub state: Option<StateArg>,
+
+    /// Sort column: name, operator, account, balance, data, expiry, last_success, status;
+    /// `-` in front for descending (`--sort=-balance`).
+    #[arg(long = "sort", default_value = "name", allow_hyphen_values = true, value_name = "KEY")]
+    pub sort: String,
+
+    /// Show at most this many lines (default: every matching line, asked a page at a time).
+    #[arg(long = "limit", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub limit: Option<u64>,
+
+    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Give up on one request after this long.
+    #[arg(long = "timeout", default_value = "30s", value_parser = parse_duration_flag, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// `--state` of `lines`: the API's `state=` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Failing,
+    Low,
+    Pending,
+}
+
+impl StateArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateArg::Failing => "failing",
+            StateArg::Low => "low",
+            StateArg::Pending => "pending",
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -178,7 +255,8 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Paths the exporter serves itself; the telemetry path must not shadow them.
-const RESERVED_PATHS: &[&str] = &["/", "/api/v1/lines", "/-/healthy", "/-/ready", "/-/reload", "/probe"];
+const RESERVED_PATHS: &[&str] =
+    &["/", "/api/v1/lines", "/api/v1/line", "/-/healthy", "/-/ready", "/-/reload", "/probe"];
 
 /// Checks `--web.telemetry-path`: an absolute path of plain characters (the router would read
 /// `{`, `}` or `*` as parameters) that no other endpoint uses.
@@ -240,6 +318,17 @@ mod tests {
         assert_eq!(after.storage_path, Some(PathBuf::from("/s/state.json")));
         assert!(Flags::try_parse_from(["esim-exporter", "login"]).is_err(), "--account is required");
         assert!(Flags::parse_from(["esim-exporter", "--once"]).command.is_none());
+    }
+
+    #[test]
+    fn lines_takes_the_api_filters_and_a_descending_sort() {
+        let f = Flags::parse_from(["esim-exporter", "lines", "--sort", "-balance", "--state", "low", "--limit", "5"]);
+        let Some(Command::Lines(a)) = &f.command else { panic!("{f:?}") };
+        assert_eq!((a.sort.as_str(), a.state, a.limit), ("-balance", Some(StateArg::Low), Some(5)));
+        assert_eq!(a.url, "http://127.0.0.1:10063");
+        assert!(Flags::try_parse_from(["esim-exporter", "lines", "--password", "x"]).is_err(), "no password flag");
+        assert!(Flags::try_parse_from(["esim-exporter", "lines", "--state", "sleepy"]).is_err());
+        assert!(Flags::try_parse_from(["esim-exporter", "lines", "--limit", "0"]).is_err());
     }
 
     #[test]

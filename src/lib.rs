@@ -14,6 +14,7 @@ pub mod error;
 pub mod fsutil;
 pub mod healthcheck;
 mod heap;
+pub mod lines;
 pub mod logging;
 mod login;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod poll;
 pub mod reading;
 pub mod redact;
 pub mod store;
+pub mod table;
 pub mod web;
 
 use std::path::Path;
@@ -57,6 +59,8 @@ pub enum RunError {
     WebConfig(#[from] web::webconfig::WebConfigError),
     #[error("unhealthy: {0}")]
     Healthcheck(healthcheck::HealthcheckError),
+    #[error("lines: {0}")]
+    Lines(lines::LinesError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -68,6 +72,9 @@ pub async fn run(flags: Flags) -> Result<Outcome, RunError> {
     }
     if let Some(cli::Command::Healthcheck(args)) = &flags.command {
         return healthcheck::run(args).await.map(|()| Outcome::Ok).map_err(RunError::Healthcheck);
+    }
+    if let Some(cli::Command::Lines(args)) = &flags.command {
+        return lines::run(args).await.map_err(RunError::Lines);
     }
     let source = config_source(&flags);
     if flags.config_check {

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use crate::app::ConfigSource;
 use crate::cli::OutputFormat;
 use crate::clock::SharedClock;
-use crate::config::{ByteSize, Config};
+use crate::config::Config;
 use crate::poll::Shard;
 use crate::store::Store;
-use std::time::SystemTime;
 
-use crate::web::api::{LineStatus, LinesQuery, Row};
-use crate::web::status_page;
+use crate::table::{self, TableLine};
+use crate::web::api::LinesQuery;
 use crate::{Outcome, RunError};
 
 /// `--config.check`: errors and warnings to stderr, the summary to stdout.
@@ -111,13 +110,14 @@ pub async fn poll_all_once(
                 Err(e) => eprintln!("cannot encode JSON: {e}"),
             }
         }
-        OutputFormat::Table => {
+        OutputFormat::Table | OutputFormat::Csv => {
             let (page, _) = query.page(&rows);
-            print!("{}", table(&page, now, std::io::stdout().is_terminal()));
-        }
-        OutputFormat::Csv => {
-            let (page, _) = query.page(&rows);
-            print!("{}", csv(&page));
+            let lines: Vec<TableLine> = page.into_iter().map(TableLine::of_row).collect();
+            if output == OutputFormat::Csv {
+                print!("{}", table::csv(&lines));
+            } else {
+                print!("{}", table::table(&lines, now, table::colour_wanted(std::io::stdout().is_terminal())));
+            }
         }
     }
     eprintln!("{total} lines polled, {failed} failed");
@@ -135,144 +135,4 @@ fn progress_reporter() -> Option<Box<dyn Fn(usize, usize) + Send + Sync>> {
             eprintln!();
         }
     }))
-}
-
-const HEADERS: [&str; 9] =
-    ["LINE", "OPERATOR", "ACCOUNT", "BALANCE", "DATA LEFT", "QUOTA", "EXPIRES", "STATUS", "ERROR"];
-
-/// The cells of one line: what the table and the CSV show.
-fn cells(row: &Row, now: SystemTime, human: bool) -> [String; 9] {
-    let reading = row.reading.as_ref();
-    let balance = reading.and_then(|r| r.balance).map_or("-".to_string(), |m| {
-        if human {
-            format!("{} {}", status_page::group(m.amount), m.currency)
-        } else {
-            format!("{:.2} {}", m.amount, m.currency)
-        }
-    });
-    let size = |b: Option<ByteSize>| {
-        b.map_or("-".to_string(), |b| if human { status_page::bytes(b.bytes()) } else { b.bytes().to_string() })
-    };
-    let expiry = reading.and_then(|r| r.quota_expiry).map_or("-".to_string(), |t| {
-        if human {
-            status_page::left(now, t)
-        } else {
-            httpdate::fmt_http_date(t)
-        }
-    });
-    let status = match row.state() {
-        LineStatus::Ok if row.low() => "low",
-        LineStatus::Failing => "failed",
-        s => s.as_str(),
-    };
-    let error = row.last_error.as_ref().filter(|_| row.last_poll_ok == Some(false));
-    [
-        row.line.name.clone(),
-        row.line.operator.to_string(),
-        row.line.account.label().to_string(),
-        balance,
-        size(reading.and_then(|r| r.data_remaining)),
-        size(reading.and_then(|r| r.data_quota)),
-        expiry,
-        status.to_string(),
-        error.map_or(String::new(), |e| format!("{}: {}", e.reason, e.message)),
-    ]
-}
-
-/// Aligned columns (numbers right-aligned); colour only when `colour` (stdout is a terminal).
-fn table(rows: &[&Row], now: SystemTime, colour: bool) -> String {
-    let body: Vec<[String; 9]> = rows.iter().map(|r| cells(r, now, true)).collect();
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for cells in &body {
-        for (w, c) in widths.iter_mut().zip(cells) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let right = |i: usize| matches!(i, 3..=5);
-    let mut out = String::new();
-    let mut line = |cells: &[String], paint: &dyn Fn(usize, &str) -> String| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let last = i == cells.len() - 1;
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            let painted = paint(i, cell);
-            if right(i) {
-                text.push_str(&" ".repeat(pad));
-                text.push_str(&painted);
-            } else {
-                text.push_str(&painted);
-                if !last {
-                    text.push_str(&" ".repeat(pad));
-                }
-            }
-            if !last {
-                text.push_str("  ");
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    let header: Vec<String> = HEADERS.iter().map(|h| h.to_string()).collect();
-    line(&header, &|_, c| if colour { format!("\x1b[1m{c}\x1b[0m") } else { c.to_string() });
-    for cells in &body {
-        let status = cells[7].clone();
-        line(cells, &|i, c| {
-            if !colour {
-                return c.to_string();
-            }
-            let code = match (i, status.as_str()) {
-                (7, "ok") => "32",
-                (7, "failed") | (8, "failed") => "31",
-                (7, "low") | (3, "low") | (4, "low") => "33",
-                (7, "pending") => "2",
-                _ => return c.to_string(),
-            };
-            format!("\x1b[{code}m{c}\x1b[0m")
-        });
-    }
-    out
-}
-
-/// RFC 4180 CSV with plain numbers (bytes, amounts) and HTTP dates.
-fn csv(rows: &[&Row]) -> String {
-    let quote = |c: &str| {
-        if c.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", c.replace('"', "\"\""))
-        } else {
-            c.to_string()
-        }
-    };
-    let mut out = HEADERS.map(|h| h.to_lowercase().replace(' ', "_")).join(",");
-    out.push('\n');
-    let now = SystemTime::now();
-    for row in rows {
-        let cells = cells(row, now, false);
-        out.push_str(&cells.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_quotes_what_needs_it() {
-        let config =
-            crate::config::parse("t.yaml", "lines:\n  - {name: \"a,b\", driver: demo}\n", crate::drivers::REGISTRY)
-                .unwrap();
-        let store = Store::new();
-        store.apply_plan(&config.lines);
-        let rows = crate::web::api::snapshot(&store, &config.global, SystemTime::now());
-        let refs: Vec<&Row> = rows.iter().collect();
-        let text = csv(&refs);
-        assert!(text.starts_with("line,operator,account,balance,data_left,quota,expires,status,error\n"), "{text}");
-        assert!(text.contains("\"a,b\",demo,,-,-,-,-,pending,"), "{text}");
-        let table = table(&refs, SystemTime::now(), false);
-        assert!(!table.contains('\x1b'), "{table}");
-        assert!(table.lines().nth(1).unwrap().starts_with("a,b   "), "{table}");
-        let coloured = super::table(&refs, SystemTime::now(), true);
-        assert!(coloured.contains("\x1b[1mLINE\x1b[0m") && coloured.contains("\x1b[2mpending\x1b[0m"), "{coloured}");
-    }
 }

@@ -2,6 +2,7 @@
 //! successive readings (`esim_spent_total`, `esim_topped_up_total`, `esim_data_used_bytes_total`).
 //! Writers are poll tasks (`record`); readers are the renderer, the status page and the API.
 
+pub mod history;
 pub mod journal;
 pub mod persist;
 
@@ -94,6 +95,9 @@ pub struct LineState {
     /// taken against these so a poll that misses a field does not count as spend or top-up.
     last_balance: Option<Money>,
     last_data_remaining: Option<u64>,
+    /// The last polls (`history::HISTORY_LEN`), from the first poll on; memory only. Read by
+    /// `/api/v1/line` alone, never by the render or the status page's rows.
+    pub history: Option<Box<history::History>>,
     /// Bumped on every change; the renderer re-renders a line only when this moved.
     pub version: u64,
 }
@@ -114,6 +118,7 @@ impl LineState {
             data_used_bytes_total: None,
             last_balance: None,
             last_data_remaining: None,
+            history: None,
             version: 0,
         }
     }
@@ -137,6 +142,11 @@ impl LineState {
         // The one gate every reading passes: nothing non-finite or absurd enters the store,
         // the exposition or the storage file.
         let result = outcome.result.and_then(|r| r.checked().map_err(PollError::BadResponse));
+        let polled = match &result {
+            Ok(r) => Ok((r.balance.map(|b| b.amount), r.data_remaining.map(|d| d.bytes()))),
+            Err(e) => Err(e.reason()),
+        };
+        self.history.get_or_insert_with(Box::default).push(outcome.at, polled);
         match result {
             Ok(reading) => {
                 self.last_poll_ok = Some(true);

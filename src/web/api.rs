@@ -107,6 +107,57 @@ pub struct ThresholdView {
     pub data_below_bytes: Option<u64>,
 }
 
+/// `/api/v1/line?line=NAME`: one line and its recent polls.
+#[derive(Debug, Serialize)]
+pub struct LineDetail {
+    pub line: LineView,
+    pub history: HistoryView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    /// The most polls kept per line (`store::history::HISTORY_LEN`).
+    pub capacity: usize,
+    /// Oldest first; empty until the line's first poll (and after a restart: memory only).
+    pub polls: Vec<PollView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PollView {
+    /// Unix seconds (whole seconds).
+    pub timestamp: f64,
+    pub success: bool,
+    pub reason: Option<&'static str>,
+    /// As kept in memory: `f32`, about 7 significant digits.
+    pub balance: Option<f32>,
+    pub data_remaining_bytes: Option<u64>,
+}
+
+/// One line and its history: copied under one short read lock, built after it; `None` for a
+/// name the store does not hold.
+pub fn line_detail(store: &Store, global: &Global, name: &str, now: SystemTime) -> Option<LineDetail> {
+    let (row, history) = {
+        let view = store.view();
+        let state = view.get(name)?;
+        (Row::of(state, global, now), state.history.clone())
+    };
+    let polls = history
+        .iter()
+        .flat_map(|h| h.polls())
+        .map(|p| PollView {
+            timestamp: unix_seconds(p.at),
+            success: p.failure.is_none(),
+            reason: p.failure.map(|r| r.as_str()),
+            balance: p.balance,
+            data_remaining_bytes: p.data_remaining_bytes.map(|d| d as u64),
+        })
+        .collect();
+    Some(LineDetail {
+        line: LineView::from_row(&row, global),
+        history: HistoryView { capacity: crate::store::history::HISTORY_LEN, polls },
+    })
+}
+
 /// What one row needs, copied out of the store.
 #[derive(Clone, Debug)]
 pub struct Row {

@@ -57,6 +57,7 @@ pub fn router(app: Arc<App>, telemetry_path: &str, options: RouterOptions) -> Ro
         .route(telemetry_path, get(routes::metrics))
         .route("/", get(move |app, query| routes::status_page(app, query, telemetry.clone())))
         .route("/api/v1/lines", get(routes::lines))
+        .route("/api/v1/line", get(routes::line))
         .route("/-/healthy", get(routes::healthy))
         .route("/-/ready", get(routes::ready))
         .fallback(routes::not_found)

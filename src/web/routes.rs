@@ -106,6 +106,21 @@ pub async fn lines(State(app): State<Arc<App>>, Query(query): Query<HashMap<Stri
     }
 }
 
+/// `/api/v1/line?line=NAME`: one line's view and its last polls (the status page's detail).
+pub async fn line(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(name) = query.get("line").filter(|n| !n.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "missing `line`: ask /api/v1/line?line=NAME\n").into_response();
+    };
+    let config = app.config();
+    let Some(detail) = api::line_detail(&app.store, &config.global, name, app.now()) else {
+        return (StatusCode::NOT_FOUND, "no such line\n").into_response();
+    };
+    match serde_json::to_vec(&detail) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the line: {e}\n")).into_response(),
+    }
+}
+
 pub async fn healthy() -> &'static str {
     "Healthy\n"
 }

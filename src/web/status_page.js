@@ -53,7 +53,11 @@
     if (l.low) tr.classList.add("low");
     if (l.state === "failing") tr.classList.add("failing");
     tr.dataset.line = l.name;
-    const th = el("th", "c-name", l.name);
+    const th = el("th", "c-name");
+    const open = el("button", "line", l.name);
+    open.type = "button";
+    open.title = "Recent polls of " + l.name;
+    th.append(open);
     th.scope = "row";
     tr.append(th, el("td", "c-op", l.operator), el("td", "c-acct", l.account));
     const r = l.reading || {};
@@ -105,6 +109,95 @@
     }
   }
 
+  // The per-line detail: the line's facts and its last polls (api/v1/line), with inline SVG
+  // sparklines of balance and data left; failed polls are red marks under the lines.
+  const SVG = "http://www.w3.org/2000/svg";
+  const svg = (tag, attrs) => {
+    const e = document.createElementNS(SVG, tag);
+    for (const k in attrs) e.setAttribute(k, String(attrs[k]));
+    return e;
+  };
+  function sparkline(polls, pick, cls, label, fmt) {
+    const w = 300, h = 48, pad = 4;
+    const fig = el("figure", "spark");
+    const values = polls.map(pick);
+    const known = values.filter((v) => v != null);
+    const cap = el("figcaption", "", label + " ");
+    const s = svg("svg", { viewBox: "0 0 " + w + " " + h, preserveAspectRatio: "none", class: "spark " + cls, role: "img" });
+    if (known.length) {
+      const min = Math.min(...known), max = Math.max(...known);
+      const n = Math.max(1, polls.length - 1);
+      const x = (i) => (polls.length === 1 ? w / 2 : pad + (i / n) * (w - 2 * pad));
+      const y = (v) => (max === min ? h / 2 : pad + (1 - (v - min) / (max - min)) * (h - 3 * pad));
+      const pts = [];
+      values.forEach((v, i) => { if (v != null) pts.push(x(i).toFixed(1) + "," + y(v).toFixed(1)); });
+      s.append(svg("polyline", { points: pts.join(" ") }));
+      const last = values.length - 1 - [...values].reverse().findIndex((v) => v != null);
+      s.append(svg("circle", { cx: x(last).toFixed(1), cy: y(values[last]).toFixed(1), r: 2.5 }));
+      polls.forEach((p, i) => { if (!p.success) s.append(svg("rect", { class: "fail", x: (x(i) - 1.5).toFixed(1), y: h - 4, width: 3, height: 4 })); });
+      cap.append(el("b", "", fmt(known[known.length - 1])), el("span", "muted", " · " + fmt(min) + " – " + fmt(max)));
+      s.setAttribute("aria-label", label + " over the last " + polls.length + " polls: from " + fmt(known[0]) + " to " + fmt(known[known.length - 1]));
+    } else {
+      cap.append(el("span", "muted", "not reported"));
+      s.setAttribute("aria-label", label + ": not reported");
+    }
+    fig.append(cap, s);
+    return fig;
+  }
+  let shown = null;
+  async function detail(name) {
+    const dlg = $("detail"), body = $("detail-body");
+    let d;
+    try {
+      const res = await fetch("api/v1/line?line=" + encodeURIComponent(name), { headers: { Accept: "application/json" } });
+      if (!res.ok) throw new Error(await res.text());
+      d = await res.json();
+    } catch (e) {
+      body.replaceChildren(el("h2", "", name), el("p", "alert", "Cannot load the line: " + e.message));
+      if (!dlg.open) dlg.showModal();
+      return;
+    }
+    shown = name;
+    const l = d.line, polls = d.history.polls, r = l.reading || {};
+    const h2 = el("h2", "", l.name);
+    h2.id = "detail-name";
+    const facts = el("dl", "facts");
+    const fact = (k, v) => { if (v != null && v !== "") facts.append(el("dt", "", k), el("dd", "", String(v))); };
+    fact("Operator", l.operator);
+    fact("Account", l.account);
+    fact("Driver", l.driver);
+    fact("MSISDN", l.msisdn);
+    fact("Plan", r.plan);
+    fact("Status", l.state === "ok" && l.low ? "low" : l.state);
+    for (const k in l.labels) fact(k, l.labels[k]);
+    if (l.last_error && l.state === "failing") fact("Last error", l.last_error.reason + ": " + l.last_error.message);
+    const sparks = el("div", "sparks");
+    const cur = r.currency ? " " + r.currency : "";
+    sparks.append(
+      sparkline(polls, (p) => p.balance, "balance", "Balance", (v) => group(v) + cur),
+      sparkline(polls, (p) => p.data_remaining_bytes, "data", "Data left", bytes),
+    );
+    const ok = polls.filter((p) => p.success).length;
+    const summary = el("p", "muted", polls.length ? "Last " + polls.length + " polls (up to " + d.history.capacity + " kept): " + ok + " succeeded, " + (polls.length - ok) + " failed." : "No poll yet.");
+    const table = el("table", "polls");
+    const now = Date.now() / 1000;
+    table.append(el("caption", "sr", "Recent polls, newest first"));
+    for (const p of polls.slice(-8).reverse()) {
+      const tr = el("tr");
+      tr.append(el("td", "", ago(now, p.timestamp)), el("td", "", p.success ? "ok" : ""));
+      if (!p.success) tr.lastChild.append(el("span", "reason", p.reason || "failed"));
+      tr.append(el("td", "c-num", p.balance != null ? group(p.balance) + cur : "–"), el("td", "c-num", p.data_remaining_bytes != null ? bytes(p.data_remaining_bytes) : "–"));
+      table.append(tr);
+    }
+    body.replaceChildren(h2, facts, sparks, summary, table);
+    if (!dlg.open) dlg.showModal();
+  }
+  $("rows").addEventListener("click", (e) => {
+    const b = e.target.closest("button.line");
+    if (b) detail(b.textContent);
+  });
+  $("detail").addEventListener("close", () => { shown = null; });
+
   let timer = null, seq = 0;
   async function load() {
     const mine = ++seq;
@@ -133,6 +226,7 @@
     $("next").disabled = body.offset + body.lines.length >= body.total;
     $("updated").textContent = "Updated " + new Date(now * 1000).toLocaleTimeString();
     document.body.dataset.loaded = String(mine);
+    if (shown && $("detail").open) detail(shown);
     schedule();
   }
   function schedule() {

@@ -76,6 +76,7 @@ pub fn render(summary: &Summary, page: &[&Row], total: usize, query: &LinesQuery
         html,
         "</tbody></table></div>\n<div class=\"pager\"><button type=\"button\" id=\"prev\">← Previous</button>\
 <span id=\"range\" aria-live=\"polite\">{from}–{shown_to} of {total}</span><button type=\"button\" id=\"next\">Next →</button></div>\n\
+<dialog id=\"detail\" aria-labelledby=\"detail-name\"><form method=\"dialog\" class=\"close\"><button type=\"submit\" aria-label=\"Close\">×</button></form><div id=\"detail-body\"></div></dialog>\n\
 </main>\n<footer><span>esim-exporter {version} · revision {revision}</span>\
 <span>Probe one line now: <code>probe?line=NAME</code> · <a href=\"{telemetry}\">{telemetry_text}</a></span>\
 <span id=\"updated\" aria-live=\"polite\">Updated {at}</span></footer>\n\

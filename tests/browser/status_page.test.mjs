@@ -130,6 +130,21 @@ try {
   await loaded(page);
   await page.screenshot({ path: join(artifacts, "status-desktop.png"), fullPage: true });
 
+  await check("a line's detail shows its recent polls and a sparkline of balance and data", async () => {
+    await page.click('#rows tr[data-line="tracker-01"] button.line');
+    await page.waitForSelector("dialog#detail[open] svg.spark.balance polyline");
+    assert.equal(await page.textContent("#detail-name"), "tracker-01");
+    const polls = (await (await fetch(demo.base + "api/v1/line?line=tracker-01")).json()).history.polls;
+    assert.ok(polls.length >= 1, "tracker-01 polled");
+    const points = await page.getAttribute("dialog#detail svg.spark.balance polyline", "points");
+    assert.ok(points.trim().split(/\s+/).length >= 1, points);
+    assert.match(await page.getAttribute("dialog#detail svg.spark.balance", "aria-label"), /^Balance over the last \d+ polls: from /);
+    assert.ok(await page.$("dialog#detail svg.spark.data polyline"), "data sparkline");
+    await page.screenshot({ path: join(artifacts, "status-detail.png") });
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("dialog#detail:not([open])", { state: "attached" });
+  });
+
   await check("filtering by text, operator and state", async () => {
     let n = await loaded(page);
     await page.fill("#q", "meter");

@@ -6,6 +6,7 @@ mod discovery;
 mod drivers;
 mod fuzz;
 mod golden;
+mod lines;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
 mod shards;

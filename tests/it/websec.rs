@@ -41,7 +41,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 // ---- certificates -------------------------------------------------------------------------
 
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
 }
 
@@ -86,8 +86,7 @@ impl Pki {
         Pki { dir: dir.to_path_buf() }
     }
 
-    #[allow(dead_code)]
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 }
@@ -152,7 +151,7 @@ fn bcrypt_hash(password: &str) -> String {
 }
 
 /// An exporter behind TLS + basic auth (user `prom`, password `s3cret`), with headers.
-fn tls_auth_exporter(name: &str) -> (Exporter, Pki) {
+pub(crate) fn tls_auth_exporter(name: &str) -> (Exporter, Pki) {
     let dir = temp_dir(name);
     let pki = Pki::generate(&dir);
     let web = format!(

@@ -269,7 +269,7 @@ fn with_basic_auth(builder: reqwest::RequestBuilder, basic: Option<&(String, Sec
 }
 
 /// rustls needs one process-wide crypto provider; ring is ours (pure Rust and assembly).
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Err means another part of the process installed one first: that one serves.
