@@ -124,15 +124,24 @@ pub async fn poll_all_once(
     Ok(if failed == 0 { Outcome::Ok } else { Outcome::Failed })
 }
 
-/// On a terminal, a one-line progress counter on stderr; elsewhere nothing.
+/// On a terminal, a progress bar on stderr (cleared when done, so the table stands alone);
+/// through a pipe or a file nothing, so logs and scripts see no control characters.
 fn progress_reporter() -> Option<Box<dyn Fn(usize, usize) + Send + Sync>> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    Some(Box::new(|done, total| {
-        eprint!("\rpolled {done}/{total}");
-        if done == total {
-            eprintln!();
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    // The template is a constant: a failure would only lose the style, never the bar.
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} lines polled, {elapsed} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("##-"));
+    }
+    Some(Box::new(move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if done >= total {
+            bar.finish_and_clear();
         }
     }))
 }

@@ -245,3 +245,63 @@ fn one_line_answers_with_its_last_polls() {
     assert_eq!(status, 400);
     assert!(body.contains("missing `line`"), "{body}");
 }
+
+/// Runs `esim-exporter ARGS` in `dir` with stderr on a pseudo-terminal (stdout piped); exit
+/// code, stdout, and what the terminal showed.
+fn with_stderr_on_a_terminal(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two fresh descriptors into the two ints; the other arguments may be null.
+    let rc =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let child = Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("spawn esim-exporter");
+    let reader = std::thread::spawn(move || {
+        let mut file = std::fs::File::from(master);
+        let mut shown = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    });
+    let out = child.wait_with_output().expect("wait");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), reader.join().unwrap())
+}
+
+/// Issue 16: `--once` shows a progress bar on a terminal and nothing of it through a pipe.
+#[test]
+fn once_shows_a_progress_bar_on_a_terminal_only() {
+    let dir = std::env::temp_dir().join(format!("esim-it-once-progress-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut fleet = String::from("accounts:\n  acme: {driver: demo, seed: 3}\nlines:\n");
+    for i in 0..60 {
+        fleet.push_str(&format!("  - {{name: l-{i:02}, account: acme}}\n"));
+    }
+    std::fs::write(dir.join("fleet.yaml"), fleet).unwrap();
+    let args = ["--once", "--config.file", "fleet.yaml"];
+
+    let (code, out, terminal) = with_stderr_on_a_terminal(&args, &dir);
+    assert_eq!(code, 0, "{out}{terminal}");
+    assert!(terminal.contains("/60 lines polled"), "a progress bar on the terminal:\n{terminal:?}");
+    assert!(terminal.contains("60 lines polled, 0 failed"), "{terminal:?}");
+    assert!(out.lines().count() > 60, "the table goes to stdout:\n{out}");
+
+    let piped = Command::new(BIN).args(args).current_dir(&dir).output().expect("run --once");
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("/60 lines polled") && !err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    assert!(err.contains("60 lines polled, 0 failed"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
