@@ -136,11 +136,13 @@ pub(super) struct Chunk {
     /// Where each line's samples end in the segment's text (empty in the chunks of a split,
     /// which are always rebuilt from the whole body's).
     pub(super) ends: Box<[u32]>,
+    /// The scan that built it (`Renderer::scans`): tells splits which text may have changed.
+    pub(super) built_at: u32,
 }
 
 impl Chunk {
     fn share(&self) -> Chunk {
-        Chunk { segment: self.segment.share(), ends: self.ends.clone() }
+        Chunk { segment: self.segment.share(), ends: self.ends.clone(), built_at: self.built_at }
     }
 
     fn is_empty(&self) -> bool {
@@ -521,8 +523,9 @@ impl Renderer {
                 let old = std::mem::replace(&mut self.blocks[job.block], Vec::with_capacity(LINE_FAMILY_COUNT));
                 for (family, chunk) in chunks.into_iter().enumerate() {
                     match chunk {
-                        Some(chunk) => {
+                        Some(mut chunk) => {
                             self.dirty[family] = true;
+                            chunk.built_at = self.scans;
                             self.blocks[job.block].push(chunk);
                         }
                         None => self.blocks[job.block].push(old.get(family).map(Chunk::share).unwrap_or_default()),
@@ -679,7 +682,7 @@ pub(super) struct BlockTools {
     pub(super) compress: Compress,
     scratch: Scratch,
     /// The old chunk's text, decompressed while a block is rebuilt.
-    pub(super) old_text: Vec<u8>,
+    old_text: Vec<u8>,
 }
 
 impl BlockTools {
@@ -747,7 +750,11 @@ impl BuildContext<'_> {
                 ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             }
             let same = previous.is_some_and(|p| tools.old_text == text && *p.ends == *ends);
-            out.push((!same).then(|| Chunk { segment: Segment::new(&text, &mut tools.compress), ends: ends.into() }));
+            out.push((!same).then(|| Chunk {
+                segment: Segment::new(&text, &mut tools.compress),
+                ends: ends.into(),
+                built_at: 0,
+            }));
         }
         Ok(out)
     }

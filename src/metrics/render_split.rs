@@ -8,11 +8,13 @@
 //! [`BLOCK_LINES`] to a block, per family a deflate segment and an LZ4 block, so that a part
 //! scrape hands out pre-built pieces exactly as a whole scrape does, and compresses as well.
 //! Their text is not rendered again: it is copied out of the whole body's chunks (their LZ4
-//! blocks and line ends are the per-line cache; decompressing LZ4 costs a few percent of
-//! deflating). A part block is rebuilt only when one of its lines was re-rendered or it holds
-//! other lines than before, and recompressed only for families whose text changed. The price is
-//! one more compression of the changed text and about the whole body's chunk memory per part
-//! count in use (at most `MAX_SPLITS`, dropped when unused); nobody scraping parts pays nothing.
+//! blocks and line ends are the per-line cache; decompressing LZ4 costs a fraction of
+//! deflating). A part block is rebuilt only when it holds other lines than before, or for the
+//! families whose whole-body chunk was rebuilt around one of its re-rendered lines: the whole
+//! body already found which families' text changed, so parts never decompress their own old
+//! text to compare. The price is one more compression of the changed text and about the whole
+//! body's chunk memory per part count in use (at most `MAX_SPLITS`, dropped when unused);
+//! nobody scraping parts pays nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,8 +25,17 @@ use super::catalog::LINE_FAMILY_COUNT;
 use super::render::{join_chunks, BlockTools, Chunk, FamilyParts, Segment, Slot, BLOCK_LINES};
 use crate::poll::spread::part_of;
 
-/// Candidate lines from which a sync compresses on several threads (as a full render does).
+/// Lines to gather from which a sync compresses on several threads (as a full render does).
 const THREADED_LINES: usize = 4 * BLOCK_LINES;
+
+/// One bit per per-line family.
+type Families = u32;
+const ALL_FAMILIES: Families = (1 << LINE_FAMILY_COUNT) - 1;
+const _: () = assert!(LINE_FAMILY_COUNT <= Families::BITS as usize);
+
+fn has(families: Families, family: usize) -> bool {
+    families & (1 << family) != 0
+}
 
 /// The chunks of one part count.
 pub(super) struct Split {
@@ -59,11 +70,10 @@ struct Plan<'a> {
     assign: &'a [u8],
     /// For each line, the index of its block within its part.
     block_of: &'a [u32],
-    blocks: &'a [Vec<PartBlock>],
-    /// `rebuild[k][i]`: block `i` of part `k` is rebuilt.
-    rebuild: &'a [Vec<bool>],
-    /// Whole blocks that hold a line of a rebuilt block.
-    needed: &'a [bool],
+    /// `rebuild[k][i]`: the families to rebuild of block `i` of part `k`.
+    rebuild: &'a [Vec<Families>],
+    /// For each whole block, the families whose text a rebuilt part block needs from it.
+    needed: &'a [Families],
 }
 
 /// A new chunk for block `block` of part `part`, family `family`.
@@ -114,35 +124,38 @@ impl Split {
         if self.synced == scan && self.synced != 0 {
             return;
         }
-        let changed: Vec<bool> = slots.iter().map(|s| s.changed_at > self.synced || self.synced == 0).collect();
+        let first = self.synced == 0;
+        let changed: Vec<bool> = slots.iter().map(|s| first || s.changed_at > self.synced).collect();
+        // The families whose text changed in each whole block since the last sync (a missing
+        // chunk counts as changed: never miss text).
+        let rebuilt_since = |block: &Vec<Chunk>| -> Families {
+            (0..LINE_FAMILY_COUNT)
+                .filter(|&f| first || block.get(f).is_none_or(|c| c.built_at > self.synced))
+                .fold(0, |mask, f| mask | 1 << f)
+        };
+        let fresh: Vec<Families> = whole.iter().map(rebuilt_since).collect();
         self.assign_parts(slots, &changed);
         let (block_of, members) = self.members();
         let old_counts: Vec<usize> = self.blocks.iter().map(Vec::len).collect();
-        let rebuild = self.relayout(members, &changed);
-        let mut needed = vec![false; whole.len()];
+        let rebuild = self.relayout(members, &changed, &fresh);
+        let mut needed = vec![0; whole.len()];
         for (p, (&k, &i)) in self.assign.iter().zip(&block_of).enumerate() {
-            if rebuild[k as usize][i as usize] {
-                needed[p / BLOCK_LINES] = true;
-            }
+            needed[p / BLOCK_LINES] |= rebuild[k as usize][i as usize];
         }
-        let plan = Plan {
-            whole,
-            assign: &self.assign,
-            block_of: &block_of,
-            blocks: &self.blocks,
-            rebuild: &rebuild,
-            needed: &needed,
-        };
-        let work = rebuild.iter().flatten().filter(|&&r| r).count() * BLOCK_LINES;
+        let plan = Plan { whole, assign: &self.assign, block_of: &block_of, rebuild: &rebuild, needed: &needed };
+        let work = rebuild.iter().flatten().filter(|&&r| r != 0).count() * BLOCK_LINES;
         let rebuilt = plan.run(work, level, tools);
-        let mut dirty: Vec<[bool; LINE_FAMILY_COUNT]> =
-            old_counts.iter().zip(&self.blocks).map(|(&old, new)| [old != new.len(); LINE_FAMILY_COUNT]).collect();
+        let mut dirty: Vec<Families> = old_counts
+            .iter()
+            .zip(&self.blocks)
+            .map(|(&old, new)| if old == new.len() { 0 } else { ALL_FAMILIES })
+            .collect();
         for Rebuilt { part, block, family, chunk } in rebuilt {
-            dirty[part][family] = true;
+            dirty[part] |= 1 << family;
             self.blocks[part][block].chunks[family] = chunk;
         }
-        for (k, families) in dirty.iter().enumerate() {
-            for family in (0..LINE_FAMILY_COUNT).filter(|&f| families[f]) {
+        for (k, &families) in dirty.iter().enumerate() {
+            for family in (0..LINE_FAMILY_COUNT).filter(|&f| has(families, f)) {
                 let chunks = self.blocks[k].iter_mut().map(|b| &mut b.chunks[family]).collect();
                 self.families[k][family] = join_chunks(chunks);
             }
@@ -179,9 +192,10 @@ impl Split {
     }
 
     /// Cuts each part's lines into blocks, keeping the old chunks of every block position
-    /// (reused below where their text stays), and says which blocks to rebuild: those with
-    /// other lines than before or a line that changed.
-    fn relayout(&mut self, members: Vec<Vec<u32>>, changed: &[bool]) -> Vec<Vec<bool>> {
+    /// (reused where their text stays), and says which families of which blocks to rebuild:
+    /// every family of a block with other lines than before; else, for each re-rendered line,
+    /// the families whose whole-body chunk was rebuilt around it (`fresh`, by whole block).
+    fn relayout(&mut self, members: Vec<Vec<u32>>, changed: &[bool], fresh: &[Families]) -> Vec<Vec<Families>> {
         let mut rebuild = Vec::with_capacity(members.len());
         for (blocks, lines) in self.blocks.iter_mut().zip(members) {
             let mut old = std::mem::take(blocks).into_iter();
@@ -189,7 +203,11 @@ impl Split {
             for lines in lines.chunks(BLOCK_LINES) {
                 let previous = old.next();
                 let moved = previous.as_ref().is_none_or(|b| *b.lines != *lines);
-                flags.push(moved || lines.iter().any(|&p| changed[p as usize]));
+                let touched = lines
+                    .iter()
+                    .filter(|&&p| changed[p as usize])
+                    .fold(0, |mask, &p| mask | fresh.get(p as usize / BLOCK_LINES).copied().unwrap_or(ALL_FAMILIES));
+                flags.push(if moved { ALL_FAMILIES } else { touched });
                 blocks.push(match previous {
                     Some(PartBlock { chunks, .. }) => PartBlock { lines: lines.into(), chunks },
                     None => PartBlock::new(lines.into()),
@@ -202,7 +220,7 @@ impl Split {
 }
 
 impl Plan<'_> {
-    /// The new chunks of every rebuilt block whose text changed: one family at a time, on
+    /// The new chunks of every block to rebuild, family by family: one family at a time, on
     /// several threads when there is much to do.
     fn run(&self, work: usize, level: u32, tools: &mut BlockTools) -> Vec<Rebuilt> {
         if work == 0 {
@@ -253,11 +271,11 @@ impl Plan<'_> {
     /// its part's open block; a block is finished when its part's next line belongs to the
     /// next block, or at the end.
     fn family(&self, family: usize, tools: &mut BlockTools) -> Result<Vec<Rebuilt>, CorruptBlock> {
-        let mut open: Vec<Option<Open>> = (0..self.blocks.len()).map(|_| None).collect();
+        let mut open: Vec<Option<Open>> = (0..self.rebuild.len()).map(|_| None).collect();
         let mut out = Vec::new();
         let mut whole_text = Vec::new();
         for (b, block) in self.whole.iter().enumerate() {
-            let Some(chunk) = block.get(family).filter(|_| self.needed[b]) else { continue };
+            let Some(chunk) = block.get(family).filter(|_| has(self.needed[b], family)) else { continue };
             whole_text.clear();
             chunk.segment.text_into(&mut whole_text)?;
             let mut start = 0;
@@ -267,39 +285,27 @@ impl Plan<'_> {
                 start = end;
                 let (Some(&k), Some(&i)) = (self.assign.get(p), self.block_of.get(p)) else { continue };
                 let (k, i) = (k as usize, i as usize);
-                if !self.rebuild[k][i] {
+                if !has(self.rebuild[k][i], family) {
                     continue;
                 }
                 if open[k].as_ref().is_some_and(|o| o.block != i) {
-                    out.extend(self.finish(k, family, open[k].take(), tools)?);
+                    out.extend(finish(k, family, open[k].take(), tools));
                 }
                 open[k].get_or_insert_with(|| Open { block: i, text: Vec::new() }).text.extend_from_slice(line);
             }
         }
         for (k, block) in open.into_iter().enumerate() {
-            out.extend(self.finish(k, family, block, tools)?);
+            out.extend(finish(k, family, block, tools));
         }
         Ok(out)
     }
+}
 
-    /// The chunk of a gathered block, or `None` when its text is what the block held before.
-    fn finish(
-        &self,
-        part: usize,
-        family: usize,
-        open: Option<Open>,
-        tools: &mut BlockTools,
-    ) -> Result<Option<Rebuilt>, CorruptBlock> {
-        let Some(Open { block, text }) = open else { return Ok(None) };
-        let old = self.blocks.get(part).and_then(|b| b.get(block)).and_then(|b| b.chunks.get(family));
-        tools.old_text.clear();
-        if let Some(old) = old {
-            old.segment.text_into(&mut tools.old_text)?;
-        }
-        if old.is_some() && tools.old_text == text {
-            return Ok(None);
-        }
-        let segment = if text.is_empty() { Segment::default() } else { Segment::new(&text, &mut tools.compress) };
-        Ok(Some(Rebuilt { part, block, family, chunk: Chunk { segment, ends: Box::default() } }))
-    }
+/// The chunk of a gathered block. Not compared with the block's old text: a block is gathered
+/// only for families whose text changed around one of its lines, so it nearly always differs,
+/// and the same text compresses to the same bytes anyway.
+fn finish(part: usize, family: usize, open: Option<Open>, tools: &mut BlockTools) -> Option<Rebuilt> {
+    let Open { block, text } = open?;
+    let segment = if text.is_empty() { Segment::default() } else { Segment::new(&text, &mut tools.compress) };
+    Some(Rebuilt { part, block, family, chunk: Chunk { segment, ends: Box::default(), built_at: 0 } })
 }
