@@ -15,7 +15,7 @@ use crate::drivers::onboarding::LoginBoard;
 use crate::drivers::{BuildContext, BuildError};
 use crate::error::PollError;
 use crate::metrics::exporter_self::StorageFile;
-use crate::metrics::{Exposition, Renderer, SelfMetrics};
+use crate::metrics::{Exposition, Renderer, SelfMetrics, SplitDemand, SplitPart, SplitUnavailable};
 use crate::poll::discovery::{Discovery, Listed};
 use crate::poll::{Plan, Scheduler, Shard};
 use crate::reading::Reading;
@@ -91,6 +91,8 @@ pub struct App {
     pub self_metrics: Arc<SelfMetrics>,
     config: ArcSwap<Config>,
     exposition: ArcSwap<Exposition>,
+    /// The part counts `/metrics?part=K&parts=N` asked for: the renderer builds their parts.
+    splits: SplitDemand,
     clock: SharedClock,
     shard: Option<Shard>,
     /// `--storage.path`: where readings and counters persist across restarts.
@@ -142,6 +144,7 @@ impl App {
             self_metrics,
             config: ArcSwap::from_pointee(Config::empty()),
             exposition: ArcSwap::from_pointee(Exposition::default()),
+            splits: SplitDemand::default(),
             clock,
             shard,
             journal: storage.as_deref().map(Journal::beside),
@@ -340,6 +343,24 @@ impl App {
         self.exposition.load_full()
     }
 
+    /// The exposition holding the parts of `split` (`/metrics?part=K&parts=N`). The first
+    /// request for a part count has it rendered now and waits for that render (a few seconds
+    /// at most); later ones find it in every render.
+    pub async fn split_exposition(&self, split: SplitPart) -> Result<Arc<Exposition>, SplitUnavailable> {
+        self.splits.note(split.parts(), std::time::Instant::now())?;
+        let exposition = self.exposition();
+        if exposition.has_split(split.parts()) {
+            return Ok(exposition);
+        }
+        self.render_fresh().await;
+        let exposition = self.exposition();
+        if exposition.has_split(split.parts()) {
+            Ok(exposition)
+        } else {
+            Err(SplitUnavailable::NotRendered(split.parts()))
+        }
+    }
+
     pub fn now(&self) -> SystemTime {
         self.clock.now()
     }
@@ -355,6 +376,7 @@ impl App {
     /// Renders the /metrics body now (also the renderer loop's step).
     pub fn render(&self, renderer: &mut Renderer) {
         let config = self.config();
+        renderer.set_splits(&self.splits.current(std::time::Instant::now()));
         let exposition = renderer.render(&self.store, &config.global, self.now(), &self.self_metrics);
         // Persist before expose: the journal is read after the render, so it holds at least
         // every counter value the render shows (see store/journal.rs).

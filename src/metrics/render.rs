@@ -8,7 +8,8 @@
 //! inside one gzip member whose CRC-32 is combined from the segments' CRCs; identity
 //! decompresses the LZ4 blocks while it sends. A render re-renders only lines that changed or
 //! went stale and recompresses only chunks whose text changed; scrapes never render or
-//! compress. See docs/PERFORMANCE.md.
+//! compress. Split bodies (`?part=K&parts=N`) keep chunks of their own, built from these
+//! (`render_split.rs`). See docs/PERFORMANCE.md.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,6 +26,8 @@ use super::exporter_self::SelfMetrics;
 use super::line::{self, Fragments, Scratch, Settings};
 use super::negotiate::Format;
 use super::proto;
+use super::render_split::Split;
+use super::split::SplitPart;
 use crate::config::{Global, Line};
 use crate::store::{LineState, Store, StoreView};
 
@@ -51,15 +54,15 @@ const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 /// A text kept only compressed: its deflate segment (gzip) and LZ4 block (identity), with the
 /// text's length and CRC-32.
 #[derive(Debug, Default)]
-struct Segment {
-    deflated: Bytes,
-    lz4: Bytes,
-    len: u32,
+pub(super) struct Segment {
+    pub(super) deflated: Bytes,
+    pub(super) lz4: Bytes,
+    pub(super) len: u32,
     crc: Crc,
 }
 
 impl Segment {
-    fn new(text: &[u8], compress: &mut Compress) -> Segment {
+    pub(super) fn new(text: &[u8], compress: &mut Compress) -> Segment {
         let deflated = deflate_segment(compress, text);
         let mut crc = Crc::new();
         crc.update(text);
@@ -77,7 +80,11 @@ impl Segment {
     }
 
     /// Appends the text to `out`.
-    fn text_into(&self, out: &mut Vec<u8>) -> Result<(), CorruptBlock> {
+    pub(super) fn text_into(&self, out: &mut Vec<u8>) -> Result<(), CorruptBlock> {
+        if self.len == 0 {
+            // An empty segment (`Segment::default`) has no LZ4 block to decompress.
+            return Ok(());
+        }
         body::decompress_into(&self.lz4, self.len as usize, out)
     }
 }
@@ -125,29 +132,32 @@ fn deflate_segment(compress: &mut Compress, text: &[u8]) -> Vec<u8> {
 
 /// One family's samples for one block of lines.
 #[derive(Debug, Default)]
-struct Chunk {
-    segment: Segment,
-    /// Where each line's samples end in the segment's text.
-    ends: Box<[u32]>,
+pub(super) struct Chunk {
+    pub(super) segment: Segment,
+    /// Where each line's samples end in the segment's text (empty in the chunks of a split,
+    /// which are always rebuilt from the whole body's).
+    pub(super) ends: Box<[u32]>,
+    /// The scan that built it (`Renderer::scans`): tells splits which text may have changed.
+    pub(super) built_at: u32,
 }
 
 impl Chunk {
     fn share(&self) -> Chunk {
-        Chunk { segment: self.segment.share(), ends: self.ends.clone() }
+        Chunk { segment: self.segment.share(), ends: self.ends.clone(), built_at: self.built_at }
     }
 
     fn is_empty(&self) -> bool {
         self.segment.len == 0
     }
 
-    fn size(&self) -> usize {
+    pub(super) fn size(&self) -> usize {
         self.segment.deflated.len() + self.segment.lz4.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
     }
 }
 
 /// One per-line family over every block, as the bodies use it.
 #[derive(Debug, Default)]
-struct FamilyParts {
+pub(super) struct FamilyParts {
     /// Non-empty chunks' segments, in block order, as identity pieces.
     pieces: Vec<Piece>,
     /// Every block's segment, concatenated (chunks hold slices of it).
@@ -157,10 +167,12 @@ struct FamilyParts {
 }
 
 /// What a line's chunks were rendered from.
-struct Slot {
-    line: Arc<Line>,
+pub(super) struct Slot {
+    pub(super) line: Arc<Line>,
     version: u64,
     fresh: bool,
+    /// The scan that last changed it (`Renderer::scans`): tells splits which lines moved.
+    pub(super) changed_at: u32,
 }
 
 /// One rendering of `/metrics` in both formats, cheap to clone and to serve.
@@ -168,12 +180,32 @@ struct Slot {
 pub struct Exposition {
     text: Bodies,
     openmetrics: Bodies,
+    /// Every part of each part count being rendered, in ascending order of the count.
+    splits: Arc<[SplitBodies]>,
 }
 
 #[derive(Clone, Debug)]
 struct Bodies {
     identity: Parts,
     gzip: Parts,
+}
+
+impl Bodies {
+    fn get(&self, gzip: bool) -> &Parts {
+        if gzip {
+            &self.gzip
+        } else {
+            &self.identity
+        }
+    }
+}
+
+/// The parts of one part count: `text[k]`, `openmetrics[k]` for part `k`.
+#[derive(Debug)]
+struct SplitBodies {
+    parts: u32,
+    text: Vec<Bodies>,
+    openmetrics: Vec<Bodies>,
 }
 
 impl Exposition {
@@ -186,12 +218,26 @@ impl Exposition {
 
     /// The body for a negotiated format, gzipped or not, as pieces to send one after another.
     pub fn parts(&self, format: Format, gzip: bool) -> &Parts {
-        let bodies = self.bodies(format);
-        if gzip {
-            &bodies.gzip
-        } else {
-            &bodies.identity
+        self.bodies(format).get(gzip)
+    }
+
+    /// One part of a split body, like [`Exposition::parts`]; `None` while parts of that count
+    /// are not rendered (see [`Renderer::set_splits`]). One part is the whole body.
+    pub fn part(&self, split: SplitPart, format: Format, gzip: bool) -> Option<&Parts> {
+        if split.parts() == 1 {
+            return Some(self.parts(format, gzip));
         }
+        let bodies = self.splits.iter().find(|s| s.parts == split.parts())?;
+        let bodies = match format {
+            Format::Text => &bodies.text,
+            Format::OpenMetrics => &bodies.openmetrics,
+        };
+        bodies.get(split.part() as usize).map(|b| b.get(gzip))
+    }
+
+    /// Whether the parts of `parts` parts are rendered.
+    pub fn has_split(&self, parts: u32) -> bool {
+        parts == 1 || self.splits.iter().any(|s| s.parts == parts)
     }
 
     /// The body for a negotiated format, gzipped or not, in one slice (a copy; tests and
@@ -213,6 +259,7 @@ impl Default for Exposition {
                 identity: Parts::new(vec![Piece::Raw(eof.text.clone())]),
                 gzip: gzip_parts(vec![eof.segment.deflated.clone()], &eof.segment.crc, eof.text.len() as u64),
             },
+            splits: Arc::new([]),
         }
     }
 }
@@ -264,6 +311,12 @@ pub struct Renderer {
     dirty: [bool; LINE_FAMILY_COUNT],
     tools: BlockTools,
     rerendered: usize,
+    /// Scans so far: `Slot::changed_at` counts in them.
+    scans: u32,
+    /// The part counts being rendered besides the whole body (`set_splits`).
+    splits: Vec<Split>,
+    /// `# EOF`, the tail of every OpenMetrics part but part 0.
+    eof: Labelled,
 }
 
 impl Renderer {
@@ -281,6 +334,7 @@ impl Renderer {
                 })
                 .collect()
         });
+        let eof = Labelled::new(b"# EOF\n".to_vec(), &mut compress);
         Renderer {
             gzip_level,
             settings: None,
@@ -294,7 +348,23 @@ impl Renderer {
             dirty: [false; LINE_FAMILY_COUNT],
             tools: BlockTools::new(gzip_level),
             rerendered: 0,
+            scans: 0,
+            splits: Vec::new(),
+            eof,
         }
+    }
+
+    /// The part counts to render split bodies of from now on, besides the whole body (counts
+    /// of 1 and repeats are ignored). A count already rendered keeps its chunks; a new one is
+    /// built in full by the next render; a count left out is dropped with its chunks.
+    pub fn set_splits(&mut self, counts: &[u32]) {
+        self.splits.retain(|split| counts.contains(&split.parts()));
+        for &parts in counts {
+            if parts > 1 && !self.splits.iter().any(|s| s.parts() == parts) {
+                self.splits.push(Split::new(parts));
+            }
+        }
+        self.splits.sort_by_key(Split::parts);
     }
 
     /// Brings the chunks up to date with `store` at `now` and assembles both bodies.
@@ -306,15 +376,37 @@ impl Renderer {
         self_metrics: &SelfMetrics,
     ) -> Exposition {
         self.update(store, global, now);
+        for split in &mut self.splits {
+            split.sync(&self.slots, &self.blocks, self.scans, self.gzip_level, &mut self.tools);
+        }
         let mut families = self_metrics.registry().gather();
         // Read after the scan and before the journal (see `account_polls`); small: a few
-        // series per account.
+        // series per account, in part 0 with the exporter's own.
         let accounts = store.view().account_polls().clone();
         families.extend(account_polls::families(&accounts));
         families.sort_by(|a, b| a.name().cmp(b.name()));
+        let tails = [Format::Text, Format::OpenMetrics].map(|format| self.tail(format, &families));
+        let [text_headers, openmetrics_headers] = &self.headers;
+        let splits = self
+            .splits
+            .iter()
+            .map(|split| {
+                let bodies = |headers: &[Labelled], tail: &Labelled, rest: Option<&Labelled>| -> Vec<Bodies> {
+                    (0..split.parts() as usize)
+                        .map(|k| assemble(split.families(k), headers, if k == 0 { Some(tail) } else { rest }))
+                        .collect()
+                };
+                SplitBodies {
+                    parts: split.parts(),
+                    text: bodies(text_headers, &tails[0], None),
+                    openmetrics: bodies(openmetrics_headers, &tails[1], Some(&self.eof)),
+                }
+            })
+            .collect();
         Exposition {
-            text: self.assemble(Format::Text, &families),
-            openmetrics: self.assemble(Format::OpenMetrics, &families),
+            text: assemble(&self.families, text_headers, Some(&tails[0])),
+            openmetrics: assemble(&self.families, openmetrics_headers, Some(&tails[1])),
+            splits,
         }
     }
 
@@ -330,7 +422,9 @@ impl Renderer {
 
     /// Bytes held by the chunks (their deflate segments, LZ4 blocks and line offsets).
     pub fn cache_size(&self) -> usize {
-        self.blocks.iter().flatten().map(Chunk::size).sum::<usize>() + self.slots.len() * std::mem::size_of::<Slot>()
+        self.blocks.iter().flatten().map(Chunk::size).sum::<usize>()
+            + self.slots.len() * std::mem::size_of::<Slot>()
+            + self.splits.iter().map(Split::size).sum::<usize>()
     }
 
     /// gzip level in use.
@@ -380,6 +474,7 @@ impl Renderer {
             (view.len(), view.layout())
         };
         self.next_stale = None;
+        self.scans = self.scans.wrapping_add(1).max(1);
         let blocks = lines.div_ceil(BLOCK_LINES);
         if self.blocks.len() > blocks {
             for block in self.blocks.drain(blocks..) {
@@ -411,7 +506,7 @@ impl Renderer {
                         continue;
                     }
                     changed.push(j);
-                    let slot = Slot { line: state.line.clone(), version: state.version, fresh };
+                    let slot = Slot { line: state.line.clone(), version: state.version, fresh, changed_at: self.scans };
                     if p < self.slots.len() {
                         self.slots[p] = slot;
                     } else {
@@ -434,8 +529,9 @@ impl Renderer {
                 let old = std::mem::replace(&mut self.blocks[job.block], Vec::with_capacity(LINE_FAMILY_COUNT));
                 for (family, chunk) in chunks.into_iter().enumerate() {
                     match chunk {
-                        Some(chunk) => {
+                        Some(mut chunk) => {
                             self.dirty[family] = true;
+                            chunk.built_at = self.scans;
                             self.blocks[job.block].push(chunk);
                         }
                         None => self.blocks[job.block].push(old.get(family).map(Chunk::share).unwrap_or_default()),
@@ -499,70 +595,74 @@ impl Renderer {
 
     /// Rejoins family `index` over every block: its text pieces and one deflate run.
     fn join_family(&mut self, index: usize) {
-        let chunks = || self.blocks.iter().map(move |block| &block[index]);
-        let deflated_len = chunks().map(|c| c.segment.deflated.len()).sum();
-        let mut deflated = Vec::with_capacity(deflated_len);
-        let mut crc = Crc::new();
-        let mut len = 0;
-        for chunk in chunks() {
-            if chunk.is_empty() {
-                continue;
-            }
-            deflated.extend_from_slice(&chunk.segment.deflated);
-            crc.combine(&chunk.segment.crc);
-            len += u64::from(chunk.segment.len);
-        }
-        let deflated = Bytes::from(deflated);
-        // Chunks keep slices of the joined run rather than segments of their own: the
-        // segments built by a full render's helper threads are freed here, and everything
-        // long-lived comes from this thread's malloc arena.
-        let mut pieces = Vec::new();
-        let mut at = 0;
-        for block in &mut self.blocks {
-            let chunk = &mut block[index];
-            if chunk.is_empty() {
-                continue;
-            }
-            let end = at + chunk.segment.deflated.len();
-            chunk.segment.deflated = deflated.slice(at..end);
-            pieces.push(chunk.segment.piece());
-            at = end;
-        }
-        self.families[index] = FamilyParts { pieces, deflated, crc, len };
+        self.families[index] = join_chunks(self.blocks.iter_mut().map(|block| &mut block[index]).collect());
     }
 
-    /// Both bodies in `format`: per-line families, each contiguous (header, then every
-    /// block's chunk), then the registry's families, then `# EOF` in OpenMetrics.
-    fn assemble(&mut self, format: Format, registry: &[MetricFamily]) -> Bodies {
-        let headers = &self.headers[usize::from(format == Format::OpenMetrics)];
-        let mut identity = Vec::new();
-        let mut segments = Vec::new();
-        let mut crc = Crc::new();
-        let mut len = 0;
-        for (family, header) in self.families.iter().zip(headers) {
-            if family.len == 0 {
-                continue;
-            }
-            identity.push(Piece::Raw(header.text.clone()));
-            identity.extend(family.pieces.iter().cloned());
-            segments.push(header.segment.deflated.clone());
-            segments.push(family.deflated.clone());
-            crc.combine(&header.segment.crc);
-            crc.combine(&family.crc);
-            len += header.text.len() as u64 + family.len;
-        }
+    /// What follows the per-line families in `format`: the registry's families, then `# EOF`
+    /// in OpenMetrics.
+    fn tail(&mut self, format: Format, registry: &[MetricFamily]) -> Labelled {
         let mut tail = Vec::new();
         proto::write_families(&mut tail, format, registry);
         if format == Format::OpenMetrics {
             tail.extend_from_slice(b"# EOF\n");
         }
-        let tail = Labelled::new(tail, &mut self.tools.compress);
+        Labelled::new(tail, &mut self.tools.compress)
+    }
+}
+
+/// Joins `chunks` (one family's, in block order) into the family's text pieces and one
+/// deflate run.
+pub(super) fn join_chunks(mut chunks: Vec<&mut Chunk>) -> FamilyParts {
+    let deflated_len = chunks.iter().map(|c| c.segment.deflated.len()).sum();
+    let mut deflated = Vec::with_capacity(deflated_len);
+    let mut crc = Crc::new();
+    let mut len = 0;
+    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+        deflated.extend_from_slice(&chunk.segment.deflated);
+        crc.combine(&chunk.segment.crc);
+        len += u64::from(chunk.segment.len);
+    }
+    let deflated = Bytes::from(deflated);
+    // Chunks keep slices of the joined run rather than segments of their own: the segments
+    // built by a full render's helper threads are freed here, and everything long-lived comes
+    // from this thread's malloc arena.
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for chunk in chunks.iter_mut().filter(|c| !c.is_empty()) {
+        let end = at + chunk.segment.deflated.len();
+        chunk.segment.deflated = deflated.slice(at..end);
+        pieces.push(chunk.segment.piece());
+        at = end;
+    }
+    FamilyParts { pieces, deflated, crc, len }
+}
+
+/// Both bodies of one format: per-line families, each contiguous (header, then every block's
+/// chunk), then `tail` (the registry's families, `# EOF`).
+fn assemble(families: &[FamilyParts], headers: &[Labelled], tail: Option<&Labelled>) -> Bodies {
+    let mut identity = Vec::new();
+    let mut segments = Vec::new();
+    let mut crc = Crc::new();
+    let mut len = 0;
+    for (family, header) in families.iter().zip(headers) {
+        if family.len == 0 {
+            continue;
+        }
+        identity.push(Piece::Raw(header.text.clone()));
+        identity.extend(family.pieces.iter().cloned());
+        segments.push(header.segment.deflated.clone());
+        segments.push(family.deflated.clone());
+        crc.combine(&header.segment.crc);
+        crc.combine(&family.crc);
+        len += header.text.len() as u64 + family.len;
+    }
+    if let Some(tail) = tail {
         identity.push(Piece::Raw(tail.text.clone()));
         segments.push(tail.segment.deflated.clone());
         crc.combine(&tail.segment.crc);
         len += tail.text.len() as u64;
-        Bodies { identity: Parts::new(identity), gzip: gzip_parts(segments, &crc, len) }
     }
+    Bodies { identity: Parts::new(identity), gzip: gzip_parts(segments, &crc, len) }
 }
 
 /// A block whose lines changed: which, then the new chunks (`None` for a family whose text
@@ -584,15 +684,15 @@ struct BuildContext<'a> {
 }
 
 /// What building blocks works with: one set per thread.
-struct BlockTools {
-    compress: Compress,
+pub(super) struct BlockTools {
+    pub(super) compress: Compress,
     scratch: Scratch,
     /// The old chunk's text, decompressed while a block is rebuilt.
     old_text: Vec<u8>,
 }
 
 impl BlockTools {
-    fn new(gzip_level: u32) -> BlockTools {
+    pub(super) fn new(gzip_level: u32) -> BlockTools {
         BlockTools {
             compress: Compress::new(Compression::new(gzip_level), false),
             scratch: Scratch::default(),
@@ -656,7 +756,11 @@ impl BuildContext<'_> {
                 ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             }
             let same = previous.is_some_and(|p| tools.old_text == text && *p.ends == *ends);
-            out.push((!same).then(|| Chunk { segment: Segment::new(&text, &mut tools.compress), ends: ends.into() }));
+            out.push((!same).then(|| Chunk {
+                segment: Segment::new(&text, &mut tools.compress),
+                ends: ends.into(),
+                built_at: 0,
+            }));
         }
         Ok(out)
     }

@@ -937,3 +937,233 @@ fn a_fleet_of_several_blocks_renders_like_a_full_render_and_the_reference() {
     check(&mut renderer, &small, t(3604));
     promtool_check(&renderer.render(&store, &small.global, t(3604), &m).body(Format::Text, false).expect("body"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// (k) Split bodies: part K of N is exactly the whole body's samples of the lines that
+// `part_of` puts in K, each family's header where the part has samples of it, and the
+// exporter's own families in part 0 only, through polls, staleness, reloads and a count
+// added late.
+
+use crate::poll::spread::part_of;
+
+/// The `line` label of a per-line sample (it comes first), unescaped.
+fn line_label(sample: &str) -> Option<String> {
+    let rest = &sample[sample.find("{line=\"")? + 7..];
+    let (mut value, mut chars) = (String::new(), rest.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+/// What part `k` of `n` must be, cut out of the whole body of the same render.
+fn expected_part(whole: &str, format: Format, k: u32, n: u32) -> String {
+    let per_line = |name: &str| {
+        catalog::line_families()
+            .iter()
+            .any(|f| name == f.name || (format == Format::OpenMetrics && name == f.openmetrics_name()))
+    };
+    let mut out = String::new();
+    let (mut header, mut in_line_family) = (String::new(), false);
+    for text in whole.lines() {
+        if text == "# EOF" {
+            out.push_str("# EOF\n");
+        } else if let Some(meta) = text.strip_prefix("# ") {
+            let name = meta.split(' ').nth(1).unwrap_or("");
+            if meta.starts_with("HELP ") {
+                header.clear();
+                in_line_family = per_line(name);
+            }
+            if in_line_family {
+                header.push_str(text);
+                header.push('\n');
+            } else if k == 0 {
+                out.push_str(text);
+                out.push('\n');
+            }
+        } else if in_line_family {
+            let line = line_label(text).expect("per-line samples carry `line` first");
+            if part_of(&line, n) == k {
+                out.push_str(&std::mem::take(&mut header));
+                out.push_str(text);
+                out.push('\n');
+            }
+        } else if k == 0 {
+            out.push_str(text);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Equal texts, or a panic that shows the first line where they differ (bodies are long).
+fn assert_same_text(actual: &str, expected: &str, what: &str) {
+    if actual == expected {
+        return;
+    }
+    let (a, e): (Vec<&str>, Vec<&str>) = (actual.lines().collect(), expected.lines().collect());
+    let at = a.iter().zip(&e).position(|(x, y)| x != y).unwrap_or(a.len().min(e.len()));
+    panic!(
+        "{what}: {} lines, expected {}; first difference at line {at}:\n  got      {:?}\n  expected {:?}",
+        a.len(),
+        e.len(),
+        a.get(at),
+        e.get(at)
+    );
+}
+
+/// Checks every part of every count in `counts` against the whole body of `e`, both formats,
+/// identity and gzip, as `/metrics` sends them.
+fn assert_parts(e: &Exposition, counts: &[u32]) {
+    for format in [Format::Text, Format::OpenMetrics] {
+        let whole = utf8(&e.body(format, false).expect("body")).to_string();
+        for &n in counts {
+            assert!(e.has_split(n), "parts={n} rendered");
+            let mut samples = 0;
+            for k in 0..n {
+                let split = SplitPart::new(k, n).expect("valid");
+                let identity = e.part(split, format, false).expect("part rendered");
+                let sent = super::body::tests::collect(PartsBody::from(identity.clone())).expect("decompresses");
+                let text = utf8(&sent);
+                assert_same_text(text, &expected_part(&whole, format, k, n), &format!("{format:?} part {k} of {n}"));
+                let gzip = e.part(split, format, true).expect("part rendered").flatten().expect("gzip");
+                assert_eq!(gunzip(&gzip), sent, "{format:?} gzip part {k} of {n}");
+                assert_contiguous(&parsed(&sent, format));
+                samples += text.lines().filter(|l| !l.starts_with('#')).count();
+            }
+            let whole_samples = whole.lines().filter(|l| !l.starts_with('#')).count();
+            assert_eq!(samples, whole_samples, "{format:?}: the parts of {n} hold every sample once");
+        }
+    }
+}
+
+fn split_renderer(counts: &[u32]) -> Renderer {
+    let mut renderer = Renderer::new(DEFAULT_GZIP_LEVEL);
+    renderer.set_splits(counts);
+    renderer
+}
+
+#[test]
+fn parts_are_the_whole_body_cut_by_line() {
+    let (config, store) = fleet();
+    let m = self_metrics();
+    let counts = [2, 3, 4, 5, 64];
+    let e = split_renderer(&counts).render(&store, &config.global, t(0), &m);
+    assert_parts(&e, &counts);
+    // One part is the whole body, byte for byte, in every encoding.
+    for (format, gzip) in [(Format::Text, false), (Format::Text, true), (Format::OpenMetrics, false)] {
+        let whole = e.body(format, gzip).expect("body");
+        let one = e.part(SplitPart::new(0, 1).expect("valid"), format, gzip).expect("one part").flatten();
+        assert_eq!(one.expect("body"), whole);
+    }
+    // Parts of counts not asked for are not rendered; the whole body is as without splits.
+    assert!(!e.has_split(6) && e.part(SplitPart::new(0, 6).expect("valid"), Format::Text, false).is_none());
+    let plain = render(&store, &config.global, t(0), &m);
+    assert_eq!(
+        stable(&e.body(Format::Text, false).expect("body")),
+        stable(&plain.body(Format::Text, false).expect("body"))
+    );
+    for k in 0..4 {
+        let part = e.part(SplitPart::new(k, 4).expect("valid"), Format::Text, false).expect("part");
+        promtool_check(&part.flatten().expect("body"));
+    }
+}
+
+#[test]
+fn parts_follow_polls_staleness_and_reloads_like_the_whole_body() {
+    let lines = 3 * render::BLOCK_LINES + 17;
+    let config = parse_config(&big_fleet_yaml(0..lines));
+    let store = Store::new();
+    store.apply_plan(&config.lines);
+    let m = self_metrics();
+    let mut renderer = split_renderer(&[3, 4]);
+    let mut check =
+        |config: &Config, now: SystemTime| assert_parts(&renderer.render(&store, &config.global, now, &m), &[3, 4]);
+    check(&config, t(0));
+    poll_some(&store, &config, 1, t(1), 0);
+    check(&config, t(1));
+    poll_some(&store, &config, 97, t(2), 1);
+    check(&config, t(2));
+    check(&config, t(3602));
+    let kept = (0..lines).filter(|i| !(300..340).contains(i)).chain(lines..lines + 300);
+    let reloaded = parse_config(&big_fleet_yaml(kept));
+    store.apply_plan(&reloaded.lines);
+    poll_some(&store, &reloaded, 5, t(3603), 2);
+    check(&reloaded, t(3603));
+    let small = parse_config(&big_fleet_yaml((0..lines).step_by(50)));
+    store.apply_plan(&small.lines);
+    check(&small, t(3604));
+    store.apply_plan(&[]);
+    check(&small, t(3605));
+}
+
+#[test]
+fn a_part_count_asked_for_late_is_built_in_full_and_dropped_when_unused() {
+    let lines = 2 * render::BLOCK_LINES + 5;
+    let config = parse_config(&big_fleet_yaml(0..lines));
+    let store = Store::new();
+    store.apply_plan(&config.lines);
+    poll_some(&store, &config, 1, t(1), 0);
+    let m = self_metrics();
+    let mut renderer = Renderer::new(DEFAULT_GZIP_LEVEL);
+    renderer.render(&store, &config.global, t(1), &m);
+    let whole_only = renderer.cache_size();
+    // Nothing changed since, so no line is re-rendered: the parts come from the chunks.
+    renderer.set_splits(&[4, 1, 4]);
+    let e = renderer.render(&store, &config.global, t(2), &m);
+    assert_eq!(renderer.rerendered(), 0);
+    assert_parts(&e, &[4]);
+    assert!(renderer.cache_size() > whole_only);
+    poll_some(&store, &config, 7, t(3), 1);
+    renderer.set_splits(&[2, 4]);
+    assert_parts(&renderer.render(&store, &config.global, t(3), &m), &[2, 4]);
+    renderer.set_splits(&[]);
+    let e = renderer.render(&store, &config.global, t(4), &m);
+    assert!(!e.has_split(4) && !e.has_split(2));
+    let mut plain = Renderer::new(DEFAULT_GZIP_LEVEL);
+    plain.render(&store, &config.global, t(4), &m);
+    assert_eq!(renderer.cache_size(), plain.cache_size(), "the parts' chunks are gone");
+}
+
+#[test]
+fn a_line_stays_in_its_part_when_other_lines_come_and_go() {
+    let part_of_lines = |e: &Exposition| -> BTreeMap<String, u32> {
+        let mut found = BTreeMap::new();
+        for k in 0..4 {
+            let body = e.part(SplitPart::new(k, 4).expect("valid"), Format::Text, false).expect("part");
+            for sample in utf8(&body.flatten().expect("body")).lines().filter(|l| !l.starts_with('#')) {
+                if let Some(line) = line_label(sample) {
+                    let previous = found.insert(line.clone(), k);
+                    assert!(previous.is_none_or(|p| p == k), "{line} in parts {previous:?} and {k}");
+                }
+            }
+        }
+        found
+    };
+    let config = parse_config(&big_fleet_yaml(100..400));
+    let store = Store::new();
+    store.apply_plan(&config.lines);
+    poll_some(&store, &config, 1, t(1), 0);
+    let m = self_metrics();
+    let mut renderer = split_renderer(&[4]);
+    let before = part_of_lines(&renderer.render(&store, &config.global, t(1), &m));
+    assert_eq!(before.len(), 300);
+    let sizes: Vec<usize> = (0..4).map(|k| before.values().filter(|&&p| p == k).count()).collect();
+    assert!(sizes.iter().all(|&s| (45..=105).contains(&s)), "parts of 300 lines: {sizes:?}");
+    // Lines added before, between and after, some removed: the others keep their part.
+    let grown = parse_config(&big_fleet_yaml((0..100).chain((100..400).filter(|i| i % 10 != 0)).chain(400..900)));
+    store.apply_plan(&grown.lines);
+    poll_some(&store, &grown, 1, t(2), 1);
+    let after = part_of_lines(&renderer.render(&store, &grown.global, t(2), &m));
+    assert_eq!(after.len(), 100 + 270 + 500);
+    for (line, part) in &before {
+        assert!(after.get(line).is_none_or(|p| p == part), "{line} moved from part {part} to {:?}", after.get(line));
+    }
+}

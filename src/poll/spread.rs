@@ -1,6 +1,7 @@
 //! Where a line sits in time and in the fleet: its phase within the poll interval (a stable hash
 //! of the name, anchored at the Unix epoch so restarts keep it) and its `--shard i/n` membership
-//! (rendezvous hashing of the name, so changing `n` moves as few lines as possible).
+//! (rendezvous hashing of the name, so changing `n` moves as few lines as possible), and its part
+//! of a split `/metrics?part=K&parts=N` (the same rendezvous hash under a seed of its own).
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 // Distinct seeds keep the phase, the shard and the back-off jitter of a line independent.
 const PHASE_SEED: u64 = 0x243f_6a88_85a3_08d3;
 const SHARD_SEED: u64 = 0x1319_8a2e_0370_7344;
+/// Parts of a split exposition are seeded apart from shards: with the shard's seed, every line
+/// a process of `--shard i/n` owns would score highest for `i` among any first `m` parts too,
+/// so part `i` would hold nearly all of the shard's lines and most other parts none (the
+/// Kubernetes overlay runs 3 shards × 4 parts). Under its own seed each shard splits evenly.
+const PART_SEED: u64 = 0xa409_3822_299f_31d0;
 
 /// A hash that is the same on every platform, build and Rust version (std's `DefaultHasher`
 /// promises none of that, and phases and shards must survive upgrades): FNV-1a, then the
@@ -119,11 +125,24 @@ impl fmt::Display for Shard {
 /// The shard of `line` among `count`: the one with the highest score for this name. Going from
 /// `n` to `n - 1` shards moves only the lines of the removed shard (their runner-up takes them).
 pub fn shard_of(line: &str, count: u32) -> u32 {
+    rendezvous(line, count, SHARD_SEED)
+}
+
+/// The part of `line` in a `/metrics` split into `count` parts (`?part=K&parts=N`): rendezvous
+/// hashing like [`shard_of`], so a line keeps its part however the fleet around it changes and
+/// going from `n` to `n + 1` parts moves only the lines the new part takes, but under its own
+/// seed, so that the lines of any one shard spread over every part.
+pub fn part_of(line: &str, count: u32) -> u32 {
+    rendezvous(line, count, PART_SEED)
+}
+
+/// The bucket among `count` with the highest score for `line` under `seed` (0 when `count` is 0).
+fn rendezvous(line: &str, count: u32, seed: u64) -> u32 {
     let mut best = (0u64, 0u32);
-    for shard in 0..count {
-        let score = stable_hash(line.as_bytes(), mix(SHARD_SEED ^ u64::from(shard)));
-        if shard == 0 || score > best.0 {
-            best = (score, shard);
+    for bucket in 0..count {
+        let score = stable_hash(line.as_bytes(), mix(seed ^ u64::from(bucket)));
+        if bucket == 0 || score > best.0 {
+            best = (score, bucket);
         }
     }
     best.1
@@ -226,6 +245,35 @@ mod tests {
                 assert_eq!(before, after, "{line} moved although its shard stayed");
             }
         }
+    }
+
+    #[test]
+    fn parts_split_the_lines_of_every_shard_evenly() {
+        // With the shard's own hash, the lines of shard 1 of 3 would all fall in parts 1 and 3
+        // of 4; under the part seed each shard spreads over all four.
+        let lines = names(30_000);
+        for shard in 0..3 {
+            let mut sizes = [0usize; 4];
+            for line in lines.iter().filter(|l| shard_of(l, 3) == shard) {
+                sizes[part_of(line, 4) as usize] += 1;
+            }
+            for size in sizes {
+                assert!((2200..=2800).contains(&size), "shard {shard} splits unevenly: {sizes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_keeps_its_part_when_lines_come_and_parts_are_added() {
+        // A pure function of the name and the count: other lines cannot move it.
+        let before: Vec<u32> = names(1_000).iter().map(|l| part_of(l, 4)).collect();
+        let after: Vec<u32> = names(5_000).iter().take(1_000).map(|l| part_of(l, 4)).collect();
+        assert_eq!(before, after);
+        for line in names(5_000) {
+            let (four, five) = (part_of(&line, 4), part_of(&line, 5));
+            assert!(four == five || five == 4, "{line} moved from part {four} to {five}, not to the new part");
+        }
+        assert!(names(100).iter().all(|l| part_of(l, 1) == 0));
     }
 
     // Properties over any set of names (the fixed 10,000-name tests above only cover one set).

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
-use crate::metrics::{negotiate, Format, PartsBody};
+use crate::metrics::{negotiate, Format, PartsBody, SplitPart, SplitUnavailable};
 
 use super::api::{self, LinesQuery};
 use super::probe_limit::PROBE_MIN_INTERVAL;
@@ -21,13 +21,28 @@ use super::Routes;
 /// Kept off the scrape timeout so the answer arrives before Prometheus gives up.
 const PROBE_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 
-pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+/// `/metrics`, or with `?part=K&parts=N` only the lines of part K of N (the exporter's own
+/// series in part 0). A bad `part`/`parts` is a 400 that says why.
+pub async fn metrics(State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = accepts_gzip(headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
-    let exposition = app.exposition();
+    let split = match SplitPart::from_query(query.as_deref()) {
+        Ok(split) => split,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     // The pre-built pieces go out as they are (gzip) or decompressed while they go (identity): no
-    // render or compression per scrape.
-    let body = PartsBody::streaming(exposition.parts(format, gzip).clone());
+    // render or compression per scrape, for parts as for the whole body.
+    let parts = match split {
+        None => app.exposition().parts(format, gzip).clone(),
+        Some(split) => match app.split_exposition(split).await {
+            Ok(exposition) => match exposition.part(split, format, gzip) {
+                Some(parts) => parts.clone(),
+                None => return unavailable(&SplitUnavailable::NotRendered(split.parts())),
+            },
+            Err(e) => return unavailable(&e),
+        },
+    };
+    let body = PartsBody::streaming(parts);
     let mut response = Response::new(Body::new(body));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
@@ -35,6 +50,17 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
+    response
+}
+
+/// A 503 for a split that cannot be served now, with when to try again.
+fn unavailable(e: &SplitUnavailable) -> Response {
+    let retry = match e {
+        SplitUnavailable::TooMany(_) => 60,
+        SplitUnavailable::NotRendered(_) => 1,
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
     response
 }
 
