@@ -9,6 +9,7 @@ mod golden;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
 mod shards;
+mod soak;
 mod support;
 mod support_modem;
 mod tidy;
