@@ -10,8 +10,8 @@
 //!
 //! Sized by the environment, seeded, so a run repeats: `ESIM_SOAK_LINES` (default 1,000, the
 //! CI size), `ESIM_SOAK_SECONDS` (fault phase, default 20), `ESIM_SOAK_SEED`,
-//! `ESIM_SOAK_RSS_TOLERANCE` (default 0.25 for a loaded CI machine; `scripts/soak`: 0.10),
-//! `ESIM_SOAK_JITTER_MS` (default 250 for a loaded debug build; `scripts/soak`: 100; see
+//! `ESIM_SOAK_RSS_TOLERANCE` (default 0.35 for a loaded CI machine; `scripts/soak`: 0.10),
+//! `ESIM_SOAK_JITTER_MS` (default 250: the exporter was seen to pause sending for 200 ms; see
 //! [`busiest`]). `scripts/soak` runs the full size (10,000 lines)
 //! and prints the figures; docs/RELIABILITY.md#soak-test has them.
 
@@ -87,7 +87,7 @@ impl Plan {
             lines,
             fault_phase,
             seed: env("ESIM_SOAK_SEED", 14u64),
-            rss_tolerance: env("ESIM_SOAK_RSS_TOLERANCE", 0.25f64),
+            rss_tolerance: env("ESIM_SOAK_RSS_TOLERANCE", 0.35f64),
             jitter: Duration::from_millis(env("ESIM_SOAK_JITTER_MS", 250u64)),
             accounts: [
                 Account { name: "trackers", operator: "1nce", lines: once, per_poll: 2, rate: once_rate, burst: 20 },
@@ -421,7 +421,7 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
                     promtool_check_metrics(&body);
                     scrapes.lock().unwrap().promtool += 1;
                 }
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     let failing = api_names(&e, "state=failing", |_| true);
                     scrapes.lock().unwrap().seen_failing.extend(failing);
                 }
@@ -578,6 +578,19 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
         (rss_max as f64 / rss_min.max(1) as f64 - 1.0) * 100.0,
         rss_peak as f64 / 1024.0,
         after_warm.len()
+    );
+    let timeline: Vec<String> = rss
+        .iter()
+        .step_by(20)
+        .map(|(at, kib)| format!("{:.0}s {:.0}", (*at - started).as_secs_f64(), *kib as f64 / 1024.0))
+        .collect();
+    let _ = writeln!(
+        table,
+        "  RSS MiB by time (warm at {:.0}s, faults {:.0}s-{:.0}s): {}",
+        (warm - started).as_secs_f64(),
+        (fault_started - started).as_secs_f64(),
+        (cleared - started).as_secs_f64(),
+        timeline.join(", ")
     );
     let mut windows = Vec::new();
     for account in &plan.accounts {
