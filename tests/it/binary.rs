@@ -76,9 +76,14 @@ impl Exporter {
     /// `spawn_in` with extra environment variables.
     pub fn spawn_in_env(dir: PathBuf, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
         std::fs::write(dir.join("esim.yaml"), config).expect("write config");
+        // Fast renders and debug logs unless the caller names its own (a 10,000-line soak).
+        let named = |flag: &str| extra.iter().any(|a| a.starts_with(flag));
+        let render = if named("--web.render-interval") { &[][..] } else { &["--web.render-interval", "100ms"][..] };
+        let level = if named("--log.level") { &[][..] } else { &["--log.level", "debug"][..] };
         let mut child = Command::new(BIN)
             .args(["--config.file", "esim.yaml", "--web.listen-address", "127.0.0.1:0"])
-            .args(["--web.render-interval", "100ms", "--log.level", "debug"])
+            .args(render)
+            .args(level)
             .args(extra)
             .env_remove("ESIM_SHARD")
             .envs(env.iter().copied())

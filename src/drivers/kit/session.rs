@@ -38,6 +38,8 @@ pub struct Fresh<T> {
 pub struct Lease<T> {
     pub value: T,
     generation: u64,
+    /// This lease's own login fetched the token (not another poll's, not the cache).
+    fresh: bool,
 }
 
 /// How long before the operator's expiry a token is replaced: a tenth of its lifetime, at
@@ -92,7 +94,7 @@ impl<T: Clone + Send> Session<T> {
             .map_err(|_| PollError::Timeout(cx.timeout))?;
         if let Some(cached) = &state.current {
             if cached.refresh_at.is_none_or(|at| Instant::now() < at) {
-                return Ok(Lease { value: cached.value.clone(), generation: cached.generation });
+                return Ok(Lease { value: cached.value.clone(), generation: cached.generation, fresh: false });
             }
             cx.note("token about to expire: getting a new one");
         }
@@ -103,7 +105,7 @@ impl<T: Clone + Send> Session<T> {
         let refresh_at = fresh.expires_in.map(|e| Instant::now() + e.saturating_sub(refresh_margin(e)));
         let generation = state.generation;
         state.current = Some(Cached { value: fresh.value.clone(), generation, refresh_at });
-        Ok(Lease { value: fresh.value, generation })
+        Ok(Lease { value: fresh.value, generation, fresh: true })
     }
 
     /// Forgets `lease`'s token, unless another poll has already replaced it.
@@ -120,8 +122,11 @@ impl<T: Clone + Send> Session<T> {
     }
 
     /// Runs `call` with the token; when `expired` says the operator rejected it, gets a new
-    /// token once and runs `call` again, returning whatever that second answer is (the
-    /// caller's status check then makes a second rejection `auth`).
+    /// token and runs `call` again, returning whatever that answer is (the caller's status
+    /// check then makes a rejection `auth`). The new token is normally this poll's own login;
+    /// when it was another poll's (logged in first) and is rejected too, the operator dropped
+    /// it while this poll waited, which says nothing of the credentials: this poll logs in
+    /// once itself and tries a last time. At most one login and three calls per poll.
     pub async fn call<L, LF, C, CF>(
         &self,
         cx: &PollContext,
@@ -141,6 +146,16 @@ impl<T: Clone + Send> Session<T> {
             return Ok(response);
         }
         cx.note("the operator rejected the token: logging in again, once");
+        self.invalidate(&lease).await;
+        let lease = self.lease(cx, &mut login).await?;
+        if lease.fresh {
+            return call(lease.value).await;
+        }
+        let response = call(lease.value.clone()).await?;
+        if !expired(&response) {
+            return Ok(response);
+        }
+        cx.note("the operator rejected the token another poll had just fetched: logging in once more");
         self.invalidate(&lease).await;
         let lease = self.lease(cx, &mut login).await?;
         call(lease.value).await
@@ -317,6 +332,44 @@ mod tests {
         let r = session.call(&cx, login, call, |r| r.status().as_u16() == 401).await.unwrap();
         assert_eq!(r.status().as_u16(), 401);
         assert_eq!(logins.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_token_of_another_polls_login_refused_again_gets_a_login_of_this_poll() {
+        // The operator drops every token (twice, as the soak test's "auth expiry" faults
+        // did): another poll sees it first and logs in; this poll takes that token, waits for
+        // its turn, and meanwhile the operator drops that one too. The credentials work (two
+        // logins just succeeded), yet this used to come back as a 401 — `auth`, a 6 h lock-out.
+        let session: Session<u32> = Session::default();
+        let cx = cx(Duration::from_secs(5));
+        let valid = Mutex::new(Vec::new());
+        let logins = AtomicU64::new(0);
+        let login = || {
+            let n = logins.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+            valid.lock().unwrap().push(n);
+            async move { Ok(Fresh { value: n, expires_in: None }) }
+        };
+        let other = session.lease(&cx, login).await.unwrap();
+        let calls = AtomicU64::new(0);
+        let (session, cx, valid, calls, other, logins) = (&session, &cx, &valid, &calls, &other, &logins);
+        let call = |token: u32| async move {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => {
+                    valid.lock().unwrap().clear();
+                    session.invalidate(other).await;
+                    let n = logins.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+                    valid.lock().unwrap().push(n);
+                    session.lease(cx, || async move { Ok(Fresh { value: n, expires_in: None }) }).await.unwrap();
+                }
+                1 => valid.lock().unwrap().clear(),
+                _ => {}
+            }
+            let status = if valid.lock().unwrap().contains(&token) { 200 } else { 401 };
+            Ok(Response::new(status, None, "", "GET /x"))
+        };
+        let r = session.call(cx, login, call, |r| r.status().as_u16() == 401).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "a login of its own, then the answer");
+        assert_eq!((calls.load(Ordering::SeqCst), logins.load(Ordering::SeqCst)), (3, 3));
     }
 
     #[tokio::test]

@@ -183,6 +183,28 @@ pub enum Fault {
     Echo(u16),
 }
 
+impl Fault {
+    /// A short name of the kind of fault, for counting them ([`MockOperator::faults_served`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Latency(_) => "latency",
+            Fault::Status(s) if *s >= 500 => "5xx",
+            Fault::Status(_) => "status",
+            Fault::Body(..) => "body",
+            Fault::RateLimited(Some(_)) => "429 retry-after",
+            Fault::RateLimited(None) => "429",
+            Fault::Html => "html",
+            Fault::Captcha => "captcha",
+            Fault::Truncated => "truncated",
+            Fault::Disconnect => "disconnect",
+            Fault::Oversized { .. } => "oversized",
+            Fault::Fixture(..) => "fixture",
+            Fault::ExpireTokens => "expire tokens",
+            Fault::Echo(_) => "echo",
+        }
+    }
+}
+
 /// A line the mock knows in fleet mode: numbers, personal accounts, ICCIDs.
 #[derive(Clone, Debug)]
 pub struct MockLine {
@@ -215,6 +237,8 @@ pub struct Shared {
     fixtures: PathBuf,
     operators: Vec<Arc<dyn Operator>>,
     faults: Mutex<HashMap<(String, String), VecDeque<Fault>>>,
+    /// Faults that met a request, per operator and [`Fault::kind`].
+    served: Mutex<HashMap<(String, &'static str), u64>>,
     requests: Mutex<Vec<Recorded>>,
     tokens: Mutex<HashMap<String, Tokens>>,
     ticks: Mutex<HashMap<String, u64>>,
@@ -395,6 +419,7 @@ impl MockOperator {
             fixtures,
             operators: operators(),
             faults: Mutex::default(),
+            served: Mutex::default(),
             requests: Mutex::default(),
             tokens: Mutex::default(),
             ticks: Mutex::default(),
@@ -457,6 +482,18 @@ impl MockOperator {
         self.shared.faults.lock().unwrap().clear();
     }
 
+    /// Faults queued for `operator` that no request has taken yet.
+    pub fn pending_faults(&self, operator: &str) -> usize {
+        let faults = self.shared.faults.lock().unwrap();
+        faults.iter().filter(|((op, _), _)| op == operator).map(|(_, q)| q.len()).sum()
+    }
+
+    /// How many faults of each [`Fault::kind`] met a request of `operator`.
+    pub fn faults_served(&self, operator: &str) -> HashMap<&'static str, u64> {
+        let served = self.shared.served.lock().unwrap();
+        served.iter().filter(|((op, _), _)| op == operator).map(|((_, kind), n)| (*kind, *n)).collect()
+    }
+
     /// Every request so far to `operator`.
     pub fn requests(&self, operator: &str) -> Vec<MockRequest> {
         let requests = self.shared.requests.lock().unwrap();
@@ -467,6 +504,16 @@ impl MockOperator {
     pub fn request_times(&self, operator: &str) -> Vec<std::time::Instant> {
         let requests = self.shared.requests.lock().unwrap();
         requests.iter().filter(|r| r.operator == operator).map(|r| r.at).collect()
+    }
+
+    /// When each request to `operator` arrived and its method and path, in order.
+    pub fn request_log(&self, operator: &str) -> Vec<(std::time::Instant, String)> {
+        let requests = self.shared.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.operator == operator)
+            .map(|r| (r.at, format!("{} {}", r.request.method, r.request.path)))
+            .collect()
     }
 
     /// How many requests went to `path` of `operator`.
@@ -541,6 +588,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
         let mut take = |p: &str| faults.get_mut(&(prefix.clone(), p.to_string())).and_then(VecDeque::pop_front);
         take(&path).or_else(|| take("*"))
     };
+    if let Some(fault) = &fault {
+        *shared.served.lock().unwrap().entry((prefix.clone(), fault.kind())).or_insert(0) += 1;
+    }
     let cx = Ctx { shared: &shared, operator: operator.name() };
     let usual = |cx: &Ctx<'_>| operator.handle(cx, &request);
     match fault {
