@@ -695,7 +695,10 @@ fn number(value: &Json) -> Option<f64> {
 }
 
 fn timestamp(value: &Json, format: TimeFormat) -> Option<SystemTime> {
-    let from_seconds = |s: f64| (s.is_finite() && s >= 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(s));
+    // A hostile 1e29 must not panic `from_secs_f64` or overflow `SystemTime` (the fuzzer found
+    // it); the reading's own bounds then refuse an expiry past 2200 as bad_response.
+    let from_seconds =
+        |s: f64| Duration::try_from_secs_f64(s).ok().and_then(|d| UNIX_EPOCH.checked_add(d)).filter(|_| s.is_finite());
     match (value, format) {
         (Json::String(s), TimeFormat::Auto) if !s.trim().bytes().all(|b| b.is_ascii_digit()) => {
             decode::parse_rfc3339(s)
