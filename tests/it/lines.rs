@@ -63,18 +63,7 @@ fn lines_on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         .spawn()
         .expect("spawn esim-exporter lines");
     // The spawned child holds the only copy of the slave now: its exit ends the reads (EIO).
-    let reader = std::thread::spawn(move || {
-        let mut file = std::fs::File::from(master);
-        let mut shown = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = file.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            shown.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&shown).into_owned()
-    });
+    let reader = read_terminal(master);
     let status = child.wait().expect("wait");
     (status.code().unwrap_or(-1), reader.join().unwrap())
 }
@@ -264,18 +253,7 @@ fn with_stderr_on_a_terminal(args: &[&str], dir: &Path) -> (i32, String, String)
         .stderr(Stdio::from(slave))
         .spawn()
         .expect("spawn esim-exporter");
-    let reader = std::thread::spawn(move || {
-        let mut file = std::fs::File::from(master);
-        let mut shown = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = file.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            shown.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&shown).into_owned()
-    });
+    let reader = read_terminal(master);
     let out = child.wait_with_output().expect("wait");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), reader.join().unwrap())
 }
@@ -304,4 +282,20 @@ fn once_shows_a_progress_bar_on_a_terminal_only() {
     assert!(!err.contains("/60 lines polled") && !err.contains('\r') && !err.contains('\x1b'), "{err:?}");
     assert!(err.contains("60 lines polled, 0 failed"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Reads what a pseudo-terminal shows until its last slave closes (the child's exit: EIO).
+fn read_terminal(master: OwnedFd) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::from(master);
+        let mut shown = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    })
 }
