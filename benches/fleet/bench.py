@@ -494,25 +494,25 @@ def bench_own_labels_rss(args, workdir, n, results):
         f"{r['own3m_first_peak_mib']:.0f} MiB to the first wave, {r['own3m_peak_mib']:.0f} MiB while scraped")
 
 
-def prom_query(base, query):
-    """An instant query now; [(labels, value)]."""
+def prom_result(base, query):
+    """The `result` of an instant query evaluated now; fails the bench when Prometheus refuses."""
     url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
     _, body = http_get(url, timeout=120)
     data = json.loads(body)
     if data.get("status") != "success":
         raise SystemExit(f"Prometheus query {query!r} failed: {data}")
-    return [(x["metric"], float(x["value"][1])) for x in data["data"]["result"]]
+    return data["data"]["result"]
+
+
+def prom_query(base, query):
+    """An instant query now; [(labels, value)]."""
+    return [(x["metric"], float(x["value"][1])) for x in prom_result(base, query)]
 
 
 def prom_samples(base, query):
     """A range-vector selector evaluated now; {target's part or instance: [values in time order]}."""
-    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    _, body = http_get(url, timeout=120)
-    data = json.loads(body)
-    if data.get("status") != "success":
-        raise SystemExit(f"Prometheus query {query!r} failed: {data}")
     return {x["metric"].get("part", x["metric"].get("instance", "")): [float(v) for _, v in x["values"]]
-            for x in data["data"]["result"]}
+            for x in prom_result(base, query)}
 
 
 def prom_scalar(base, query):
