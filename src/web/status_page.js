@@ -131,6 +131,9 @@
       const y = (v) => (max === min ? h / 2 : pad + (1 - (v - min) / (max - min)) * (h - 3 * pad));
       const pts = [];
       values.forEach((v, i) => { if (v != null) pts.push(x(i).toFixed(1) + "," + y(v).toFixed(1)); });
+      // One known value is a level, not a point: a one-point polyline has no extent and the
+      // browser does not draw it, so it is held across the width.
+      if (pts.length === 1) pts.splice(0, 1, pad + "," + pts[0].split(",")[1], (w - pad) + "," + pts[0].split(",")[1]);
       s.append(svg("polyline", { points: pts.join(" ") }));
       const last = values.length - 1 - [...values].reverse().findIndex((v) => v != null);
       s.append(svg("circle", { cx: x(last).toFixed(1), cy: y(values[last]).toFixed(1), r: 2.5 }));
