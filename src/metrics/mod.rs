@@ -6,6 +6,7 @@
 mod account_polls;
 mod body;
 pub mod catalog;
+mod chunk;
 mod encode;
 pub mod exporter_self;
 mod line;

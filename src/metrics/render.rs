@@ -1,5 +1,5 @@
 //! The `/metrics` body, pre-rendered and pre-compressed in pieces (the kube-state-metrics
-//! layout). Lines are taken in blocks of [`BLOCK_LINES`] in store order; for every block and
+//! layout). Lines are taken in blocks of [`BLOCK_LINES`](super::chunk::BLOCK_LINES) in store order; for every block and
 //! per-line family the renderer keeps a *chunk*: that family's sample text for those lines,
 //! deflated on its own (a raw deflate segment that starts with an empty window and ends
 //! byte-aligned, so segments concatenate into one valid stream: pigz's trick) and as an LZ4
@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Crc, FlushCompress};
+use flate2::{Compress, Compression, Crc};
 use prometheus::proto::MetricFamily;
 
 use super::account_polls;
-use super::body::{self, CorruptBlock, Parts, Piece};
+use super::body::{CorruptBlock, Parts, Piece};
 use super::catalog::{self, LINE_FAMILY_COUNT};
+use super::chunk::{join_chunks, BlockTools, Chunk, FamilyParts, Segment, Slot, BLOCK_LINES};
 use super::encode::{write_header, Header};
 use super::exporter_self::SelfMetrics;
 use super::line::{self, Fragments, Scratch, Settings};
@@ -28,18 +29,13 @@ use super::negotiate::Format;
 use super::proto;
 use super::render_split::Split;
 use super::split::SplitPart;
-use crate::config::{Global, Line};
+use crate::config::Global;
 use crate::store::{LineState, Store, StoreView};
 
 /// Default gzip level. Exposition text is very repetitive; with the zlib-rs backend level 2
 /// compresses about as well as 3 to 6 and is the fastest (level 1 switches to a quicker
 /// algorithm that compresses much less). Figures from `cargo bench --bench render`.
 pub const DEFAULT_GZIP_LEVEL: u32 = 2;
-
-/// Lines per block. Smaller blocks recompress less text when a few lines change (a poll
-/// touches about 8 of the 17 per-line families of one line) but compress a little worse,
-/// since every segment starts with an empty window; 64 lines make chunks of 5–60 KiB.
-pub const BLOCK_LINES: usize = 256;
 
 /// Blocks whose lines are rendered under one hold of the store's read lock, so that a full
 /// render neither holds the lock long nor keeps every line's fragments in memory at once.
@@ -50,44 +46,6 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// A final, empty, fixed-Huffman deflate block: ends the stream of segments.
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
-
-/// A text kept only compressed: its deflate segment (gzip) and LZ4 block (identity), with the
-/// text's length and CRC-32.
-#[derive(Debug, Default)]
-pub(super) struct Segment {
-    pub(super) deflated: Bytes,
-    pub(super) lz4: Bytes,
-    pub(super) len: u32,
-    crc: Crc,
-}
-
-impl Segment {
-    pub(super) fn new(text: &[u8], compress: &mut Compress) -> Segment {
-        let deflated = deflate_segment(compress, text);
-        let mut crc = Crc::new();
-        crc.update(text);
-        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        Segment { deflated: deflated.into(), lz4: body::compress(text), len, crc }
-    }
-
-    fn share(&self) -> Segment {
-        Segment { deflated: self.deflated.clone(), lz4: self.lz4.clone(), len: self.len, crc: crc_copy(&self.crc) }
-    }
-
-    /// The piece that sends this segment's text (identity).
-    fn piece(&self) -> Piece {
-        Piece::Lz4 { block: self.lz4.clone(), len: self.len }
-    }
-
-    /// Appends the text to `out`.
-    pub(super) fn text_into(&self, out: &mut Vec<u8>) -> Result<(), CorruptBlock> {
-        if self.len == 0 {
-            // An empty segment (`Segment::default`) has no LZ4 block to decompress.
-            return Ok(());
-        }
-        body::decompress_into(&self.lz4, self.len as usize, out)
-    }
-}
 
 /// A small text kept as text too: family headers and the tail of a body.
 #[derive(Debug)]
@@ -101,78 +59,6 @@ impl Labelled {
         let segment = Segment::new(&text, compress);
         Labelled { text: text.into(), segment }
     }
-}
-
-fn crc_copy(crc: &Crc) -> Crc {
-    let mut copy = Crc::new();
-    copy.combine(crc);
-    copy
-}
-
-/// `text` as a raw deflate segment: compressed from an empty window (the compressor is reset)
-/// and closed with a sync flush, so that it ends on a byte boundary without a final block.
-fn deflate_segment(compress: &mut Compress, text: &[u8]) -> Vec<u8> {
-    compress.reset();
-    let mut out = Vec::with_capacity(text.len() / 8 + 64);
-    loop {
-        let consumed = compress.total_in() as usize;
-        // Only our own buffers go in; zlib-rs fails only on misuse of the stream.
-        if compress.compress_vec(&text[consumed..], &mut out, FlushCompress::Sync).is_err() {
-            tracing::error!("deflate failed on the exposition text");
-            return Vec::new();
-        }
-        // Done once the input is in and the flush fitted (zlib's avail_out != 0 rule).
-        if compress.total_in() as usize == text.len() && out.len() < out.capacity() {
-            out.shrink_to_fit();
-            return out;
-        }
-        out.reserve(out.capacity().max(1024));
-    }
-}
-
-/// One family's samples for one block of lines.
-#[derive(Debug, Default)]
-pub(super) struct Chunk {
-    pub(super) segment: Segment,
-    /// Where each line's samples end in the segment's text (empty in the chunks of a split,
-    /// which are always rebuilt from the whole body's).
-    pub(super) ends: Box<[u32]>,
-    /// The scan that built it (`Renderer::scans`): tells splits which text may have changed.
-    pub(super) built_at: u32,
-}
-
-impl Chunk {
-    fn share(&self) -> Chunk {
-        Chunk { segment: self.segment.share(), ends: self.ends.clone(), built_at: self.built_at }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.segment.len == 0
-    }
-
-    pub(super) fn size(&self) -> usize {
-        self.segment.deflated.len() + self.segment.lz4.len() + 4 * self.ends.len() + std::mem::size_of::<Self>()
-    }
-}
-
-/// One per-line family over every block, as the bodies use it.
-#[derive(Debug, Default)]
-pub(super) struct FamilyParts {
-    /// Non-empty chunks' segments, in block order, as identity pieces.
-    pieces: Vec<Piece>,
-    /// Every block's segment, concatenated (chunks hold slices of it).
-    deflated: Bytes,
-    crc: Crc,
-    len: u64,
-}
-
-/// What a line's chunks were rendered from.
-pub(super) struct Slot {
-    pub(super) line: Arc<Line>,
-    version: u64,
-    fresh: bool,
-    /// The scan that last changed it (`Renderer::scans`): tells splits which lines moved.
-    pub(super) changed_at: u32,
 }
 
 /// One rendering of `/metrics` in both formats, cheap to clone and to serve.
@@ -610,33 +496,6 @@ impl Renderer {
     }
 }
 
-/// Joins `chunks` (one family's, in block order) into the family's text pieces and one
-/// deflate run.
-pub(super) fn join_chunks(mut chunks: Vec<&mut Chunk>) -> FamilyParts {
-    let deflated_len = chunks.iter().map(|c| c.segment.deflated.len()).sum();
-    let mut deflated = Vec::with_capacity(deflated_len);
-    let mut crc = Crc::new();
-    let mut len = 0;
-    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-        deflated.extend_from_slice(&chunk.segment.deflated);
-        crc.combine(&chunk.segment.crc);
-        len += u64::from(chunk.segment.len);
-    }
-    let deflated = Bytes::from(deflated);
-    // Chunks keep slices of the joined run rather than segments of their own: the segments
-    // built by a full render's helper threads are freed here, and everything long-lived comes
-    // from this thread's malloc arena.
-    let mut pieces = Vec::new();
-    let mut at = 0;
-    for chunk in chunks.iter_mut().filter(|c| !c.is_empty()) {
-        let end = at + chunk.segment.deflated.len();
-        chunk.segment.deflated = deflated.slice(at..end);
-        pieces.push(chunk.segment.piece());
-        at = end;
-    }
-    FamilyParts { pieces, deflated, crc, len }
-}
-
 /// Both bodies of one format: per-line families, each contiguous (header, then every block's
 /// chunk), then `tail` (the registry's families, `# EOF`).
 fn assemble(families: &[FamilyParts], headers: &[Labelled], tail: Option<&Labelled>) -> Bodies {
@@ -681,24 +540,6 @@ struct BuildContext<'a> {
     view: &'a StoreView<'a>,
     settings: Settings,
     now: SystemTime,
-}
-
-/// What building blocks works with: one set per thread.
-pub(super) struct BlockTools {
-    pub(super) compress: Compress,
-    scratch: Scratch,
-    /// The old chunk's text, decompressed while a block is rebuilt.
-    old_text: Vec<u8>,
-}
-
-impl BlockTools {
-    pub(super) fn new(gzip_level: u32) -> BlockTools {
-        BlockTools {
-            compress: Compress::new(Compression::new(gzip_level), false),
-            scratch: Scratch::default(),
-            old_text: Vec::new(),
-        }
-    }
 }
 
 impl BuildContext<'_> {

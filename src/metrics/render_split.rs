@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use super::body::CorruptBlock;
 use super::catalog::LINE_FAMILY_COUNT;
-use super::render::{join_chunks, BlockTools, Chunk, FamilyParts, Segment, Slot, BLOCK_LINES};
+use super::chunk::{join_chunks, BlockTools, Chunk, FamilyParts, Segment, Slot, BLOCK_LINES};
 use crate::poll::spread::part_of;
 
 /// Lines to gather from which a sync compresses on several threads (as a full render does).

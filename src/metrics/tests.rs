@@ -885,7 +885,7 @@ fn poll_some(store: &Store, config: &Config, every: usize, at: SystemTime, round
 
 #[test]
 fn a_fleet_of_several_blocks_renders_like_a_full_render_and_the_reference() {
-    let lines = 3 * render::BLOCK_LINES + 17;
+    let lines = 3 * chunk::BLOCK_LINES + 17;
     let config = parse_config(&big_fleet_yaml(0..lines));
     let store = Store::new();
     store.apply_plan(&config.lines);
@@ -1078,7 +1078,7 @@ fn parts_are_the_whole_body_cut_by_line() {
 
 #[test]
 fn parts_follow_polls_staleness_and_reloads_like_the_whole_body() {
-    let lines = 3 * render::BLOCK_LINES + 17;
+    let lines = 3 * chunk::BLOCK_LINES + 17;
     let config = parse_config(&big_fleet_yaml(0..lines));
     let store = Store::new();
     store.apply_plan(&config.lines);
@@ -1106,7 +1106,7 @@ fn parts_follow_polls_staleness_and_reloads_like_the_whole_body() {
 
 #[test]
 fn a_part_count_asked_for_late_is_built_in_full_and_dropped_when_unused() {
-    let lines = 2 * render::BLOCK_LINES + 5;
+    let lines = 2 * chunk::BLOCK_LINES + 5;
     let config = parse_config(&big_fleet_yaml(0..lines));
     let store = Store::new();
     store.apply_plan(&config.lines);
