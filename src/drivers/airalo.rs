@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::kit::decode::mb;
 use super::kit::decode::{Num, Text};
-use super::kit::http::{HttpClient, HttpOptions, Request, Response};
-use super::kit::options::required_secret;
+use super::kit::http::{HttpClient, HttpOptions};
 use super::kit::pager::Pager;
+use super::kit::platform::{self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver};
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -72,25 +72,21 @@ lines:
 #[derive(Clone, Debug)]
 struct AccountOptions {
     http: HttpOptions,
-    client_id: String,
-    client_secret: Secret,
+    credentials: ClientCredentials,
     balance: bool,
     page_size: u64,
 }
 
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
-    let client_id = f.required_string("client_id").unwrap_or_default();
-    let client_secret = required_secret(f, "client_secret", "client_secret_file");
+    let credentials = ClientCredentials::take(f);
     let balance = f.bool("balance").unwrap_or(true);
     let page_size = f.u64_in("page_size", 1, 1000).unwrap_or(DEFAULT_PAGE_SIZE);
-    DriverOptions(Arc::new(AccountOptions { http, client_id, client_secret, balance, page_size }))
+    DriverOptions(Arc::new(AccountOptions { http, credentials, balance, page_size }))
 }
 
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
-    if !f.has("iccid") {
-        f.sink().error(Some(f.pos()), f.path(), "an `airalo` line needs `iccid`");
-    }
+    platform::needs_iccid(f, "airalo");
     DriverOptions::none()
 }
 
@@ -104,8 +100,7 @@ struct State {
 
 struct Airalo {
     client: HttpClient,
-    client_id: String,
-    client_secret: Secret,
+    credentials: ClientCredentials,
     balance: bool,
     page_size: u64,
     state: Arc<State>,
@@ -113,46 +108,14 @@ struct Airalo {
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
     let o = super::contract::account_options::<AccountOptions>(account, "airalo")?;
-    let client = HttpClient::new(account, &o.http, cx)?;
-    let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
-    let state = cx.sessions.get_or_create("airalo", &account.name, fingerprint, State::default);
-    Ok(Arc::new(Airalo {
-        client,
-        client_id: o.client_id.clone(),
-        client_secret: o.client_secret.clone(),
-        balance: o.balance,
-        page_size: o.page_size,
-        state,
-    }))
+    let Platform { client, state } = Platform::build(account, cx, &o.http, &o.credentials.keys())?;
+    let (credentials, balance, page_size) = (o.credentials.clone(), o.balance, o.page_size);
+    Ok(Paced::driver(Airalo { client, credentials, balance, page_size, state }))
 }
 
-impl Driver for Airalo {
-    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
-        Box::pin(self.read(line, cx))
-    }
-
-    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
-        Box::pin(self.list_sims(cx))
-    }
-
-    fn paces_requests(&self) -> bool {
-        true
-    }
-
-    fn cost(&self, lines: usize) -> Option<Cost> {
-        Some(Cost {
-            requests_per_cycle: lines as f64 + if self.balance { 2.0 } else { 0.0 },
-            requests_per_listing: (lines as f64 / self.page_size as f64).ceil().max(1.0),
-            monthly_limit: None,
-            min_interval: Some(USAGE_FLOOR),
-        })
-    }
-}
-
-impl Airalo {
+impl PlatformDriver for Airalo {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let iccid = line.iccid.as_deref().ok_or_else(|| PollError::Config("an airalo line needs `iccid`".into()))?;
-        let iccid = iccid.to_string();
+        let iccid = platform::iccid_of(line, "airalo")?.to_string();
         let fetched = AtomicBool::new(false);
         let mut reading = self
             .state
@@ -172,6 +135,43 @@ impl Airalo {
         Ok(reading)
     }
 
+    async fn list(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
+        self.list_sims(cx).await
+    }
+
+    fn cost(&self, lines: usize) -> Cost {
+        Cost {
+            requests_per_cycle: lines as f64 + if self.balance { 2.0 } else { 0.0 },
+            requests_per_listing: platform::pages(lines, self.page_size),
+            monthly_limit: None,
+            min_interval: Some(USAGE_FLOOR),
+        }
+    }
+}
+
+impl BearerApi for Airalo {
+    fn token(&self) -> &Session<Secret> {
+        &self.state.token
+    }
+
+    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
+        cx.note("asking Airalo for an access token (client credentials)");
+        let request = self.client.post(TOKEN).form_body(&[
+            ("client_id", self.credentials.id.as_str()),
+            ("client_secret", self.credentials.secret.expose()),
+            ("grant_type", "client_credentials"),
+        ]);
+        let response = request.send(cx).await?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403 | 422) {
+            return Err(PollError::Auth(format!("POST {TOKEN}: HTTP {status}, the client id or secret was refused")));
+        }
+        let token: Envelope<AccessToken> = response.check(cx)?.json()?;
+        token.data.fresh(&format!("POST {TOKEN}"), Some(TOKEN_LIFETIME_CAP))
+    }
+}
+
+impl Airalo {
     async fn usage(&self, cx: &PollContext, iccid: &str) -> Result<Reading, PollError> {
         let path = format!("{SIMS}/{iccid}/usage");
         let shown = "/sims/{iccid}/usage";
@@ -207,38 +207,6 @@ impl Airalo {
         let currency = Currency::parse(&available.currency)
             .ok_or_else(|| PollError::BadResponse("GET /balance: availableBalance has no valid currency".into()))?;
         Ok(Some(Money { amount: available.amount.0, currency }))
-    }
-
-    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
-        cx.note("asking Airalo for an access token (client credentials)");
-        let request = self.client.post(TOKEN).form_body(&[
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-            ("grant_type", "client_credentials"),
-        ]);
-        let response = request.send(cx).await?;
-        let status = response.status().as_u16();
-        if matches!(status, 400 | 401 | 403 | 422) {
-            return Err(PollError::Auth(format!("POST {TOKEN}: HTTP {status}, the client id or secret was refused")));
-        }
-        let token: Envelope<Token> = response.check(cx)?.json()?;
-        if token.data.access_token.trim().is_empty() {
-            return Err(PollError::BadResponse(format!("POST {TOKEN}: empty access_token")));
-        }
-        let lifetime = token
-            .data
-            .expires_in
-            .map(|n| Duration::from_secs_f64(n.0.clamp(0.0, 1e9)))
-            .map_or(TOKEN_LIFETIME_CAP, |d| d.min(TOKEN_LIFETIME_CAP));
-        Ok(Fresh { value: Secret::new(token.data.access_token), expires_in: Some(lifetime) })
-    }
-
-    async fn get<'a>(
-        &'a self,
-        cx: &'a PollContext,
-        request: impl Fn(&Secret) -> Request<'a>,
-    ) -> Result<Response, PollError> {
-        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every eSIM, pages 1 to `meta.last_page`.
@@ -277,13 +245,6 @@ impl Airalo {
 #[derive(Deserialize)]
 struct Envelope<T> {
     data: T,
-}
-
-#[derive(Deserialize)]
-struct Token {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<Num>,
 }
 
 #[derive(Deserialize)]

@@ -10,14 +10,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::kit::decode::{Num, Text};
 use super::kit::http::error_field;
 use super::kit::http::total_pages;
-use super::kit::http::{HttpClient, HttpOptions, Request, Response};
+use super::kit::http::{HttpClient, HttpOptions, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::pager::Pager;
+use super::kit::platform::{self, BearerApi, Paced, Platform, PlatformDriver};
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
@@ -136,47 +137,13 @@ struct Emnify {
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
     let o = super::contract::account_options::<AccountOptions>(account, "emnify")?;
-    let client = HttpClient::new(account, &o.http, cx)?;
-    let fingerprint = cx.sessions.fingerprint(&[o.application_token.expose(), o.http.base_url.as_str()]);
-    let state = cx.sessions.get_or_create("emnify", &account.name, fingerprint, State::default);
-    Ok(Arc::new(Emnify {
-        client,
-        application_token: o.application_token.clone(),
-        sms: o.sms,
-        balance: o.balance,
-        page_size: o.page_size,
-        state,
-    }))
+    let Platform { client, state } = Platform::build(account, cx, &o.http, &[o.application_token.expose()])?;
+    let application_token = o.application_token.clone();
+    let (sms, balance, page_size) = (o.sms, o.balance, o.page_size);
+    Ok(Paced::driver(Emnify { client, application_token, sms, balance, page_size, state }))
 }
 
-impl Driver for Emnify {
-    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
-        Box::pin(self.read(line, cx))
-    }
-
-    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
-        Box::pin(
-            async move { Ok(self.list_endpoints(cx).await?.into_iter().filter_map(Endpoint::into_line).collect()) },
-        )
-    }
-
-    fn paces_requests(&self) -> bool {
-        true
-    }
-
-    fn cost(&self, lines: usize) -> Option<Cost> {
-        let per_line = if self.sms { 2.0 } else { 1.0 };
-        Some(Cost {
-            // The balance is shared: about two reads per interval for the whole account.
-            requests_per_cycle: lines as f64 * per_line + if self.balance { 2.0 } else { 0.0 },
-            requests_per_listing: (lines as f64 / self.page_size as f64).ceil().max(1.0),
-            monthly_limit: Some(MONTHLY_LIMIT),
-            min_interval: None,
-        })
-    }
-}
-
-impl Emnify {
+impl PlatformDriver for Emnify {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
         let options = line.options.get::<LineOptions>().cloned().unwrap_or_default();
         let endpoint = match (options.endpoint_id, line.iccid.as_deref()) {
@@ -203,6 +170,57 @@ impl Emnify {
         Ok(reading)
     }
 
+    async fn list(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
+        Ok(self.list_endpoints(cx).await?.into_iter().filter_map(Endpoint::into_line).collect())
+    }
+
+    fn cost(&self, lines: usize) -> Cost {
+        let per_line = if self.sms { 2.0 } else { 1.0 };
+        Cost {
+            // The balance is shared: about two reads per interval for the whole account.
+            requests_per_cycle: lines as f64 * per_line + if self.balance { 2.0 } else { 0.0 },
+            requests_per_listing: platform::pages(lines, self.page_size),
+            monthly_limit: Some(MONTHLY_LIMIT),
+            min_interval: None,
+        }
+    }
+}
+
+impl BearerApi for Emnify {
+    fn token(&self) -> &Session<Secret> {
+        &self.state.token
+    }
+
+    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
+        cx.note("exchanging the application token for a JWT");
+        let request = self
+            .client
+            .post(AUTHENTICATE)
+            .json_body(&serde_json::json!({"application_token": self.application_token.expose()}));
+        let response = request.send(cx).await?;
+        let status = response.status().as_u16();
+        if matches!(status, 400 | 401 | 403 | 422) {
+            return Err(PollError::Auth(format!(
+                "POST {AUTHENTICATE}: HTTP {status}{}, the application token was refused (expired or revoked?)",
+                code_of(&response)
+            )));
+        }
+        if status == 429 {
+            return Err(rate_limited(&response, cx));
+        }
+        let token: AuthToken = response.check(cx)?.json()?;
+        if token.auth_token.trim().is_empty() {
+            return Err(PollError::BadResponse(format!("POST {AUTHENTICATE}: empty auth_token")));
+        }
+        let expires_in = jwt_lifetime(&token.auth_token, cx.clock.now());
+        if expires_in.is_none() {
+            cx.note("the JWT carries no readable `exp`: it is kept until emnify rejects it");
+        }
+        Ok(Fresh { value: Secret::new(token.auth_token), expires_in })
+    }
+}
+
+impl Emnify {
     /// The quota of `kind` (`data`, `sms`); `None` when the endpoint has none (404).
     async fn quota(&self, cx: &PollContext, endpoint: u64, kind: &'static str) -> Result<Option<Quota>, PollError> {
         let path = format!("{ENDPOINTS}/{endpoint}/quota/{kind}");
@@ -269,43 +287,6 @@ impl Emnify {
                 "no endpoint of this organisation has the line's ICCID; check `iccid` or set `endpoint_id`".into(),
             )
         })
-    }
-
-    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
-        cx.note("exchanging the application token for a JWT");
-        let request = self
-            .client
-            .post(AUTHENTICATE)
-            .json_body(&serde_json::json!({"application_token": self.application_token.expose()}));
-        let response = request.send(cx).await?;
-        let status = response.status().as_u16();
-        if matches!(status, 400 | 401 | 403 | 422) {
-            return Err(PollError::Auth(format!(
-                "POST {AUTHENTICATE}: HTTP {status}{}, the application token was refused (expired or revoked?)",
-                code_of(&response)
-            )));
-        }
-        if status == 429 {
-            return Err(rate_limited(&response, cx));
-        }
-        let token: AuthToken = response.check(cx)?.json()?;
-        if token.auth_token.trim().is_empty() {
-            return Err(PollError::BadResponse(format!("POST {AUTHENTICATE}: empty auth_token")));
-        }
-        let expires_in = jwt_lifetime(&token.auth_token, cx.clock.now());
-        if expires_in.is_none() {
-            cx.note("the JWT carries no readable `exp`: it is kept until emnify rejects it");
-        }
-        Ok(Fresh { value: Secret::new(token.auth_token), expires_in })
-    }
-
-    /// A GET with the JWT, paced; a rejected token is replaced once. Status left to the caller.
-    async fn get<'a>(
-        &'a self,
-        cx: &'a PollContext,
-        request: impl Fn(&Secret) -> Request<'a>,
-    ) -> Result<Response, PollError> {
-        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every endpoint, pages 1 to `X-Total-Pages`. Without the header, stops at a short page

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::pager::Pager;
+use super::kit::platform::{self, Paced, Platform, PlatformDriver};
 use super::kit::session::Shared;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -90,9 +91,7 @@ fn account_options(f: &mut Fields<'_>) -> DriverOptions {
 }
 
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
-    if !f.has("iccid") {
-        f.sink().error(Some(f.pos()), f.path(), "a `hologram` line needs `iccid`");
-    }
+    platform::needs_iccid(f, "hologram");
     DriverOptions::none()
 }
 
@@ -123,53 +122,15 @@ struct Hologram {
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
     let o = super::contract::account_options::<AccountOptions>(account, "hologram")?;
-    let client = HttpClient::new(account, &o.http, cx)?;
-    let orgid = o.orgid.clone().unwrap_or_default();
-    let fingerprint = cx.sessions.fingerprint(&[o.api_key.expose(), &orgid, o.http.base_url.as_str()]);
-    let state = cx.sessions.get_or_create("hologram", &account.name, fingerprint, State::default);
-    Ok(Arc::new(Hologram {
-        client,
-        api_key: o.api_key.clone(),
-        orgid: o.orgid.clone(),
-        balance: o.balance,
-        page_size: o.page_size,
-        state,
-    }))
+    let orgid_key = o.orgid.clone().unwrap_or_default();
+    let Platform { client, state } = Platform::build(account, cx, &o.http, &[o.api_key.expose(), &orgid_key])?;
+    let (api_key, orgid) = (o.api_key.clone(), o.orgid.clone());
+    Ok(Paced::driver(Hologram { client, api_key, orgid, balance: o.balance, page_size: o.page_size, state }))
 }
 
-impl Driver for Hologram {
-    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
-        Box::pin(self.read(line, cx))
-    }
-
-    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
-        Box::pin(async move {
-            // A fresh listing, kept for the polls that follow.
-            let listing = self.state.listing.get_or_fetch(cx, (), Duration::ZERO, || self.list_devices(cx)).await?;
-            let mut lines: Vec<DiscoveredLine> = listing.values().map(|s| s.line.clone()).collect();
-            lines.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(lines)
-        })
-    }
-
-    fn paces_requests(&self) -> bool {
-        true
-    }
-
-    fn cost(&self, lines: usize) -> Option<Cost> {
-        let pages = (lines as f64 / self.page_size as f64).ceil().max(1.0);
-        Some(Cost {
-            // The listing is fetched again when older than half an interval: twice a cycle.
-            requests_per_cycle: 2.0 * pages + if self.balance { 2.0 } else { 0.0 },
-            requests_per_listing: pages,
-            ..Cost::default()
-        })
-    }
-}
-
-impl Hologram {
+impl PlatformDriver for Hologram {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let iccid = line.iccid.as_deref().ok_or_else(|| PollError::Config("a hologram line needs `iccid`".into()))?;
+        let iccid = platform::iccid_of(line, "hologram")?;
         let max_age = line.poll_interval / 2;
         let listing = self.state.listing.get_or_fetch(cx, (), max_age, || self.list_devices(cx)).await?;
         let mut reading = listing.get(iccid).map(|sim| sim.reading.clone()).ok_or_else(|| {
@@ -183,6 +144,26 @@ impl Hologram {
         Ok(reading)
     }
 
+    async fn list(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
+        // A fresh listing, kept for the polls that follow.
+        let listing = self.state.listing.get_or_fetch(cx, (), Duration::ZERO, || self.list_devices(cx)).await?;
+        let mut lines: Vec<DiscoveredLine> = listing.values().map(|s| s.line.clone()).collect();
+        lines.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(lines)
+    }
+
+    fn cost(&self, lines: usize) -> Cost {
+        let pages = platform::pages(lines, self.page_size);
+        Cost {
+            // The listing is fetched again when older than half an interval: twice a cycle.
+            requests_per_cycle: 2.0 * pages + if self.balance { 2.0 } else { 0.0 },
+            requests_per_listing: pages,
+            ..Cost::default()
+        }
+    }
+}
+
+impl Hologram {
     fn get(&self, path: &str) -> Request<'_> {
         self.client.get(path).basic_auth("apikey", &self.api_key)
     }

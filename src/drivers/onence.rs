@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::contract::{BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
-use super::kit::decode::{Num, Text};
-use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Request, Response};
+use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
+use super::kit::decode::Text;
+use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Response};
 use super::kit::ids::Msisdn;
-use super::kit::options::required_secret;
 use super::kit::pager::Pager;
+use super::kit::platform::{self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver};
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session};
 use crate::config::fields::Fields;
@@ -65,25 +65,21 @@ lines:
 #[derive(Clone, Debug)]
 struct AccountOptions {
     http: HttpOptions,
-    client_id: String,
-    client_secret: Secret,
+    credentials: ClientCredentials,
     sms: bool,
     page_size: u64,
 }
 
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
-    let client_id = f.required_string("client_id").unwrap_or_default();
-    let client_secret = required_secret(f, "client_secret", "client_secret_file");
+    let credentials = ClientCredentials::take(f);
     let sms = f.bool("sms").unwrap_or(true);
     let page_size = f.u64_in("page_size", 1, MAX_PAGE_SIZE).unwrap_or(MAX_PAGE_SIZE);
-    DriverOptions(Arc::new(AccountOptions { http, client_id, client_secret, sms, page_size }))
+    DriverOptions(Arc::new(AccountOptions { http, credentials, sms, page_size }))
 }
 
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
-    if !f.has("iccid") {
-        f.sink().error(Some(f.pos()), f.path(), "a `1nce` line needs `iccid`");
-    }
+    platform::needs_iccid(f, "1nce");
     DriverOptions::none()
 }
 
@@ -94,8 +90,7 @@ struct State {
 
 struct Onence {
     client: HttpClient,
-    client_id: String,
-    client_secret: Secret,
+    credentials: ClientCredentials,
     sms: bool,
     page_size: u64,
     state: Arc<State>,
@@ -103,44 +98,14 @@ struct Onence {
 
 fn build(account: &Account, cx: &BuildContext) -> Result<Arc<dyn Driver>, BuildError> {
     let o = super::contract::account_options::<AccountOptions>(account, "1nce")?;
-    let client = HttpClient::new(account, &o.http, cx)?;
-    let fingerprint = cx.sessions.fingerprint(&[&o.client_id, o.client_secret.expose(), o.http.base_url.as_str()]);
-    let state = cx.sessions.get_or_create("1nce", &account.name, fingerprint, State::default);
-    Ok(Arc::new(Onence {
-        client,
-        client_id: o.client_id.clone(),
-        client_secret: o.client_secret.clone(),
-        sms: o.sms,
-        page_size: o.page_size,
-        state,
-    }))
+    let Platform { client, state } = Platform::build(account, cx, &o.http, &o.credentials.keys())?;
+    let (credentials, sms, page_size) = (o.credentials.clone(), o.sms, o.page_size);
+    Ok(Paced::driver(Onence { client, credentials, sms, page_size, state }))
 }
 
-impl Driver for Onence {
-    fn poll<'a>(&'a self, line: &'a Line, cx: &'a PollContext) -> BoxFuture<'a, Result<Reading, PollError>> {
-        Box::pin(self.read(line, cx))
-    }
-
-    fn discover<'a>(&'a self, cx: &'a PollContext) -> BoxFuture<'a, Result<Vec<DiscoveredLine>, PollError>> {
-        Box::pin(self.list_sims(cx))
-    }
-
-    fn paces_requests(&self) -> bool {
-        true
-    }
-
-    fn cost(&self, lines: usize) -> Option<Cost> {
-        Some(Cost {
-            requests_per_cycle: lines as f64 * if self.sms { 2.0 } else { 1.0 },
-            requests_per_listing: (lines as f64 / self.page_size as f64).ceil().max(1.0),
-            ..Cost::default()
-        })
-    }
-}
-
-impl Onence {
+impl PlatformDriver for Onence {
     async fn read(&self, line: &Line, cx: &PollContext) -> Result<Reading, PollError> {
-        let iccid = line.iccid.as_deref().ok_or_else(|| PollError::Config("a 1nce line needs `iccid`".into()))?;
+        let iccid = platform::iccid_of(line, "1nce")?;
         let data: Quota = self.quota(cx, iccid, "data").await?.json()?;
         let mut reading = Reading::default();
         data.apply_data(&mut reading, cx);
@@ -151,6 +116,48 @@ impl Onence {
         Ok(reading)
     }
 
+    async fn list(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
+        self.list_sims(cx).await
+    }
+
+    fn cost(&self, lines: usize) -> Cost {
+        Cost {
+            requests_per_cycle: lines as f64 * if self.sms { 2.0 } else { 1.0 },
+            requests_per_listing: platform::pages(lines, self.page_size),
+            ..Cost::default()
+        }
+    }
+}
+
+impl BearerApi for Onence {
+    fn token(&self) -> &Session<Secret> {
+        &self.state.token
+    }
+
+    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
+        cx.note("asking 1NCE for an access token (client credentials)");
+        let request = self
+            .client
+            .post(TOKEN)
+            .basic_auth(&self.credentials.id, &self.credentials.secret)
+            .json_body(&serde_json::json!({"grant_type": "client_credentials"}));
+        let response = request.send(cx).await?;
+        let status = response.status().as_u16();
+        // Recorded from the live API: bad credentials answer 400 with a Cognito error
+        // (`CognitoAuthenticationError`, "User does not exist." / "Incorrect username or
+        // password."), so any refusal of the token endpoint is `auth`, whatever the code says.
+        if matches!(status, 400 | 401 | 403) {
+            let code = error_field(&response, &["errorCode", "error_token", "error"]).unwrap_or_default();
+            let code = if code.is_empty() { String::new() } else { format!(" ({code})") };
+            return Err(PollError::Auth(format!(
+                "POST {TOKEN}: HTTP {status}, the client id or secret was refused{code}"
+            )));
+        }
+        response.check(cx)?.json::<AccessToken>()?.fresh(&format!("POST {TOKEN}"), None)
+    }
+}
+
+impl Onence {
     async fn quota(&self, cx: &PollContext, iccid: &str, kind: &'static str) -> Result<Response, PollError> {
         let path = format!("{SIMS}/{iccid}/quota/{kind}");
         let shown = format!("{SIMS}/{{iccid}}/quota/{kind}");
@@ -168,42 +175,6 @@ impl Onence {
             ))),
             _ => response.check(cx),
         }
-    }
-
-    async fn login(&self, cx: &PollContext) -> Result<Fresh<Secret>, PollError> {
-        cx.note("asking 1NCE for an access token (client credentials)");
-        let request = self
-            .client
-            .post(TOKEN)
-            .basic_auth(&self.client_id, &self.client_secret)
-            .json_body(&serde_json::json!({"grant_type": "client_credentials"}));
-        let response = request.send(cx).await?;
-        let status = response.status().as_u16();
-        // Recorded from the live API: bad credentials answer 400 with a Cognito error
-        // (`CognitoAuthenticationError`, "User does not exist." / "Incorrect username or
-        // password."), so any refusal of the token endpoint is `auth`, whatever the code says.
-        if matches!(status, 400 | 401 | 403) {
-            let code = error_field(&response, &["errorCode", "error_token", "error"]).unwrap_or_default();
-            let code = if code.is_empty() { String::new() } else { format!(" ({code})") };
-            return Err(PollError::Auth(format!(
-                "POST {TOKEN}: HTTP {status}, the client id or secret was refused{code}"
-            )));
-        }
-        let token: Token = response.check(cx)?.json()?;
-        if token.access_token.trim().is_empty() {
-            return Err(PollError::BadResponse(format!("POST {TOKEN}: empty access_token")));
-        }
-        Ok(Fresh { value: Secret::new(token.access_token), expires_in: token.expires_in.map(seconds) })
-    }
-
-    /// A GET with the account's token, paced; a rejected token is replaced once. The status
-    /// is left to the caller.
-    async fn get<'a>(
-        &'a self,
-        cx: &'a PollContext,
-        request: impl Fn(&Secret) -> Request<'a>,
-    ) -> Result<Response, PollError> {
-        self.state.token.send_with_refresh(cx, || self.login(cx), request).await
     }
 
     /// Every SIM of the account, pages 1 to `X-Total-Pages` (or to the first short page when
@@ -236,17 +207,6 @@ impl Onence {
             }
         }
     }
-}
-
-fn seconds(n: Num) -> Duration {
-    Duration::from_secs_f64(n.0.clamp(0.0, 1e9))
-}
-
-#[derive(Deserialize)]
-struct Token {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<Num>,
 }
 
 /// One item of `GET /v1/sims`.

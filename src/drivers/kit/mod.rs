@@ -7,6 +7,7 @@ pub mod ids;
 pub mod options;
 pub mod pager;
 pub mod person_login;
+pub mod platform;
 pub mod quota;
 pub mod remainders;
 pub mod session;
