@@ -191,8 +191,9 @@ impl Onence {
                 .await?
                 .check(cx)?;
             let sims: Vec<SimCard> = response.json()?;
-            let on_page = sims.len();
+            let (on_page, before) = (sims.len(), found.len());
             found.extend(sims.into_iter().filter_map(SimCard::into_line));
+            pager.check_page(&found, found.len() - before)?;
             let total = total_pages(&response);
             cx.note(format!(
                 "GET {SIMS} page {page} of {}: {on_page} SIMs",

@@ -133,3 +133,24 @@ async fn discovery_pages_to_x_total_pages() {
     assert!(tenth.labels.contains(&("label".into(), "tracker-10".into())));
     assert_eq!(tenth.iccid.as_deref(), Some("8970101000000000010"));
 }
+
+/// Found by the soak's review (issue 14): a platform that ignores `page` and answers every
+/// request with the same full page, without `X-Total-Pages`, made the listing walk on until
+/// the discover timeout holding ever more copies of the same SIMs. Now the second copy ends it.
+#[tokio::test]
+async fn a_listing_that_repeats_its_page_is_a_bad_response_at_the_second_copy() {
+    let mock = MockOperator::start().await;
+    let page: Vec<String> = (1..=10)
+        .map(|n| format!(r#"{{"iccid":"89701010000000000{n:02}","label":"tracker-{n}","status":"Enabled"}}"#))
+        .collect();
+    let page = format!("[{}]", page.join(","));
+    mock.faults("1nce", "/v1/sims", Fault::Body(200, "application/json", page), 50);
+    let built = Built::new(&config(&mock, "    page_size: 10\n", LINES));
+    let err = match built.discover(Duration::from_secs(20)).await {
+        Ok(found) => panic!("a listing of {} SIMs, copies of one page, was taken as the account's", found.len()),
+        Err(err) => err,
+    };
+    assert!(matches!(err, PollError::BadResponse(_)), "{err}");
+    assert!(err.to_string().contains("page 2 repeats page 1"), "{err}");
+    assert_eq!(mock.count("1nce", "/v1/sims"), 2, "no page asked after the repeat");
+}
