@@ -609,6 +609,37 @@ mod tests {
         assert_eq!(with_lines_pos_of(tree, &whole), whole);
     }
 
+    /// The differential test `serde-saphyr`'s exact pin stands on (Cargo.toml): every config
+    /// of the corpus (`tests/config/{good,warn,bad}`, `config/`) that streams gives, slice by
+    /// slice, the tree the crate gives for the whole file — at one item a slice and at two.
+    #[test]
+    fn every_config_of_the_corpus_that_streams_equals_its_whole_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["tests/config/good", "tests/config/warn", "tests/config/bad", "config"] {
+            for entry in std::fs::read_dir(root.join(dir)).expect(dir) {
+                let path = entry.expect(dir).path();
+                if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        let mut streamed_files = 0;
+        for path in &files {
+            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            for slice_items in [1, 2] {
+                let Some((tree, _)) = streamed(&text, slice_items, NO_LIMITS) else { continue };
+                let whole = parse_whole(&text)
+                    .unwrap_or_else(|e| panic!("{}: streams, but the whole file does not parse: {e}", path.display()));
+                assert_eq!(with_lines_pos_of(tree, &whole), whole, "{} in slices of {slice_items}", path.display());
+                streamed_files += usize::from(slice_items == 1);
+            }
+        }
+        assert!(files.len() >= 50, "the corpus has {} configs", files.len());
+        assert!(streamed_files >= 20, "only {streamed_files} of {} configs stream", files.len());
+    }
+
     #[test]
     fn files_of_other_shapes_are_parsed_whole() {
         let text = fleet(300);

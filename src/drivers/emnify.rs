@@ -401,27 +401,17 @@ fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
     Some(Duration::from_secs_f64(left.max(0.0)))
 }
 
+/// A JWT segment: base64url without padding (RFC 7519 §3), read leniently (padding or the
+/// standard alphabet, as some gateways re-encode) since only the expiry is taken from it.
 fn base64url(text: &str) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    Some(out)
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    let alphabet = if text.contains(['+', '/']) { &STANDARD } else { &URL_SAFE };
+    GeneralPurpose::new(alphabet, config).decode(text).ok()
 }
 
 #[derive(Deserialize)]
@@ -567,6 +557,16 @@ mod tests {
             }
         }
         format!("eyJhbGciOiJIUzUxMiJ9.{payload}.c2ln")
+    }
+
+    #[test]
+    fn jwt_segments_decode_in_either_alphabet_with_or_without_padding() {
+        // {"exp":1} with a '?' so that the URL-safe and standard alphabets differ ("_" / "/").
+        let raw = br#"{"exp":1,"k":"??>"}"#;
+        assert_eq!(base64url("eyJleHAiOjEsImsiOiI_Pz4ifQ").as_deref(), Some(&raw[..]));
+        assert_eq!(base64url("eyJleHAiOjEsImsiOiI/Pz4ifQ==").as_deref(), Some(&raw[..]));
+        assert_eq!(base64url("eyJleHAiOjEsImsiOiI_Pz4ifQ==").as_deref(), Some(&raw[..]));
+        assert_eq!(base64url("not base64!"), None);
     }
 
     #[test]
