@@ -64,7 +64,7 @@ mod tests {
             .get_metric()
             .iter()
             .filter(|m| m.get_label().iter().any(|l| l.name() == "reason" && l.value() == "timeout"))
-            .map(|m| m.get_counter().value())
+            .map(|m| m.get_counter().get_value())
             .collect();
         timeouts.sort_by(f64::total_cmp);
         assert_eq!(timeouts, [0.0, 2.0]);

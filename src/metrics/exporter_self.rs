@@ -103,7 +103,7 @@ impl SelfMetrics {
             registry.register(collector).expect(UNIQUE);
         }
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect(UNIQUE);
+        registry.register(Box::new(super::process::ProcessMetrics::for_self())).expect(UNIQUE);
 
         SelfMetrics {
             registry,
@@ -267,7 +267,34 @@ mod tests {
         assert!(labels.iter().any(|(n, v)| *n == "revision" && !v.is_empty()));
         let rustc = labels.iter().find(|(n, _)| *n == "rustc").map(|(_, v)| *v).unwrap_or_default();
         assert!(rustc == "unknown" || rustc.starts_with(|c: char| c.is_ascii_digit()), "{rustc}");
-        assert_eq!(metric.get_gauge().value(), 1.0);
+        assert_eq!(metric.get_gauge().get_value(), 1.0);
+    }
+
+    /// Issue 13: the CPU counter comes in clock ticks (1/100 s), not whole seconds; a
+    /// collector rounding to seconds would never show a fraction however long it burns.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_cpu_seconds_show_fractions_of_a_second() {
+        let m = SelfMetrics::new();
+        let cpu_seconds = || {
+            let families = m.registry().gather();
+            let family = families.iter().find(|f| f.name() == "process_cpu_seconds_total").expect("process collector");
+            family.get_metric()[0].get_counter().get_value()
+        };
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(25);
+            let mut x = 0u64;
+            while std::time::Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            let value = cpu_seconds();
+            if value.fract() != 0.0 {
+                return;
+            }
+            seen.push(value);
+        }
+        panic!("process_cpu_seconds_total only ever whole seconds: {seen:?}");
     }
 
     fn shard_info_labels(m: &SelfMetrics) -> Vec<Vec<(String, String)>> {

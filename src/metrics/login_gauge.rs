@@ -54,7 +54,7 @@ mod tests {
             .get_metric()
             .iter()
             .find(|m| m.get_label().iter().any(|l| l.value() == account))
-            .map(|m| m.get_gauge().value() as i64)
+            .map(|m| m.get_gauge().get_value() as i64)
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod exporter_self;
 mod line;
 pub mod login_gauge;
 mod negotiate;
+#[cfg(target_os = "linux")]
+mod process;
 mod proto;
 pub mod render;
 mod render_split;

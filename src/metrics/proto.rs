@@ -59,9 +59,11 @@ fn header_of(family: &MetricFamily, kind: MetricType) -> Header<'_> {
 
 fn write_metric(out: &mut Vec<u8>, format: Format, name: &str, kind: MetricType, m: &Metric) {
     match kind {
-        MetricType::COUNTER => sample(out, format, name, "", m, None, m.get_counter().value()),
-        MetricType::GAUGE => sample(out, format, name, "", m, None, m.get_gauge().value()),
-        MetricType::UNTYPED => sample(out, format, name, "", m, None, m.untyped.value()),
+        MetricType::COUNTER => sample(out, format, name, "", m, None, m.get_counter().get_value()),
+        MetricType::GAUGE => sample(out, format, name, "", m, None, m.get_gauge().get_value()),
+        // The `prometheus` crate builds no untyped metric (its plain model keeps the type only
+        // for protobuf), so none reaches here.
+        MetricType::UNTYPED => {}
         MetricType::HISTOGRAM => {
             let h = m.get_histogram();
             let mut inf_seen = false;
@@ -76,11 +78,11 @@ fn write_metric(out: &mut Vec<u8>, format: Format, name: &str, kind: MetricType,
                 sample(out, format, name, "_bucket", m, Some(("le", le)), count);
             }
             if !inf_seen {
-                let count = h.sample_count() as f64;
+                let count = h.get_sample_count() as f64;
                 sample(out, format, name, "_bucket", m, Some(("le", "+Inf")), count);
             }
-            sample(out, format, name, "_sum", m, None, h.sample_sum());
-            sample(out, format, name, "_count", m, None, h.sample_count() as f64);
+            sample(out, format, name, "_sum", m, None, h.get_sample_sum());
+            sample(out, format, name, "_count", m, None, h.get_sample_count() as f64);
         }
         MetricType::SUMMARY => {
             let s = m.get_summary();
