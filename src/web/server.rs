@@ -145,6 +145,17 @@ struct Registry {
 }
 
 impl Registry {
+    /// No connections yet; `slots` connections at most at once.
+    fn new(slots: usize, limits: Limits) -> Registry {
+        Registry {
+            conns: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            epoch: Instant::now(),
+            limits,
+        }
+    }
+
     fn add(&self) -> (u64, Arc<ConnState>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::new(self.epoch));
@@ -202,13 +213,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let registry = Arc::new(Registry {
-        conns: Mutex::new(Vec::new()),
-        next_id: AtomicU64::new(0),
-        slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-        epoch: Instant::now(),
-        limits,
-    });
+    let registry = Arc::new(Registry::new(limits.max_connections, limits));
     let reaper = tokio::spawn(reap_loop(registry.clone()));
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -529,13 +534,7 @@ mod tests {
 
     #[test]
     fn registry_evicts_the_longest_waiting_and_spares_busy_ones() {
-        let registry = Registry {
-            conns: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            slots: Arc::new(Semaphore::new(2)),
-            epoch: Instant::now(),
-            limits: Limits::default(),
-        };
+        let registry = Registry::new(2, Limits::default());
         let (_, busy) = registry.add();
         busy.set(BUSY);
         assert!(!registry.evict_one(), "a busy connection is never evicted");
@@ -554,13 +553,7 @@ mod tests {
     #[tokio::test]
     async fn bytes_start_the_header_clock_and_the_reaper_closes_late_ones() {
         let limits = Limits { read_header_timeout: Duration::from_millis(10), ..Limits::default() };
-        let registry = Registry {
-            conns: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            slots: Arc::new(Semaphore::new(2)),
-            epoch: Instant::now(),
-            limits,
-        };
+        let registry = Registry::new(2, limits);
         let (_, c) = registry.add();
         c.bytes_arrived();
         assert_eq!(c.waiting().map(|w| w.0), Some(RECEIVING));
@@ -572,13 +565,7 @@ mod tests {
     #[tokio::test]
     async fn a_response_the_client_does_not_read_is_closed_at_the_idle_timeout() {
         let limits = Limits { idle_timeout: Duration::from_millis(10), ..Limits::default() };
-        let registry = Registry {
-            conns: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            slots: Arc::new(Semaphore::new(2)),
-            epoch: Instant::now(),
-            limits,
-        };
+        let registry = Registry::new(2, limits);
         let (_, c) = registry.add();
         c.set(BUSY);
         c.write_waits(true);
