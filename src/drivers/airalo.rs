@@ -15,7 +15,9 @@ use super::kit::decode::mb;
 use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions};
 use super::kit::pager::Pager;
-use super::kit::platform::{self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver};
+use super::kit::platform::{
+    self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver, SimFacts,
+};
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -343,31 +345,15 @@ struct Simable {
 
 impl SimItem {
     fn into_line(self) -> Option<DiscoveredLine> {
-        let iccid = self.iccid.0.trim().to_string();
-        if iccid.is_empty() {
-            return None;
-        }
-        let mut facts = Vec::new();
-        let mut fact = |name: &str, value: Option<String>| {
-            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                facts.push((name.to_string(), v.trim().to_string()));
-            }
-        };
-        fact("brand", self.brand_settings_name);
+        let mut facts = SimFacts::default();
+        facts.fact("brand", self.brand_settings_name);
         if let Some(simable) = self.simable {
-            fact("package", simable.package_id.map(|t| t.0));
-            fact("package_data", simable.data.map(|t| t.0));
-            fact("validity", simable.validity.map(|t| t.0));
+            facts.fact("package", simable.package_id.map(|t| t.0));
+            facts.fact("package_data", simable.data.map(|t| t.0));
+            facts.fact("validity", simable.validity.map(|t| t.0));
         }
-        fact("recycled", self.recycled.map(|r| r.to_string()));
-        facts.sort();
-        Some(DiscoveredLine {
-            msisdn: None,
-            iccid: Some(iccid.clone()),
-            labels: facts,
-            options: DriverOptions::none(),
-            id: iccid,
-        })
+        facts.fact("recycled", self.recycled.map(|r| r.to_string()));
+        facts.into_line(&self.iccid.0, None, DriverOptions::none())
     }
 }
 

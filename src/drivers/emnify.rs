@@ -18,7 +18,7 @@ use super::kit::http::{HttpClient, HttpOptions, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::pager::Pager;
-use super::kit::platform::{self, BearerApi, Paced, Platform, PlatformDriver};
+use super::kit::platform::{self, BearerApi, Paced, Platform, PlatformDriver, SimFacts};
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
@@ -483,34 +483,19 @@ impl Endpoint {
     /// The endpoint as a line; endpoints without a SIM have nothing to poll.
     fn into_line(self) -> Option<DiscoveredLine> {
         let sim = self.sim?;
-        let iccid = sim.iccid.0.trim().to_string();
-        if iccid.is_empty() {
-            return None;
-        }
-        let mut facts = Vec::new();
-        let mut fact = |name: &str, value: Option<String>| {
-            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                facts.push((name.to_string(), v.trim().to_string()));
-            }
-        };
-        fact("endpoint_id", Some(self.id.to_string()));
-        fact("imei", self.imei.map(|t| t.0));
-        fact("imsi", sim.imsi.map(|t| t.0));
-        fact("ip_address", self.ip_address);
-        fact("name", self.name);
-        fact("service_profile", self.service_profile.and_then(|p| p.name));
-        fact("sim_status", sim.status.and_then(|s| s.description));
-        fact("status", self.status.and_then(|s| s.description));
-        fact("tags", self.tags);
-        fact("tariff_profile", self.tariff_profile.and_then(|p| p.name));
-        facts.sort();
-        Some(DiscoveredLine {
-            msisdn: sim.msisdn.and_then(|m| Msisdn(&m.0).normalized()),
-            iccid: Some(iccid.clone()),
-            labels: facts,
-            options: DriverOptions(Arc::new(LineOptions { endpoint_id: Some(self.id) })),
-            id: iccid,
-        })
+        let mut facts = SimFacts::default();
+        facts.fact("endpoint_id", Some(self.id.to_string()));
+        facts.fact("imei", self.imei.map(|t| t.0));
+        facts.fact("imsi", sim.imsi.map(|t| t.0));
+        facts.fact("ip_address", self.ip_address);
+        facts.fact("name", self.name);
+        facts.fact("service_profile", self.service_profile.and_then(|p| p.name));
+        facts.fact("sim_status", sim.status.and_then(|s| s.description));
+        facts.fact("status", self.status.and_then(|s| s.description));
+        facts.fact("tags", self.tags);
+        facts.fact("tariff_profile", self.tariff_profile.and_then(|p| p.name));
+        let msisdn = sim.msisdn.and_then(|m| Msisdn(&m.0).normalized());
+        facts.into_line(&sim.iccid.0, msisdn, DriverOptions(Arc::new(LineOptions { endpoint_id: Some(self.id) })))
     }
 }
 

@@ -17,7 +17,7 @@ use super::kit::http::{HttpClient, HttpOptions, Request, Response};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::pager::Pager;
-use super::kit::platform::{self, Paced, Platform, PlatformDriver};
+use super::kit::platform::{self, Paced, Platform, PlatformDriver, SimFacts};
 use super::kit::session::Shared;
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
@@ -312,31 +312,20 @@ impl Device {
                 continue;
             }
             let reading = link.reading(cx);
-            let mut facts = Vec::new();
-            let mut fact = |name: &str, value: Option<String>| {
-                if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                    facts.push((name.to_string(), v.trim().to_string()));
-                }
-            };
-            fact("device_id", Some(device_id.clone()));
-            fact("name", self.name.clone());
-            fact("plan", link.plan.as_ref().and_then(|p| p.name.clone()));
+            let mut facts = SimFacts::default();
+            facts.fact("device_id", Some(device_id.clone()));
+            facts.fact("name", self.name.clone());
+            facts.fact("plan", link.plan.as_ref().and_then(|p| p.name.clone()));
             // Link states carry suffixes (`LIVE-PENDING`, `PAUSED-USER`, `DEAD-PENDING`,
             // iot.md §9): `state` is the part before the first `-`, the whole in `state_detail`.
             let state = link.state.as_deref().map(str::trim).unwrap_or_default();
             let base = state.split('-').next().unwrap_or_default();
-            fact("state", Some(base.to_string()));
+            facts.fact("state", Some(base.to_string()));
             if base != state {
-                fact("state_detail", Some(state.to_string()));
+                facts.fact("state_detail", Some(state.to_string()));
             }
-            facts.sort();
-            let line = DiscoveredLine {
-                msisdn: link.msisdn.as_ref().and_then(|m| Msisdn(&m.0).normalized()),
-                iccid: Some(iccid.clone()),
-                labels: facts,
-                options: DriverOptions::none(),
-                id: iccid.clone(),
-            };
+            let msisdn = link.msisdn.as_ref().and_then(|m| Msisdn(&m.0).normalized());
+            let Some(line) = facts.into_line(&iccid, msisdn, DriverOptions::none()) else { continue };
             sims.insert(iccid, Sim { reading, line });
         }
     }

@@ -13,7 +13,9 @@ use super::kit::decode::Text;
 use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Response};
 use super::kit::ids::Msisdn;
 use super::kit::pager::Pager;
-use super::kit::platform::{self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver};
+use super::kit::platform::{
+    self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver, SimFacts,
+};
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session};
 use crate::config::fields::Fields;
@@ -230,29 +232,17 @@ struct SimCard {
 
 impl SimCard {
     fn into_line(self) -> Option<DiscoveredLine> {
-        let iccid = self.iccid.0.trim().to_string();
+        let iccid = self.iccid.0.trim();
         if iccid.len() < 18 || iccid.len() > 22 || !iccid.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let mut facts = Vec::new();
-        let mut fact = |name: &str, value: Option<String>| {
-            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                facts.push((name.to_string(), v.trim().to_string()));
-            }
-        };
-        fact("imei", self.imei.map(|t| t.0));
-        fact("imsi", self.imsi.map(|t| t.0));
-        fact("ip_address", self.ip_address);
-        fact("label", self.label);
-        fact("status", self.status);
-        facts.sort();
-        Some(DiscoveredLine {
-            msisdn: self.msisdn.and_then(|m| Msisdn(&m.0).normalized()),
-            iccid: Some(iccid.clone()),
-            labels: facts,
-            options: DriverOptions::none(),
-            id: iccid,
-        })
+        let mut facts = SimFacts::default();
+        facts.fact("imei", self.imei.map(|t| t.0));
+        facts.fact("imsi", self.imsi.map(|t| t.0));
+        facts.fact("ip_address", self.ip_address);
+        facts.fact("label", self.label);
+        facts.fact("status", self.status);
+        facts.into_line(iccid, self.msisdn.and_then(|m| Msisdn(&m.0).normalized()), DriverOptions::none())
     }
 }
 

@@ -18,7 +18,7 @@ use super::session::{Fresh, Session};
 use crate::config::fields::Fields;
 use crate::config::secret::Secret;
 use crate::drivers::contract::{
-    Account, BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, Line, PollContext,
+    Account, BoxFuture, BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverOptions, Line, PollContext,
 };
 use crate::error::PollError;
 use crate::reading::Reading;
@@ -147,6 +147,38 @@ impl AccessToken {
     }
 }
 
+/// The facts a platform's listing gives about one SIM, gathered into the line discovery makes
+/// of it (the facts become labels a config may name in `discover.labels`).
+#[derive(Debug, Default)]
+pub struct SimFacts {
+    labels: Vec<(String, String)>,
+}
+
+impl SimFacts {
+    /// Adds `value`, trimmed, as the fact `name`; a missing or blank value adds nothing.
+    pub fn fact(&mut self, name: &str, value: Option<String>) {
+        if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+            self.labels.push((name.to_string(), v.trim().to_string()));
+        }
+    }
+
+    /// The line of the SIM `iccid` (also its id), facts sorted by name; `None` for a blank ICCID.
+    pub fn into_line(mut self, iccid: &str, msisdn: Option<String>, options: DriverOptions) -> Option<DiscoveredLine> {
+        let iccid = iccid.trim();
+        if iccid.is_empty() {
+            return None;
+        }
+        self.labels.sort();
+        Some(DiscoveredLine {
+            id: iccid.to_string(),
+            msisdn,
+            iccid: Some(iccid.to_string()),
+            labels: self.labels,
+            options,
+        })
+    }
+}
+
 /// The line's ICCID, which every line of `driver` has (its line options refuse a line
 /// without one; this is the poll's own guard).
 pub fn iccid_of<'l>(line: &'l Line, driver: &str) -> Result<&'l str, PollError> {
@@ -195,6 +227,20 @@ mod tests {
     fn an_empty_token_is_a_bad_response_naming_the_endpoint() {
         let err = token(r#"{"access_token":"  "}"#).fresh("POST /oauth/token", None).unwrap_err();
         assert_eq!(err.to_string(), PollError::BadResponse("POST /oauth/token: empty access_token".into()).to_string());
+    }
+
+    #[test]
+    fn sim_facts_are_trimmed_sorted_and_blank_ones_left_out() {
+        let mut facts = SimFacts::default();
+        facts.fact("status", Some(" Enabled ".into()));
+        facts.fact("label", Some("tracker-1".into()));
+        facts.fact("imei", Some("  ".into()));
+        facts.fact("imsi", None);
+        let line = facts.into_line(" 8988228066600000001 ", None, DriverOptions::none()).unwrap();
+        assert_eq!(line.id, "8988228066600000001");
+        assert_eq!(line.iccid.as_deref(), Some("8988228066600000001"));
+        assert_eq!(line.labels, [("label".into(), "tracker-1".into()), ("status".into(), "Enabled".into())]);
+        assert!(SimFacts::default().into_line("  ", None, DriverOptions::none()).is_none());
     }
 
     #[test]
