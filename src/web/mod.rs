@@ -10,6 +10,7 @@ pub mod guard;
 pub mod probe_limit;
 mod routes;
 pub mod server;
+pub mod snapshot;
 pub mod status_page;
 pub mod tls;
 pub mod webconfig;
@@ -46,6 +47,8 @@ pub struct Routes {
     pub probes: Arc<probe_limit::ProbeLimiter>,
     pub enable_lifecycle: bool,
     pub links: Arc<Links>,
+    /// The rows of `/` and `/api/v1/lines`, shared between requests.
+    pub snapshots: Arc<snapshot::SnapshotCache>,
 }
 
 /// Handlers that need only the app take it straight from the shared state.
@@ -85,6 +88,7 @@ pub fn router(app: Arc<App>, telemetry_path: &str, options: RouterOptions) -> Ro
         probes: Arc::new(probe_limit::ProbeLimiter::new(probe_limit::PROBE_MIN_INTERVAL)),
         enable_lifecycle: options.enable_lifecycle,
         links: Arc::new(Links { telemetry_path: telemetry_path.to_string(), paths: options.paths }),
+        snapshots: Arc::default(),
     };
     let at = |path: &str| prefix.join(path);
     let mut router = Router::new()

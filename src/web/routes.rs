@@ -88,8 +88,8 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
-/// `/`: the status page. Rows are copied from the store under one short read lock; the HTML
-/// of the summary and the first page is built from that copy.
+/// `/`: the status page. The summary and the first page are built from the shared snapshot
+/// (`snapshot.rs`), never from the store itself.
 pub async fn status_page(State(routes): State<Routes>, Query(query): Query<HashMap<String, String>>) -> Response {
     let app = &routes.app;
     let mut query = match LinesQuery::parse(&query) {
@@ -99,9 +99,9 @@ pub async fn status_page(State(routes): State<Routes>, Query(query): Query<HashM
     query.limit = status_page::PAGE_ROWS;
     let config = app.config();
     let now = app.now();
-    let rows = api::snapshot(&app.store, &config.global, now);
-    let summary = api::summarize(&rows, now);
-    let (page, total) = query.page(&rows);
+    let snapshot = routes.snapshots.get(&app.store, &config, now).await;
+    let summary = snapshot.summary(now);
+    let (page, total) = snapshot.page(&query);
     let waiting = app.logins.waiting();
     let cx = status_page::PageContext { now, links: &routes.links, reload_ok: app.last_reload_ok(), waiting: &waiting };
     let html = status_page::render(&summary, &page, total, &query, &cx);
@@ -118,8 +118,10 @@ pub async fn lines(State(routes): State<Routes>, Query(query): Query<HashMap<Str
     let app = &routes.app;
     let config = app.config();
     let now = app.now();
-    let rows = api::snapshot(&app.store, &config.global, now);
-    match serde_json::to_vec(&api::respond(&rows, &query, &config.global, now)) {
+    let snapshot = routes.snapshots.get(&app.store, &config, now).await;
+    let (page, total) = snapshot.page(&query);
+    let response = api::LinesResponse::of_page(&page, total, &query, snapshot.summary(now), &config.global);
+    match serde_json::to_vec(&response) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode lines: {e}\n")).into_response(),
     }
