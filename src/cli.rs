@@ -34,6 +34,14 @@ pub struct Flags {
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_name = "PATH")]
     pub telemetry_path: String,
 
+    /// The URL under which the exporter is reachable from outside, e.g. behind a reverse proxy (`https://ops.example/esim/`). Links shown to people use it; its path is the default --web.route-prefix.
+    #[arg(long = "web.external-url", value_name = "URL")]
+    pub external_url: Option<String>,
+
+    /// Prefix of every HTTP route (`/esim` serves `/esim/`, `/esim/metrics`, `/esim/-/healthy`, ...). Default: the path of --web.external-url, else `/`.
+    #[arg(long = "web.route-prefix", value_name = "PATH")]
+    pub route_prefix: Option<String>,
+
     /// exporter-toolkit compatible web config (TLS, client certificates, basic auth, headers); re-read when it changes. See docs/SECURITY.md.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
@@ -185,9 +193,17 @@ pub struct HealthcheckArgs {
     #[arg(long = "web.listen-address", default_value = ":10063", value_name = "ADDR")]
     pub address: String,
 
-    /// The path to ask.
+    /// The path to ask, under the route prefix.
     #[arg(long = "path", default_value = "/-/healthy", value_name = "PATH")]
     pub path: String,
+
+    /// The exporter's --web.route-prefix, when it has one: the check asks PREFIX/-/healthy.
+    #[arg(long = "web.route-prefix", value_name = "PATH")]
+    pub route_prefix: Option<String>,
+
+    /// The exporter's --web.external-url: its path is the route prefix unless --web.route-prefix says otherwise.
+    #[arg(long = "web.external-url", value_name = "URL")]
+    pub external_url: Option<String>,
 
     /// Give up after this long.
     #[arg(long = "timeout", default_value = "3s", value_parser = parse_duration_flag, value_name = "DURATION")]
@@ -261,8 +277,7 @@ const RESERVED_PATHS: &[&str] =
 /// Checks `--web.telemetry-path`: an absolute path of plain characters (the router would read
 /// `{`, `}` or `*` as parameters) that no other endpoint uses.
 pub fn check_telemetry_path(path: &str) -> Result<(), String> {
-    let plain = path.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-~".contains(c));
-    if !path.starts_with('/') || path.contains("//") || !plain {
+    if !path.starts_with('/') || path.contains("//") || !is_plain_path(path) {
         return Err(format!(
             "invalid --web.telemetry-path `{path}` (expected an absolute path of letters, digits, `/_.-~`, e.g. /metrics)"
         ));
@@ -271,6 +286,111 @@ pub fn check_telemetry_path(path: &str) -> Result<(), String> {
         return Err(format!("--web.telemetry-path `{path}` is already used by another endpoint"));
     }
     Ok(())
+}
+
+/// Characters a route prefix (like the telemetry path) may hold: the router would read `{`,
+/// `}` or `*` as parameters, and anything a client may percent-encode would never match.
+fn is_plain_path(path: &str) -> bool {
+    path.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-~".contains(c))
+}
+
+/// Why `--web.external-url` or `--web.route-prefix` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebPathError {
+    #[error("invalid --web.external-url `{url}`: {reason}")]
+    ExternalUrl { url: String, reason: &'static str },
+    #[error("invalid --web.route-prefix `{prefix}` (expected a path of letters, digits, `/_.-~` without empty, `.` or `..` segments, e.g. /esim)")]
+    RoutePrefix { prefix: String },
+    #[error("the path `{path}` of --web.external-url cannot be a route prefix (letters, digits, `/_.-~` only): give --web.route-prefix")]
+    ExternalPath { path: String },
+}
+
+/// The prefix every route is served under (`--web.route-prefix`): `/esim` serves `/esim/`,
+/// `/esim/metrics`. Kept without its trailing slash, empty for `/`, so that joining a route
+/// path is concatenation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePrefix(String);
+
+impl RoutePrefix {
+    /// Normalises like Prometheus (leading slash added, trailing slashes dropped); rejects
+    /// characters the router or a client would treat specially, and `//`, `.`, `..` segments,
+    /// which clients collapse before asking, so such a route could never be reached.
+    pub fn parse(text: &str) -> Option<RoutePrefix> {
+        let trimmed = text.trim_end_matches('/');
+        let path =
+            if trimmed.starts_with('/') || trimmed.is_empty() { trimmed.to_string() } else { format!("/{trimmed}") };
+        let segments_ok = path.split('/').skip(1).all(|s| !s.is_empty() && s != "." && s != "..");
+        (is_plain_path(&path) && segments_ok).then_some(RoutePrefix(path))
+    }
+
+    /// `""` for the root, else `/esim` (no trailing slash).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The route of `path` (absolute, as `/metrics`) under the prefix.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+impl std::fmt::Display for RoutePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_root() { "/" } else { &self.0 })
+    }
+}
+
+/// `--web.external-url` and `--web.route-prefix`, resolved: the prefix the routes are served
+/// under, and the URL people reach the exporter at (always ending in `/`), when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebPaths {
+    pub prefix: RoutePrefix,
+    pub external_url: Option<url::Url>,
+}
+
+impl WebPaths {
+    /// The route prefix defaults to the path of the external URL (Prometheus' rule), so that
+    /// a proxy passing the path through needs one flag; a proxy that strips it needs
+    /// `--web.route-prefix=/` as well.
+    pub fn resolve(external_url: Option<&str>, route_prefix: Option<&str>) -> Result<WebPaths, WebPathError> {
+        let external_url = external_url.map(parse_external_url).transpose()?;
+        let prefix = match (route_prefix, &external_url) {
+            (Some(text), _) => {
+                RoutePrefix::parse(text).ok_or_else(|| WebPathError::RoutePrefix { prefix: text.into() })?
+            }
+            (None, Some(url)) => {
+                RoutePrefix::parse(url.path()).ok_or_else(|| WebPathError::ExternalPath { path: url.path().into() })?
+            }
+            (None, None) => RoutePrefix::default(),
+        };
+        Ok(WebPaths { prefix, external_url })
+    }
+}
+
+/// An absolute http(s) URL without credentials, query or fragment (it is shown to people and
+/// joined with paths), its path ending in `/` so that joining keeps the last segment.
+fn parse_external_url(text: &str) -> Result<url::Url, WebPathError> {
+    let bad = |reason| WebPathError::ExternalUrl { url: text.into(), reason };
+    let mut url =
+        url::Url::parse(text).map_err(|_| bad("expected an absolute URL such as https://ops.example/esim/"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad("expected an http:// or https:// URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it is shown to people: no credentials in it"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("expected no query or fragment"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -285,6 +405,63 @@ mod tests {
         for bad in ["metrics", "/", "/probe", "/{x}", "/a//b", "/*rest", ""] {
             assert!(check_telemetry_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn route_prefixes_are_normalised_like_prometheus() {
+        for (text, prefix, shown) in [
+            ("/", "", "/"),
+            ("", "", "/"),
+            ("/esim", "/esim", "/esim"),
+            ("esim/", "/esim", "/esim"),
+            ("/ops/esim-1/", "/ops/esim-1", "/ops/esim-1"),
+            ("/a.b~c_d", "/a.b~c_d", "/a.b~c_d"),
+        ] {
+            let parsed = RoutePrefix::parse(text).unwrap_or_else(|| panic!("{text:?} refused"));
+            assert_eq!((parsed.as_str(), parsed.to_string().as_str()), (prefix, shown), "{text:?}");
+        }
+        assert_eq!(RoutePrefix::parse("/esim").unwrap().join("/-/healthy"), "/esim/-/healthy");
+        assert_eq!(RoutePrefix::default().join("/metrics"), "/metrics");
+        for bad in ["/a//b", "/{x}", "/*rest", "/a b", "/%41", "/a/../b", "/./a", "/a?b", "/a#b", "/ü"] {
+            assert_eq!(RoutePrefix::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_route_prefix_defaults_to_the_path_of_the_external_url() {
+        let paths = |e: Option<&str>, p: Option<&str>| WebPaths::resolve(e, p);
+        assert_eq!(paths(None, None), Ok(WebPaths::default()));
+        let proxied = paths(Some("https://ops.example/esim"), None).unwrap();
+        assert_eq!(proxied.prefix.as_str(), "/esim");
+        assert_eq!(proxied.external_url.unwrap().as_str(), "https://ops.example/esim/", "a trailing slash added");
+        let stripped = paths(Some("https://ops.example/esim/"), Some("/")).unwrap();
+        assert!(stripped.prefix.is_root(), "the flag wins over the URL's path");
+        assert_eq!(paths(None, Some("/inner")).unwrap().prefix.as_str(), "/inner");
+        assert_eq!(paths(Some("http://h:8080"), None).unwrap().prefix.as_str(), "");
+    }
+
+    #[test]
+    fn bad_web_paths_are_errors_naming_the_flag() {
+        let err = |e: Option<&str>, p: Option<&str>| WebPaths::resolve(e, p).unwrap_err().to_string();
+        assert_eq!(err(None, Some("/a//b")), "invalid --web.route-prefix `/a//b` (expected a path of letters, digits, `/_.-~` without empty, `.` or `..` segments, e.g. /esim)");
+        for (url, says) in [
+            ("ops.example/esim", "invalid --web.external-url `ops.example/esim`: expected an absolute URL"),
+            ("ftp://ops.example/", "invalid --web.external-url `ftp://ops.example/`: expected an http:// or https://"),
+            ("https://u:p@ops.example/", "no credentials in it"),
+            ("https://ops.example/?x=1", "expected no query or fragment"),
+            ("https://ops.example/#top", "expected no query or fragment"),
+        ] {
+            assert!(
+                err(Some(url), None).starts_with(says) || err(Some(url), None).ends_with(says),
+                "{url}: {}",
+                err(Some(url), None)
+            );
+        }
+        assert_eq!(
+            err(Some("https://ops.example/e sim/"), None),
+            "the path `/e%20sim/` of --web.external-url cannot be a route prefix (letters, digits, `/_.-~` only): give --web.route-prefix"
+        );
+        assert!(WebPaths::resolve(Some("https://ops.example/e sim/"), Some("/esim")).is_ok(), "the flag overrides");
     }
 
     #[test]

@@ -14,6 +14,8 @@ const MAX_RESPONSE: u64 = 16 * 1024;
 /// Why the exporter did not answer healthy.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthcheckError {
+    #[error("{0}")]
+    Flag(#[from] crate::cli::WebPathError),
     #[error("invalid address `{address}`: {reason}")]
     Address { address: String, reason: String },
     #[error("{url}: {error}")]
@@ -26,16 +28,19 @@ pub enum HealthcheckError {
     Unhealthy { url: String, status: u16 },
 }
 
-/// Runs the check once: `Ok(())` when the endpoint answered 200.
+/// Runs the check once: `Ok(())` when the endpoint answered 200. The path is asked under the
+/// route prefix the exporter's own flags give, so the check repeats them rather than a path.
 pub async fn run(args: &HealthcheckArgs) -> Result<(), HealthcheckError> {
+    let paths = crate::cli::WebPaths::resolve(args.external_url.as_deref(), args.route_prefix.as_deref())?;
+    let path = paths.prefix.join(&args.path);
     let addr = crate::cli::parse_listen_address(&args.address)
         .map_err(|reason| HealthcheckError::Address { address: args.address.clone(), reason })?;
     // `:10063` means every interface to a listener; to a client it means this host.
     let host =
         if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-    let url = format!("http://{host}{}", args.path);
+    let url = format!("http://{host}{path}");
     let timeout = args.timeout;
-    match tokio::time::timeout(timeout, get_status(host, &args.path)).await {
+    match tokio::time::timeout(timeout, get_status(host, &path)).await {
         Err(_) => Err(HealthcheckError::Timeout { url, timeout }),
         Ok(Err(error)) => Err(HealthcheckError::Io { url, error }),
         Ok(Ok(None)) => Err(HealthcheckError::NotHttp { url }),
@@ -82,7 +87,46 @@ mod tests {
     }
 
     fn args(address: String) -> HealthcheckArgs {
-        HealthcheckArgs { address, path: "/-/healthy".into(), timeout: Duration::from_secs(2) }
+        HealthcheckArgs {
+            address,
+            path: "/-/healthy".into(),
+            route_prefix: None,
+            external_url: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The first request line a one-answer server received, for asserting the path asked.
+    async fn serve_once_recording(
+        answer: &'static str,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let _ = tx.send(head.lines().next().unwrap_or("").to_string());
+            let _ = socket.write_all(answer.as_bytes()).await;
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn asks_under_the_route_prefix_of_the_exporters_flags() {
+        const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let (addr, asked) = serve_once_recording(OK).await;
+        let a = HealthcheckArgs { route_prefix: Some("/esim/".into()), ..args(addr.to_string()) };
+        assert!(run(&a).await.is_ok());
+        assert_eq!(asked.await.unwrap(), "GET /esim/-/healthy HTTP/1.1");
+        let (addr, asked) = serve_once_recording(OK).await;
+        let a = HealthcheckArgs { external_url: Some("https://ops.example/ops/esim".into()), ..args(addr.to_string()) };
+        assert!(run(&a).await.is_ok());
+        assert_eq!(asked.await.unwrap(), "GET /ops/esim/-/healthy HTTP/1.1");
+        let bad = HealthcheckArgs { route_prefix: Some("/{x}".into()), ..args(addr.to_string()) };
+        assert!(run(&bad).await.unwrap_err().to_string().starts_with("invalid --web.route-prefix `/{x}`"));
     }
 
     #[tokio::test]

@@ -54,6 +54,8 @@ pub enum RunError {
     #[error("{0}")]
     Flag(String),
     #[error("{0}")]
+    WebPath(#[from] cli::WebPathError),
+    #[error("{0}")]
     Listen(#[from] web::server::ListenError),
     #[error("--web.config.file {0}")]
     WebConfig(#[from] web::webconfig::WebConfigError),
@@ -127,6 +129,7 @@ async fn serve(
     shard: Option<Shard>,
 ) -> Result<Outcome, RunError> {
     cli::check_telemetry_path(&flags.telemetry_path).map_err(RunError::Flag)?;
+    let paths = cli::WebPaths::resolve(flags.external_url.as_deref(), flags.route_prefix.as_deref())?;
     // The web config first: a bad file must stop the start before anything listens.
     let web = match &flags.web_config_file {
         Some(path) => Some(Arc::new(web::WebConfigSource::open(path)?)),
@@ -145,10 +148,10 @@ async fn serve(
     for listener in &listeners {
         if let Ok(addr) = listener.local_addr() {
             let tls = web.as_ref().is_some_and(|w| w.current().tls.is_some());
-            tracing::info!(address = %addr, tls, config = %source_name, lines = app.config().lines.len(), "listening");
+            tracing::info!(address = %addr, tls, route_prefix = %paths.prefix, config = %source_name, lines = app.config().lines.len(), "listening");
         }
     }
-    let options = web::RouterOptions { enable_lifecycle: flags.enable_lifecycle, web: web.clone() };
+    let options = web::RouterOptions { enable_lifecycle: flags.enable_lifecycle, web: web.clone(), paths };
     let router = web::router(app.clone(), &flags.telemetry_path, options);
     let limits = web::Limits {
         max_connections: flags.max_connections as usize,

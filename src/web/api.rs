@@ -34,7 +34,7 @@ pub struct LinesResponse {
     pub lines: Vec<LineView>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub lines: usize,
     /// Never polled yet (since start or since the line was added).
@@ -49,7 +49,7 @@ pub struct Summary {
     pub generated_at: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct CurrencyTotal {
     pub currency: String,
     pub total: f64,
@@ -236,10 +236,31 @@ impl Row {
     }
 }
 
-/// Copies every line under one short read lock.
+/// Lines copied per read lock: a poll waiting to record its result waits for at most this
+/// many rows, not for a whole fleet.
+const SNAPSHOT_CHUNK: usize = 4096;
+
+/// Copies every line, a chunk per read lock. Each row is one line's consistent state; rows
+/// of different chunks may be a few polls apart. A reload that changes the set of lines
+/// between chunks starts the copy over, so no line is missed or copied twice.
 pub fn snapshot(store: &Store, global: &Global, now: SystemTime) -> Vec<Row> {
-    let view = store.view();
-    view.lines().map(|state| Row::of(state, global, now)).collect()
+    'copy: loop {
+        let mut rows = Vec::new();
+        let mut layout = None;
+        loop {
+            let view = store.view();
+            if *layout.get_or_insert(view.layout()) != view.layout() {
+                continue 'copy;
+            }
+            rows.reserve_exact(view.len() - rows.len());
+            let end = view.len().min(rows.len() + SNAPSHOT_CHUNK);
+            let chunk = (rows.len()..end).filter_map(|i| view.at(i)).map(|state| Row::of(state, global, now));
+            rows.extend(chunk);
+            if rows.len() >= view.len() {
+                return rows;
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,7 +392,12 @@ impl LinesQuery {
         Ok(query)
     }
 
-    fn keeps(&self, row: &Row) -> bool {
+    /// Whether any filter is set (without one, every row is kept).
+    pub fn filters(&self) -> bool {
+        self.q.is_some() || self.operator.is_some() || self.account.is_some() || self.state.is_some()
+    }
+
+    pub(super) fn keeps(&self, row: &Row) -> bool {
         self.operator.as_deref().is_none_or(|o| *row.line.operator == *o)
             && self.account.as_deref().is_none_or(|a| row.line.account.label() == a)
             && match self.state {
@@ -394,7 +420,7 @@ impl LinesQuery {
 
     /// Orders by the sort key (descending when asked); lines without the value come last
     /// either way; ties by name.
-    fn compare(&self, a: &Row, b: &Row) -> Ordering {
+    pub(super) fn compare(&self, a: &Row, b: &Row) -> Ordering {
         fn missing_last<T>(x: Option<T>, y: Option<T>, desc: bool, cmp: impl Fn(&T, &T) -> Ordering) -> Ordering {
             match (x, y) {
                 (Some(x), Some(y)) => {
@@ -472,12 +498,25 @@ pub fn summarize(rows: &[Row], now: SystemTime) -> Summary {
 /// One page of the API answer, built from a snapshot.
 pub fn respond(rows: &[Row], query: &LinesQuery, global: &Global, now: SystemTime) -> LinesResponse {
     let (page, total) = query.page(rows);
-    LinesResponse {
-        total,
-        offset: query.offset,
-        limit: query.limit,
-        summary: summarize(rows, now),
-        lines: page.into_iter().map(|row| LineView::from_row(row, global)).collect(),
+    LinesResponse::of_page(&page, total, query, summarize(rows, now), global)
+}
+
+impl LinesResponse {
+    /// The answer for `page`, one of `total` matching rows.
+    pub fn of_page(
+        page: &[&Row],
+        total: usize,
+        query: &LinesQuery,
+        summary: Summary,
+        global: &Global,
+    ) -> LinesResponse {
+        LinesResponse {
+            total,
+            offset: query.offset,
+            limit: query.limit,
+            summary,
+            lines: page.iter().map(|row| LineView::from_row(row, global)).collect(),
+        }
     }
 }
 

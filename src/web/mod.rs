@@ -10,6 +10,7 @@ pub mod guard;
 pub mod probe_limit;
 mod routes;
 pub mod server;
+pub mod snapshot;
 pub mod status_page;
 pub mod tls;
 pub mod webconfig;
@@ -17,11 +18,13 @@ pub mod webconfig;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::cli::WebPaths;
 
 pub use server::Limits;
 pub use webconfig::WebConfigSource;
@@ -33,36 +36,76 @@ pub struct RouterOptions {
     pub enable_lifecycle: bool,
     /// `--web.config.file`, behind which every route sits.
     pub web: Option<Arc<WebConfigSource>>,
+    /// `--web.route-prefix` (every route is under it) and `--web.external-url`.
+    pub paths: WebPaths,
 }
 
-/// The state handlers share: the app and the per-line `/probe` limiter.
+/// The state handlers share: the app, the per-line `/probe` limiter and where things are.
 #[derive(Clone)]
 pub struct Routes {
     pub app: Arc<App>,
     pub probes: Arc<probe_limit::ProbeLimiter>,
     pub enable_lifecycle: bool,
+    pub links: Arc<Links>,
+    /// The rows of `/` and `/api/v1/lines`, shared between requests.
+    pub snapshots: Arc<snapshot::SnapshotCache>,
 }
 
-/// The exporter's routes; `telemetry_path` is `--web.telemetry-path`.
+/// Handlers that need only the app take it straight from the shared state.
+impl FromRef<Routes> for Arc<App> {
+    fn from_ref(routes: &Routes) -> Arc<App> {
+        routes.app.clone()
+    }
+}
+
+/// Where the exporter's endpoints are, for the pages and messages that name them.
+#[derive(Debug)]
+pub struct Links {
+    /// `--web.telemetry-path`, under the prefix.
+    pub telemetry_path: String,
+    pub paths: WebPaths,
+}
+
+impl Links {
+    /// How `path` (`/metrics`) is shown to a person: under the external URL when there is one,
+    /// else under the route prefix.
+    pub fn shown(&self, path: &str) -> String {
+        match &self.paths.external_url {
+            Some(url) => url.join(path.trim_start_matches('/')).map_or_else(|_| path.to_string(), String::from),
+            None => self.paths.prefix.join(path),
+        }
+    }
+}
+
+/// The exporter's routes, each under `--web.route-prefix`; `telemetry_path` is
+/// `--web.telemetry-path` (itself under the prefix). Anything else is a 404, apart from the
+/// bare prefix, which redirects to the prefix with its slash (where the page's relative links
+/// resolve).
 pub fn router(app: Arc<App>, telemetry_path: &str, options: RouterOptions) -> Router {
-    let telemetry: Arc<str> = Arc::from(telemetry_path);
+    let prefix = options.paths.prefix.clone();
     let routes = Routes {
-        app: app.clone(),
+        app,
         probes: Arc::new(probe_limit::ProbeLimiter::new(probe_limit::PROBE_MIN_INTERVAL)),
         enable_lifecycle: options.enable_lifecycle,
+        links: Arc::new(Links { telemetry_path: telemetry_path.to_string(), paths: options.paths }),
+        snapshots: Arc::default(),
     };
-    let lifecycle =
-        Router::new().route("/-/reload", post(routes::reload)).route("/probe", get(routes::probe)).with_state(routes);
-    Router::new()
-        .route(telemetry_path, get(routes::metrics))
-        .route("/", get(move |app, query| routes::status_page(app, query, telemetry.clone())))
-        .route("/api/v1/lines", get(routes::lines))
-        .route("/api/v1/line", get(routes::line))
-        .route("/-/healthy", get(routes::healthy))
-        .route("/-/ready", get(routes::ready))
+    let at = |path: &str| prefix.join(path);
+    let mut router = Router::new()
+        .route(&at(telemetry_path), get(routes::metrics))
+        .route(&at("/"), get(routes::status_page))
+        .route(&at("/api/v1/lines"), get(routes::lines))
+        .route(&at("/api/v1/line"), get(routes::line))
+        .route(&at("/-/healthy"), get(routes::healthy))
+        .route(&at("/-/ready"), get(routes::ready))
+        .route(&at("/-/reload"), post(routes::reload))
+        .route(&at("/probe"), get(routes::probe));
+    if !prefix.is_root() {
+        router = router.route(prefix.as_str(), get(routes::to_prefix_with_slash));
+    }
+    router
         .fallback(routes::not_found)
-        .with_state(app)
-        .merge(lifecycle)
+        .with_state(routes)
         .layer(axum::middleware::from_fn_with_state(guard::Guard { web: options.web }, guard::guard))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
@@ -88,13 +88,10 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
-/// `/`: the status page. Rows are copied from the store under one short read lock; the HTML
-/// of the summary and the first page is built from that copy.
-pub async fn status_page(
-    State(app): State<Arc<App>>,
-    Query(query): Query<HashMap<String, String>>,
-    telemetry_path: Arc<str>,
-) -> Response {
+/// `/`: the status page. The summary and the first page are built from the shared snapshot
+/// (`snapshot.rs`), never from the store itself.
+pub async fn status_page(State(routes): State<Routes>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let app = &routes.app;
     let mut query = match LinesQuery::parse(&query) {
         Ok(q) => q,
         Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
@@ -102,31 +99,29 @@ pub async fn status_page(
     query.limit = status_page::PAGE_ROWS;
     let config = app.config();
     let now = app.now();
-    let rows = api::snapshot(&app.store, &config.global, now);
-    let summary = api::summarize(&rows, now);
-    let (page, total) = query.page(&rows);
+    let snapshot = routes.snapshots.get(&app.store, &config, now).await;
+    let summary = snapshot.summary(now);
+    let (page, total) = snapshot.page(&query);
     let waiting = app.logins.waiting();
-    let cx = status_page::PageContext {
-        now,
-        telemetry_path: &telemetry_path,
-        reload_ok: app.last_reload_ok(),
-        waiting: &waiting,
-    };
+    let cx = status_page::PageContext { now, links: &routes.links, reload_ok: app.last_reload_ok(), waiting: &waiting };
     let html = status_page::render(&summary, &page, total, &query, &cx);
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 /// `/api/v1/lines`: one page of lines (`limit`, `offset`, `sort`, `q`, `operator`, `account`,
 /// `state`), with the fleet's summary. A bad parameter is a 400 that says what is accepted.
-pub async fn lines(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
+pub async fn lines(State(routes): State<Routes>, Query(query): Query<HashMap<String, String>>) -> Response {
     let query = match LinesQuery::parse(&query) {
         Ok(q) => q,
         Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
     };
+    let app = &routes.app;
     let config = app.config();
     let now = app.now();
-    let rows = api::snapshot(&app.store, &config.global, now);
-    match serde_json::to_vec(&api::respond(&rows, &query, &config.global, now)) {
+    let snapshot = routes.snapshots.get(&app.store, &config, now).await;
+    let (page, total) = snapshot.page(&query);
+    let response = api::LinesResponse::of_page(&page, total, &query, snapshot.summary(now), &config.global);
+    match serde_json::to_vec(&response) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode lines: {e}\n")).into_response(),
     }
@@ -219,8 +214,29 @@ fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds).saturating_sub(PROBE_TIMEOUT_MARGIN).max(Duration::from_millis(100)))
 }
 
-pub async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found: see / for the status page and /metrics for metrics\n").into_response()
+pub async fn not_found(State(routes): State<Routes>) -> Response {
+    let links = &routes.links;
+    let message = format!(
+        "not found: see {} for the status page and {} for metrics\n",
+        links.shown("/"),
+        links.shown(&links.telemetry_path)
+    );
+    (StatusCode::NOT_FOUND, message).into_response()
+}
+
+/// The bare route prefix (`/esim`) redirects to `esim/`: relative, so that it lands right
+/// whatever path a proxy adds in front, and only there do the page's relative links resolve
+/// under the prefix.
+pub async fn to_prefix_with_slash(uri: Uri) -> Response {
+    let last = uri.path().rsplit('/').next().unwrap_or("");
+    let location = match uri.query() {
+        Some(query) => format!("{last}/?{query}"),
+        None => format!("{last}/"),
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
 }
 
 #[cfg(test)]

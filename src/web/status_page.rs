@@ -12,6 +12,7 @@ use crate::drivers::onboarding::Waiting;
 use crate::metrics::exporter_self::{REVISION, VERSION};
 
 use super::api::{LineStatus, LinesQuery, Row, Summary};
+use super::Links;
 
 /// Rows per page on the status page.
 pub const PAGE_ROWS: usize = 100;
@@ -19,14 +20,17 @@ pub const PAGE_ROWS: usize = 100;
 /// What the page shows besides the rows.
 pub struct PageContext<'a> {
     pub now: SystemTime,
-    pub telemetry_path: &'a str,
+    /// Hrefs are relative to the page (`./metrics`), so they work whether a proxy keeps or
+    /// strips the prefix; text meant to be copied (a probe URL) is absolute when
+    /// `--web.external-url` says where the exporter is.
+    pub links: &'a Links,
     pub reload_ok: bool,
     pub waiting: &'a [Waiting],
 }
 
 pub fn render(summary: &Summary, page: &[&Row], total: usize, query: &LinesQuery, cx: &PageContext<'_>) -> String {
     let mut html = String::with_capacity(16 * 1024 + page.len() * 600);
-    let telemetry = escape(&relative(cx.telemetry_path));
+    let telemetry = escape(&relative(&cx.links.telemetry_path));
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -78,15 +82,16 @@ pub fn render(summary: &Summary, page: &[&Row], total: usize, query: &LinesQuery
 <span id=\"range\" aria-live=\"polite\">{from}–{shown_to} of {total}</span><button type=\"button\" id=\"next\">Next →</button></div>\n\
 <dialog id=\"detail\" aria-labelledby=\"detail-name\"><form method=\"dialog\" class=\"close\"><button type=\"submit\" aria-label=\"Close\">×</button></form><div id=\"detail-body\"></div></dialog>\n\
 </main>\n<footer><span>esim-exporter {version} · revision {revision}</span>\
-<span>Probe one line now: <code>probe?line=NAME</code> · <a href=\"{telemetry}\">{telemetry_text}</a></span>\
+<span>Probe one line now: <code>{probe}</code> · <a href=\"{telemetry}\">{telemetry_text}</a></span>\
 <span id=\"updated\" aria-live=\"polite\">Updated {at}</span></footer>\n\
 <script id=\"config\" type=\"application/json\">{{\"telemetry\":\"{telemetry_js}\",\"pageRows\":{PAGE_ROWS},\"refreshSeconds\":10}}</script>\n\
 <script>{SCRIPT}</script>\n</body></html>\n",
         from = if total == 0 { 0 } else { query.offset + 1 },
         version = escape(VERSION),
         revision = escape(REVISION),
-        telemetry_text = escape(cx.telemetry_path),
-        telemetry_js = json_in_script(&relative(cx.telemetry_path)),
+        probe = escape(&probe_example(cx.links)),
+        telemetry_text = escape(&cx.links.shown(&cx.links.telemetry_path)),
+        telemetry_js = json_in_script(&relative(&cx.links.telemetry_path)),
         at = escape(&httpdate::fmt_http_date(cx.now)),
     );
     html
@@ -107,6 +112,15 @@ const COLUMNS: &[(&str, &str, &str)] = &[
 /// `/metrics` → `./metrics`: relative, so the page works behind a path prefix.
 fn relative(path: &str) -> String {
     format!("./{}", path.trim_start_matches('/'))
+}
+
+/// The probe URL to copy into a scrape config: absolute under `--web.external-url`, else
+/// relative to the page like its links.
+fn probe_example(links: &Links) -> String {
+    match links.paths.external_url {
+        Some(_) => links.shown("/probe?line=NAME"),
+        None => "probe?line=NAME".to_string(),
+    }
 }
 
 /// A string for a JSON literal inside `<script>`: no `"`, `\`, `<` or control characters.
@@ -331,6 +345,20 @@ mod tests {
         assert_eq!(group(1234567.891), "1,234,567.89");
         assert_eq!(group(-5.0), "-5.00");
         assert_eq!(relative("/metrics"), "./metrics");
+    }
+
+    #[test]
+    fn copied_urls_are_absolute_only_under_an_external_url() {
+        let links = |external: Option<&str>, prefix: Option<&str>| Links {
+            telemetry_path: "/metrics".into(),
+            paths: crate::cli::WebPaths::resolve(external, prefix).unwrap(),
+        };
+        assert_eq!(probe_example(&links(None, None)), "probe?line=NAME");
+        assert_eq!(probe_example(&links(None, Some("/esim"))), "probe?line=NAME");
+        let proxied = links(Some("https://ops.example/esim"), Some("/"));
+        assert_eq!(probe_example(&proxied), "https://ops.example/esim/probe?line=NAME");
+        assert_eq!(proxied.shown("/metrics"), "https://ops.example/esim/metrics");
+        assert_eq!(links(None, Some("/esim")).shown("/metrics"), "/esim/metrics");
     }
 
     #[test]
