@@ -9,6 +9,7 @@ mod golden;
 mod lines;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
+mod reload;
 mod shards;
 mod soak;
 mod split;
