@@ -12,7 +12,9 @@
 //! CI size), `ESIM_SOAK_SECONDS` (fault phase, default 20), `ESIM_SOAK_SEED`,
 //! `ESIM_SOAK_RSS_TOLERANCE` (default 0.35 for a loaded CI machine; `scripts/soak`: 0.10),
 //! `ESIM_SOAK_JITTER_MS` (default 250: the exporter was seen to pause sending for 200 ms; see
-//! [`busiest`]). `scripts/soak` runs the full size (10,000 lines)
+//! [`busiest`]). To tell what reloads cost from what faults cost: `ESIM_SOAK_RELOAD_SECONDS`
+//! (0: no reloads) and `ESIM_SOAK_FAULTS=0` (a fault phase without faults); the checks that
+//! need them then fail, after the figures. `scripts/soak` runs the full size (10,000 lines)
 //! and prints the figures; docs/RELIABILITY.md#soak-test has them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,7 +70,10 @@ struct Plan {
     poll_interval: Duration,
     timeout: Duration,
     fault_every: Duration,
+    /// Zero: no reloads (to tell what reloads cost from what faults cost).
     reload_every: Duration,
+    /// False: the fault phase runs without faults (same reason).
+    faults: bool,
 }
 
 impl Plan {
@@ -99,7 +104,8 @@ impl Plan {
             // meets a fault on one poll in 10 to 20, so few lines fail twice in a row and wait
             // out the longer back-off.
             fault_every: Duration::from_millis((lines as u64 / 4).clamp(250, 1_000)),
-            reload_every: Duration::from_secs(if lines > 2_000 { 5 } else { 3 }),
+            reload_every: Duration::from_secs(env("ESIM_SOAK_RELOAD_SECONDS", if lines > 2_000 { 5 } else { 3 })),
+            faults: env("ESIM_SOAK_FAULTS", 1u8) != 0,
         }
     }
 
@@ -438,7 +444,7 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
         let every = plan.reload_every;
         std::thread::spawn(move || {
             let mut n = 1;
-            while !stop.load(Ordering::Relaxed) {
+            while !every.is_zero() && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(every);
                 e.write_config(&configs[n % 2]);
                 let result = try_request(&e, "POST", "/-/reload");
@@ -459,7 +465,7 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
     let mut last_pause: Vec<Option<Instant>> = vec![None; plan.accounts.len()];
     let fault_started = Instant::now();
     while Instant::now() < faults_until {
-        for (account, last) in plan.accounts.iter().zip(last_pause.iter_mut()) {
+        for (account, last) in plan.accounts.iter().zip(last_pause.iter_mut()).filter(|_| plan.faults) {
             if mock.pending_faults(account.operator) > 0 {
                 continue;
             }
