@@ -303,9 +303,9 @@ impl App {
     ///
     /// Reading, parsing and resolving the file and building the plan run on a blocking-pool
     /// thread, not on the runtime worker that took the request: at 10,000 lines that is
-    /// 100–200 ms of CPU, during which the worker's polls (already holding their request
-    /// tokens) could not send, and then sent together, over the account's rate (the soak
-    /// test's 1 s windows of arrivals).
+    /// 100–200 ms of CPU, during which every task queued on that worker (polls that already
+    /// hold a request token, scrapes) would wait. (The soak's bursts over the rate were
+    /// suspected of this and turned out to have another cause: docs/RELIABILITY.md.)
     pub async fn reload(self: &Arc<Self>) -> Result<(), ApplyError> {
         let _guard = self.reload_lock.lock().await;
         let app = self.clone();
