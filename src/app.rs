@@ -55,6 +55,9 @@ pub enum ApplyError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The reload's thread panicked or the runtime is shutting down; the old config runs.
+    #[error("the reload did not finish: {0}")]
+    Aborted(String),
 }
 
 /// What `/probe` returns.
@@ -297,16 +300,28 @@ impl App {
     }
 
     /// Re-reads the config source; on failure the old config keeps running.
-    pub async fn reload(&self) -> Result<(), ApplyError> {
+    ///
+    /// Reading, parsing and resolving the file and building the plan run on a blocking-pool
+    /// thread, not on the runtime worker that took the request: at 10,000 lines that is
+    /// 100–200 ms of CPU, during which every task queued on that worker (polls that already
+    /// hold a request token, scrapes) would wait. (The soak's bursts over the rate were
+    /// suspected of this and turned out to have another cause: docs/RELIABILITY.md.)
+    pub async fn reload(self: &Arc<Self>) -> Result<(), ApplyError> {
         let _guard = self.reload_lock.lock().await;
-        // The new config is built while the old one runs: start from as little as possible.
-        crate::heap::release_free_memory();
-        let result = match self.source.load() {
-            Ok(config) => self.apply(config).map_err(ApplyError::from),
-            Err(e) => Err(ApplyError::from(e)),
-        };
-        // Whatever happened, a parse of the whole file was allocated and freed.
-        crate::heap::release_free_memory();
+        let app = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // The new config is built while the old one runs: start from as little as possible.
+            crate::heap::release_free_memory();
+            let result = match app.source.load() {
+                Ok(config) => app.apply(config).map_err(ApplyError::from),
+                Err(e) => Err(ApplyError::from(e)),
+            };
+            // Whatever happened, a parse of the whole file was allocated and freed.
+            crate::heap::release_free_memory();
+            result
+        })
+        .await
+        .unwrap_or_else(|join| Err(ApplyError::Aborted(join.to_string())));
         match &result {
             Ok(()) => {
                 self.self_metrics.reload_succeeded(self.now());

@@ -10,6 +10,7 @@ mod lines;
 #[path = "../support/mock_operator/mod.rs"]
 mod mock_operator;
 mod prefix;
+mod reload;
 mod shards;
 mod soak;
 mod split;

@@ -12,7 +12,10 @@
 //! CI size), `ESIM_SOAK_SECONDS` (fault phase, default 20), `ESIM_SOAK_SEED`,
 //! `ESIM_SOAK_RSS_TOLERANCE` (default 0.35 for a loaded CI machine; `scripts/soak`: 0.10),
 //! `ESIM_SOAK_JITTER_MS` (default 250: the exporter was seen to pause sending for 200 ms; see
-//! [`busiest`]). `scripts/soak` runs the full size (10,000 lines)
+//! [`busiest`]). To tell what reloads cost from what faults cost: `ESIM_SOAK_RELOAD_SECONDS`
+//! (0: no reloads), `ESIM_SOAK_FAULTS=0` (a fault phase without faults) and
+//! `ESIM_SOAK_LONG_PAUSES=0` (no 429 without Retry-After among them); the checks that
+//! need them then fail, after the figures. `scripts/soak` runs the full size (10,000 lines)
 //! and prints the figures; docs/RELIABILITY.md#soak-test has them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,7 +71,12 @@ struct Plan {
     poll_interval: Duration,
     timeout: Duration,
     fault_every: Duration,
+    /// Zero: no reloads (to tell what reloads cost from what faults cost).
     reload_every: Duration,
+    /// False: the fault phase runs without faults (same reason).
+    faults: bool,
+    /// False: no 429 without Retry-After (the minute-long account pause) among them.
+    long_pauses: bool,
 }
 
 impl Plan {
@@ -99,7 +107,9 @@ impl Plan {
             // meets a fault on one poll in 10 to 20, so few lines fail twice in a row and wait
             // out the longer back-off.
             fault_every: Duration::from_millis((lines as u64 / 4).clamp(250, 1_000)),
-            reload_every: Duration::from_secs(if lines > 2_000 { 5 } else { 3 }),
+            reload_every: Duration::from_secs(env("ESIM_SOAK_RELOAD_SECONDS", if lines > 2_000 { 5 } else { 3 })),
+            faults: env("ESIM_SOAK_FAULTS", 1u8) != 0,
+            long_pauses: env("ESIM_SOAK_LONG_PAUSES", 1u8) != 0,
         }
     }
 
@@ -292,9 +302,10 @@ fn busiest(times: &[Instant], window: Duration) -> usize {
     best
 }
 
-/// The busiest window of `log` (arrival, request): when it was and what it held, 100 ms by 100 ms.
-fn window_detail(log: &[(Instant, String)], started: Instant, jitter: Duration) -> String {
-    let window = Duration::from_secs(1) - jitter;
+/// The busiest `window` of `log` (arrival, request): when it was and what it held, 100 ms by
+/// 100 ms, beside what the other account's operator (`other`) saw meanwhile: a silence of
+/// both at once is a pause of the exporter or of the mock, not of one account's polls.
+fn window_detail(log: &[(Instant, String)], other: &[(Instant, String)], started: Instant, window: Duration) -> String {
     let mut sorted = log.to_vec();
     sorted.sort_by_key(|(at, _)| *at);
     let (mut best, mut best_start, mut end) = (0, 0, 0);
@@ -309,7 +320,11 @@ fn window_detail(log: &[(Instant, String)], started: Instant, jitter: Duration) 
     let t0 = sorted[best_start].0;
     let mut out = format!("    busiest window at {:.3} s:", (t0 - started).as_secs_f64());
     let mut buckets: BTreeMap<i64, BTreeMap<String, usize>> = BTreeMap::new();
-    for (at, what) in &sorted[best_start.saturating_sub(20)..(best_start + best + 20).min(sorted.len())] {
+    let shown = &sorted[best_start.saturating_sub(20)..(best_start + best + 20).min(sorted.len())];
+    let (first, last) = (shown[0].0, shown[shown.len() - 1].0);
+    let others =
+        other.iter().filter(|(at, _)| *at >= first && *at <= last).map(|(at, what)| (at, format!("other {what}")));
+    for (at, what) in shown.iter().map(|(at, what)| (at, what.clone())).chain(others) {
         let ms =
             at.saturating_duration_since(t0).as_millis() as i64 - t0.saturating_duration_since(*at).as_millis() as i64;
         let what = what.split('/').take(3).collect::<Vec<_>>().join("/");
@@ -438,7 +453,7 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
         let every = plan.reload_every;
         std::thread::spawn(move || {
             let mut n = 1;
-            while !stop.load(Ordering::Relaxed) {
+            while !every.is_zero() && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(every);
                 e.write_config(&configs[n % 2]);
                 let result = try_request(&e, "POST", "/-/reload");
@@ -459,7 +474,7 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
     let mut last_pause: Vec<Option<Instant>> = vec![None; plan.accounts.len()];
     let fault_started = Instant::now();
     while Instant::now() < faults_until {
-        for (account, last) in plan.accounts.iter().zip(last_pause.iter_mut()) {
+        for (account, last) in plan.accounts.iter().zip(last_pause.iter_mut()).filter(|_| plan.faults) {
             if mock.pending_faults(account.operator) > 0 {
                 continue;
             }
@@ -467,10 +482,11 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
             // first comes a quarter into a long phase, late in a short one; the next two
             // minutes later.
             let first = if plan.fault_phase < Duration::from_secs(60) { 3 } else { 1 };
-            let allowed = match last {
-                Some(at) => at.elapsed() >= PAUSE_SPACING,
-                None => fault_started.elapsed() >= plan.fault_phase * first / 4,
-            };
+            let allowed = plan.long_pauses
+                && match last {
+                    Some(at) => at.elapsed() >= PAUSE_SPACING,
+                    None => fault_started.elapsed() >= plan.fault_phase * first / 4,
+                };
             let fault = draw(&mut rng, plan.timeout, allowed);
             if matches!(fault, Fault::RateLimited(None)) {
                 *last = Some(Instant::now());
@@ -606,8 +622,10 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
             account.rate,
             account.burst
         );
-        if narrowed > account.rate {
-            let _ = writeln!(table, "{}", window_detail(&mock.request_log(account.operator), started, plan.jitter));
+        if exact > account.rate {
+            let other = plan.accounts.iter().find(|a| a.name != account.name).map(|a| a.operator).unwrap_or_default();
+            let (log, other) = (mock.request_log(account.operator), mock.request_log(other));
+            let _ = writeln!(table, "{}", window_detail(&log, &other, started, Duration::from_secs(1)));
         }
         windows.push((account, narrowed));
     }
