@@ -359,6 +359,11 @@ impl AccountGate {
 
     /// The end of the account's auth lock-out, if one lasts at `now`. An expired lock-out is
     /// cleared here (and its gauge set to 0).
+    /// When the account's 429 pause ends, while one lasts.
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        self.lock().paused_until.filter(|until| *until > now)
+    }
+
     pub fn locked_until(&self, now: Instant) -> Option<Instant> {
         let mut state = self.lock();
         match state.locked_until {

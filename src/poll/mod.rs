@@ -82,6 +82,9 @@ enum Command {
         reply: oneshot::Sender<Listing>,
     },
     Shutdown,
+    /// How many poll, probe and listing tasks exist (tests).
+    #[cfg(test)]
+    Tasks(oneshot::Sender<usize>),
 }
 
 type Listing = Result<Vec<DiscoveredLine>, PollError>;
@@ -184,6 +187,14 @@ impl Scheduler {
     /// A handle that lists accounts' SIMs under their limits.
     pub fn lister(&self) -> Lister {
         Lister { commands: self.commands.clone() }
+    }
+
+    /// How many poll tasks exist, waiting at a gate or running (tests).
+    #[cfg(test)]
+    pub async fn tasks(&self) -> usize {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Tasks(reply));
+        answer.await.unwrap_or(0)
     }
 
     /// Polls a configured line now, ignoring its timer but waiting like any poll for the
@@ -314,6 +325,10 @@ impl Engine {
                     Some(Command::Update(plan)) => self.apply(plan, false),
                     Some(Command::List { account, driver, timeout, reply }) => self.list(&account, driver, timeout, reply),
                     Some(Command::Probe { line, timeout, reply }) => self.probe(&line, timeout, reply),
+                    #[cfg(test)]
+                    Some(Command::Tasks(reply)) => {
+                        let _ = reply.send(self.tasks.len());
+                    }
                     Some(Command::Shutdown) | None => break,
                 },
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
@@ -484,6 +499,15 @@ impl Engine {
             self.hold_until(&name, until);
             return;
         }
+        if entry.gate.paused_until(now).is_some() {
+            // A 429 pause of a minute would otherwise leave a task per line that came due
+            // waiting at the gate (found by the soak: +30 MiB at 10,000 lines). The line waits
+            // in the wave queue instead, which lets only as many tasks wait as can run, and
+            // polls as soon as the pause and the limits allow, as it would have.
+            self.queue_first_poll(&name);
+            self.pump_first_wave();
+            return;
+        }
         self.dispatch(name);
     }
 
@@ -491,7 +515,8 @@ impl Engine {
         self.dispatch_poll(name, None);
     }
 
-    /// Queues a line that has never polled for the first wave.
+    /// Queues a line in the wave queue: one that has never polled (the first wave), or one that
+    /// came due while its account was paused by a 429.
     fn queue_first_poll(&mut self, name: &Arc<str>) {
         let Some(entry) = self.lines.get_mut(name) else {
             return;
