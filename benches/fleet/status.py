@@ -3,8 +3,8 @@
 
 Runs the release exporter on a demo fleet of N lines (default 100,000) with polls landing
 (200 readings a second, like bench.py) and times, with curl, on loopback:
-  - `/` and `/api/v1/lines?limit=100&sort=balance`, each asked 1.1 s apart (every answer
-    rebuilds the shared snapshot: polls changed the store since the last one) and back to
+  - `/` and `/api/v1/lines?limit=100&sort=balance`, each asked 1.1 s apart (polls changed
+    the store since the last one: each finds the copy the refresher rebuilt) and back to
     back (answers reuse it);
   - the gzip scrape of /metrics alone, then while another client asks `/` and the API page
     10 times a second each (--page-rate): the issue's "a scrape at the same time is not
@@ -80,7 +80,7 @@ def main():
         for name, path in PAGES.items():
             rebuilt = spaced(base + path, args.runs, 1.1)
             reused = spaced(base + path, args.runs, 0.0)
-            rows.append((f"{name} (each a rebuild, 1.1 s apart)", rebuilt))
+            rows.append((f"{name} (1.1 s apart, polls landing)", rebuilt))
             rows.append((f"{name} (back to back, snapshot reused)", reused))
         metrics = base + "/metrics"
         alone = bench.curl_times(metrics, args.runs, True)
