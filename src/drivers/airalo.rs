@@ -14,7 +14,7 @@ use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, Dr
 use super::kit::decode::mb;
 use super::kit::decode::{Num, Text};
 use super::kit::http::{HttpClient, HttpOptions};
-use super::kit::pager::Pager;
+use super::kit::pager::{NumberedPage, OnRepeat, Pager};
 use super::kit::platform::{
     self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver, SimFacts,
 };
@@ -213,34 +213,25 @@ impl Airalo {
 
     /// Every eSIM, pages 1 to `meta.last_page`.
     async fn list_sims(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
-        let mut found = Vec::new();
         let limit = self.page_size.to_string();
-        let mut pager = Pager::new(format!("GET {SIMS}"));
-        loop {
-            let page = u64::from(pager.next_page()?);
-            let number = page.to_string();
-            let response = self
-                .get(cx, |token| self.client.get(SIMS).bearer(token).query("limit", &limit).query("page", &number))
-                .await?
-                .check(cx)?;
-            let listing: Listing = response.json()?;
-            let last = listing.meta.as_ref().and_then(|m| m.last_page.map(|n| n.0 as u64));
-            cx.note(format!(
-                "GET {SIMS} page {page} of {}: {} eSIMs",
-                last.map_or("?".into(), |l| l.to_string()),
-                listing.data.len()
-            ));
-            let (on_page, before) = (listing.data.len() as u64, found.len());
-            found.extend(listing.data.into_iter().filter_map(SimItem::into_line));
-            pager.check_page(&found, found.len() - before)?;
-            let more = match last {
-                Some(last) => page < last,
-                None => on_page >= self.page_size,
-            };
-            if !more {
-                return Ok(found);
-            }
-        }
+        Pager::new(format!("GET {SIMS}"))
+            .numbered(self.page_size, OnRepeat::Fail, "eSIMs", cx, |page| {
+                let (number, limit) = (page.to_string(), &limit);
+                async move {
+                    let response = self
+                        .get(cx, |token| {
+                            self.client.get(SIMS).bearer(token).query("limit", limit).query("page", &number)
+                        })
+                        .await?
+                        .check(cx)?;
+                    let listing: Listing = response.json()?;
+                    let pages = listing.meta.as_ref().and_then(|m| m.last_page.map(|n| n.0 as u64));
+                    let items = listing.data.len();
+                    let lines = listing.data.into_iter().filter_map(SimItem::into_line).collect();
+                    Ok(NumberedPage { lines, items, pages })
+                }
+            })
+            .await
     }
 }
 

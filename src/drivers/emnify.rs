@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -16,8 +16,9 @@ use super::kit::http::error_field;
 use super::kit::http::total_pages;
 use super::kit::http::{HttpClient, HttpOptions, Response};
 use super::kit::ids::Msisdn;
+use super::kit::jwt;
 use super::kit::options::required_secret;
-use super::kit::pager::Pager;
+use super::kit::pager::{NumberedPage, OnRepeat, Pager};
 use super::kit::platform::{self, BearerApi, Paced, Platform, PlatformDriver, SimFacts};
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session, Shared};
@@ -171,7 +172,7 @@ impl PlatformDriver for Emnify {
     }
 
     async fn list(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
-        Ok(self.list_endpoints(cx).await?.into_iter().filter_map(Endpoint::into_line).collect())
+        self.list_endpoints(cx).await
     }
 
     fn cost(&self, lines: usize) -> Cost {
@@ -205,14 +206,11 @@ impl BearerApi for Emnify {
                 code_of(&response)
             )));
         }
-        if status == 429 {
-            return Err(rate_limited(&response, cx));
-        }
         let token: AuthToken = response.check(cx)?.json()?;
         if token.auth_token.trim().is_empty() {
             return Err(PollError::BadResponse(format!("POST {AUTHENTICATE}: empty auth_token")));
         }
-        let expires_in = jwt_lifetime(&token.auth_token, cx.clock.now());
+        let expires_in = jwt::lifetime(&token.auth_token, cx.clock.now());
         if expires_in.is_none() {
             cx.note("the JWT carries no readable `exp`: it is kept until emnify rejects it");
         }
@@ -242,7 +240,7 @@ impl Emnify {
                 "GET {shown}: HTTP 422{}, the request was refused as invalid; check the line's endpoint_id",
                 code_of(&response)
             ))),
-            429 => Err(rate_limited(&response, cx)),
+            429 => Err(response.error(cx.clock.now()).unwrap_or(PollError::RateLimited { retry_after: None })),
             // 409 1405 Duplicated and the rest: the generic reason, with emnify's own code.
             _ => match response.error(cx.clock.now()) {
                 Some(e) => Err(e.with_detail(&code_of(&response))),
@@ -253,9 +251,7 @@ impl Emnify {
 
     async fn prepaid_balance(&self, cx: &PollContext) -> Result<Option<Money>, PollError> {
         let response = self.get(cx, |token| self.client.get(STATS).bearer(token)).await?;
-        if response.status().as_u16() == 429 {
-            return Err(rate_limited(&response, cx));
-        }
+        // A 429 (error_code 1105) comes without Retry-After; `check` honours one if it comes.
         let stats: Stats = response.check(cx)?.json()?;
         let Some(prepaid) = stats.prepaid_balance else {
             cx.note("the organisation has no prepaid balance (postpaid): balance not reported");
@@ -276,9 +272,10 @@ impl Emnify {
             .state
             .endpoints
             .get_or_fetch(cx, (), max_age, || async {
-                let endpoints = self.list_endpoints(cx).await?;
+                let lines = self.list_endpoints(cx).await?;
+                let endpoint_id = |l: &DiscoveredLine| l.options.get::<LineOptions>()?.endpoint_id;
                 let map: HashMap<String, u64> =
-                    endpoints.iter().filter_map(|e| Some((e.sim.as_ref()?.iccid.0.clone(), e.id))).collect();
+                    lines.into_iter().filter_map(|l| Some((l.iccid.clone()?, endpoint_id(&l)?))).collect();
                 Ok(Arc::new(map))
             })
             .await?;
@@ -289,49 +286,28 @@ impl Emnify {
         })
     }
 
-    /// Every endpoint, pages 1 to `X-Total-Pages`. Without the header, stops at a short page
-    /// or at a page that repeats the one before (emnify answers past the end with the last
-    /// page again).
-    async fn list_endpoints(&self, cx: &PollContext) -> Result<Vec<Endpoint>, PollError> {
-        let mut all: Vec<Endpoint> = Vec::new();
+    /// Every endpoint with a SIM, as a line, pages 1 to `X-Total-Pages`. Without the header,
+    /// stops at a short page or at a page that repeats the one before (emnify answers past the
+    /// end with the last page again).
+    async fn list_endpoints(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
         let size = self.page_size.to_string();
-        let mut previous_first: Option<u64> = None;
-        let mut pager = Pager::new(format!("GET {ENDPOINTS}"));
-        loop {
-            let page = pager.next_page()?;
-            let number = page.to_string();
-            let response = self
-                .get(cx, |token| {
-                    self.client.get(ENDPOINTS).bearer(token).query("page", &number).query("per_page", &size)
-                })
-                .await?;
-            if response.status().as_u16() == 429 {
-                return Err(rate_limited(&response, cx));
-            }
-            let response = response.check(cx)?;
-            let endpoints: Vec<Endpoint> = response.json()?;
-            let total = total_pages(&response);
-            cx.note(format!(
-                "GET {ENDPOINTS} page {page} of {}: {} endpoints",
-                total.map_or("?".into(), |t| t.to_string()),
-                endpoints.len()
-            ));
-            let first = endpoints.first().map(|e| e.id);
-            let repeated = first.is_some() && first == previous_first;
-            let short = (endpoints.len() as u64) < self.page_size;
-            if repeated {
-                return Ok(all);
-            }
-            previous_first = first;
-            all.extend(endpoints);
-            let more = match total {
-                Some(total) => page < total,
-                None => !short,
-            };
-            if !more {
-                return Ok(all);
-            }
-        }
+        Pager::new(format!("GET {ENDPOINTS}"))
+            .numbered(self.page_size, OnRepeat::End, "endpoints", cx, |page| {
+                let (number, size) = (page.to_string(), &size);
+                async move {
+                    let response = self
+                        .get(cx, |token| {
+                            self.client.get(ENDPOINTS).bearer(token).query("page", &number).query("per_page", size)
+                        })
+                        .await?
+                        .check(cx)?;
+                    let endpoints: Vec<Endpoint> = response.json()?;
+                    let items = endpoints.len();
+                    let lines = endpoints.into_iter().filter_map(Endpoint::into_line).collect();
+                    Ok(NumberedPage { lines, items, pages: total_pages(&response).map(u64::from) })
+                }
+            })
+            .await
     }
 }
 
@@ -376,42 +352,6 @@ fn nested_error_fields(body: &[u8]) -> Vec<String> {
         _ => Vec::new(),
     };
     names.into_iter().filter(|n| plain(n)).take(MAX_FIELDS).collect()
-}
-
-/// 429 (error_code 1105): emnify sends no Retry-After, but honour one if it comes.
-fn rate_limited(response: &Response, cx: &PollContext) -> PollError {
-    response.error(cx.clock.now()).unwrap_or(PollError::RateLimited { retry_after: None })
-}
-
-/// What is left of a JWT's life: its `exp` claim minus `now`. `None` when the token is not a
-/// JWT or carries no `exp`.
-fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64url(payload)?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?.as_f64()?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-    // A hostile or broken `exp` (1e25, NaN) must not panic `from_secs_f64`: past a year it
-    // is "no useful expiry" and the token is kept until refused.
-    const YEAR: f64 = 365.0 * 86_400.0;
-    let left = exp - now;
-    if !left.is_finite() || left > YEAR {
-        return None;
-    }
-    Some(Duration::from_secs_f64(left.max(0.0)))
-}
-
-/// A JWT segment: base64url without padding (RFC 7519 §3), read leniently (padding or the
-/// standard alphabet, as some gateways re-encode) since only the expiry is taken from it.
-fn base64url(text: &str) -> Option<Vec<u8>> {
-    use base64::alphabet::{STANDARD, URL_SAFE};
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    use base64::Engine;
-    let config = GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true);
-    let alphabet = if text.contains(['+', '/']) { &STANDARD } else { &URL_SAFE };
-    GeneralPurpose::new(alphabet, config).decode(text).ok()
 }
 
 #[derive(Deserialize)]
@@ -504,16 +444,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_jwt_lifetime_is_read_from_its_exp_claim() {
-        // {"alg":"HS512"} . {"iat":1647943800,"exp":1648548600} . signature
-        let token = "eyJhbGciOiJIUzUxMiJ9.eyJpYXQiOjE2NDc5NDM4MDAsImV4cCI6MTY0ODU0ODYwMH0.c2ln";
-        let now = UNIX_EPOCH + Duration::from_secs(1_647_943_800);
-        assert_eq!(jwt_lifetime(token, now), Some(Duration::from_secs(604_800)));
-        assert_eq!(jwt_lifetime("not-a-jwt", now), None);
-        assert_eq!(jwt_lifetime("a.!!!.c", now), None);
-    }
-
-    #[test]
     fn endpoints_without_a_sim_are_not_lines() {
         let e: Endpoint = serde_json::from_str(
             r#"{"id":11379224,"name":"Luboi","tags":"demo","status":{"id":0,"description":"Enabled"},
@@ -528,48 +458,6 @@ mod tests {
         assert!(line.labels.contains(&("tariff_profile".into(), "All Covered".into())));
         let none: Endpoint = serde_json::from_str(r#"{"id":1,"sim":null}"#).unwrap();
         assert!(none.into_line().is_none());
-    }
-
-    /// A JWT with `claims` as its payload (unpadded base64url), signature "sig".
-    fn jwt_with(claims: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut payload = String::new();
-        for c in claims.chunks(3) {
-            let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..=c.len() {
-                payload.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            }
-        }
-        format!("eyJhbGciOiJIUzUxMiJ9.{payload}.c2ln")
-    }
-
-    #[test]
-    fn jwt_segments_decode_in_either_alphabet_with_or_without_padding() {
-        // {"exp":1} with a '?' so that the URL-safe and standard alphabets differ ("_" / "/").
-        let raw = br#"{"exp":1,"k":"??>"}"#;
-        assert_eq!(base64url("eyJleHAiOjEsImsiOiI_Pz4ifQ").as_deref(), Some(&raw[..]));
-        assert_eq!(base64url("eyJleHAiOjEsImsiOiI/Pz4ifQ==").as_deref(), Some(&raw[..]));
-        assert_eq!(base64url("eyJleHAiOjEsImsiOiI_Pz4ifQ==").as_deref(), Some(&raw[..]));
-        assert_eq!(base64url("not base64!"), None);
-    }
-
-    #[test]
-    fn a_four_hour_token_lives_four_hours() {
-        // {"iat":1700000000,"exp":1700014400}: 4 h, as recorded.
-        let token = jwt_with(br#"{"iat":1700000000,"exp":1700014400,"esc.app":42}"#);
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(jwt_lifetime(&token, now), Some(Duration::from_secs(4 * 3600)));
-    }
-
-    #[test]
-    fn an_absurd_exp_is_no_expiry_and_no_panic() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        for claims in [&br#"{"exp":1e25}"#[..], br#"{"exp":1.7e308}"#, br#"{"exp":-1e300}"#] {
-            let lifetime = jwt_lifetime(&jwt_with(claims), now);
-            assert!(lifetime.is_none() || lifetime == Some(Duration::ZERO), "{lifetime:?}");
-        }
-        assert_eq!(jwt_lifetime(&jwt_with(br#"{"exp":1e25}"#), now), None);
     }
 
     #[test]

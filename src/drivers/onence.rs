@@ -12,7 +12,7 @@ use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, Dr
 use super::kit::decode::Text;
 use super::kit::http::{error_field, total_pages, HttpClient, HttpOptions, Response};
 use super::kit::ids::Msisdn;
-use super::kit::pager::Pager;
+use super::kit::pager::{NumberedPage, OnRepeat, Pager};
 use super::kit::platform::{
     self, AccessToken, BearerApi, ClientCredentials, Paced, Platform, PlatformDriver, SimFacts,
 };
@@ -182,33 +182,24 @@ impl Onence {
     /// Every SIM of the account, pages 1 to `X-Total-Pages` (or to the first short page when
     /// the header is missing).
     async fn list_sims(&self, cx: &PollContext) -> Result<Vec<DiscoveredLine>, PollError> {
-        let mut found = Vec::new();
         let size = self.page_size.to_string();
-        let mut pager = Pager::new(format!("GET {SIMS}"));
-        loop {
-            let page = pager.next_page()?;
-            let number = page.to_string();
-            let response = self
-                .get(cx, |token| self.client.get(SIMS).bearer(token).query("page", &number).query("pageSize", &size))
-                .await?
-                .check(cx)?;
-            let sims: Vec<SimCard> = response.json()?;
-            let (on_page, before) = (sims.len(), found.len());
-            found.extend(sims.into_iter().filter_map(SimCard::into_line));
-            pager.check_page(&found, found.len() - before)?;
-            let total = total_pages(&response);
-            cx.note(format!(
-                "GET {SIMS} page {page} of {}: {on_page} SIMs",
-                total.map_or("?".into(), |t| t.to_string())
-            ));
-            let more = match total {
-                Some(total) => page < total,
-                None => on_page as u64 >= self.page_size,
-            };
-            if !more {
-                return Ok(found);
-            }
-        }
+        Pager::new(format!("GET {SIMS}"))
+            .numbered(self.page_size, OnRepeat::Fail, "SIMs", cx, |page| {
+                let (number, size) = (page.to_string(), &size);
+                async move {
+                    let response = self
+                        .get(cx, |token| {
+                            self.client.get(SIMS).bearer(token).query("page", &number).query("pageSize", size)
+                        })
+                        .await?
+                        .check(cx)?;
+                    let sims: Vec<SimCard> = response.json()?;
+                    let items = sims.len();
+                    let lines = sims.into_iter().filter_map(SimCard::into_line).collect();
+                    Ok(NumberedPage { lines, items, pages: total_pages(&response).map(u64::from) })
+                }
+            })
+            .await
     }
 }
 

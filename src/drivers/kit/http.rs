@@ -401,6 +401,9 @@ impl<'c> Request<'c> {
         // (a no-op for the others: their context has no pacer).
         cx.pace().await?;
         let started = Instant::now();
+        // The wall-clock send time, for the debug log: whoever audits a rate limit from the
+        // log needs when a request left, not when its answer came back.
+        let sent_at = SystemTime::now();
         if started >= cx.deadline {
             return Err(PollError::Timeout(cx.timeout));
         }
@@ -430,6 +433,7 @@ impl<'c> Request<'c> {
             method = %self.method,
             path = %self.shown,
             code = %code,
+            sent_at = %humantime::format_rfc3339_micros(sent_at),
             duration_seconds = elapsed.as_secs_f64(),
             "operator request",
         );

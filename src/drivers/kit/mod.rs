@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod http;
 pub mod ids;
+pub mod jwt;
 pub mod options;
 pub mod pager;
 pub mod person_login;

@@ -2,7 +2,9 @@
 //! MTS, http_json). Each driver still decides from its own answer whether another page follows;
 //! the pager only numbers the pages and says when a listing has become absurd.
 
-use crate::drivers::contract::DiscoveredLine;
+use std::future::Future;
+
+use crate::drivers::contract::{DiscoveredLine, PollContext};
 use crate::error::PollError;
 
 /// Past this many pages a listing is taken to be broken (an operator that always says "more"):
@@ -13,6 +15,25 @@ pub const MAX_PAGES: u32 = 100_000;
 /// sized for (100,000 lines), and it bounds what a listing holds in memory.
 pub const MAX_SIMS: usize = 1_000_000;
 
+/// One page of a numbered listing (`?page=N`), as its driver read it.
+pub struct NumberedPage {
+    /// The page's SIMs that make lines (items without an ICCID already left out).
+    pub lines: Vec<DiscoveredLine>,
+    /// How many items the page held, lines or not: the short-page rule counts these.
+    pub items: usize,
+    /// The listing's page count when the answer says it (`X-Total-Pages`, `meta.last_page`).
+    pub pages: Option<u64>,
+}
+
+/// What a page that repeats the one before means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnRepeat {
+    /// The operator ignores the page number: `bad_response` (1NCE, airalo).
+    Fail,
+    /// A page past the end is the last page again, by design (emnify): the listing is complete.
+    End,
+}
+
 /// Numbers the pages of one listing.
 #[derive(Debug)]
 pub struct Pager {
@@ -21,11 +42,13 @@ pub struct Pager {
     taken: u32,
     /// The SIMs of the last page, to tell an operator that answers the same page again.
     last_page: Option<(usize, u64)>,
+    /// Whether the last page checked repeated the one before it.
+    repeated: bool,
 }
 
 impl Pager {
     pub fn new(what: impl Into<String>) -> Pager {
-        Pager { what: what.into(), taken: 0, last_page: None }
+        Pager { what: what.into(), taken: 0, last_page: None, repeated: false }
     }
 
     /// The next page's ordinal (1 first), or `bad_response` once [`MAX_PAGES`] were taken.
@@ -35,6 +58,46 @@ impl Pager {
         }
         self.taken += 1;
         Ok(self.taken)
+    }
+
+    /// Every line of a numbered listing: pages 1, 2, … read by `fetch` until the page count
+    /// says the last one came or, when the answer gives none, a page shorter than `page_size`.
+    /// Bounded like every listing ([`MAX_PAGES`], [`MAX_SIMS`]); a page that repeats the one
+    /// before is handled as `on_repeat` says. `noun` names the items in the poll's notes.
+    pub async fn numbered<Fut>(
+        mut self,
+        page_size: u64,
+        on_repeat: OnRepeat,
+        noun: &str,
+        cx: &PollContext,
+        mut fetch: impl FnMut(u32) -> Fut,
+    ) -> Result<Vec<DiscoveredLine>, PollError>
+    where
+        Fut: Future<Output = Result<NumberedPage, PollError>>,
+    {
+        let mut found = Vec::new();
+        loop {
+            let page = self.next_page()?;
+            let NumberedPage { lines, items, pages } = fetch(page).await?;
+            let of = pages.map_or("?".into(), |t| t.to_string());
+            cx.note(format!("{} page {page} of {of}: {items} {noun}", self.what));
+            let before = found.len();
+            found.extend(lines);
+            match self.check_page(&found, found.len() - before) {
+                Err(PollError::BadResponse(_)) if on_repeat == OnRepeat::End && self.repeated => {
+                    found.truncate(before);
+                    return Ok(found);
+                }
+                checked => checked?,
+            }
+            let more = match pages {
+                Some(pages) => u64::from(page) < pages,
+                None => items as u64 >= page_size,
+            };
+            if !more {
+                return Ok(found);
+            }
+        }
     }
 
     /// Checks a page's SIMs once they are added to `found` (the listing so far, `on_page` of
@@ -55,7 +118,8 @@ impl Pager {
             .flat_map(|l| l.id.bytes().chain([0]))
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         let this = (page.len(), fingerprint);
-        if !page.is_empty() && self.last_page == Some(this) {
+        self.repeated = !page.is_empty() && self.last_page == Some(this);
+        if self.repeated {
             return Err(PollError::BadResponse(format!(
                 "{}: page {} repeats page {} (the operator ignores the page number)",
                 self.what,
