@@ -148,6 +148,28 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An identifier an operator gives as a number (`endpoint_id: 11379224`,
+    /// `orgid: "1234"`): an integer or a string of digits (after `${ENV}`), as its digits.
+    /// `what` names it in the error.
+    pub fn numeric_id(&mut self, key: &'static str, what: &str) -> Option<String> {
+        let node = self.node(key)?;
+        let expected = format!("expected {what} (a whole number)");
+        if !matches!(node.value, Value::Int(_) | Value::Str(_)) {
+            self.error(key, node.pos, expected);
+            return None;
+        }
+        let text = self.string(key).map(|s| s.trim().to_string())?;
+        let valid = text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u64>().is_ok_and(|n| n > 0);
+        if !valid {
+            let too_large =
+                !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.trim_start_matches('0').len() > 19;
+            let message = if too_large { format!("{expected}; {} digits is too large", text.len()) } else { expected };
+            self.error(key, node.pos, message);
+            return None;
+        }
+        Some(text)
+    }
+
     /// A required string.
     pub fn required_string(&mut self, key: &'static str) -> Option<String> {
         let value = self.string(key);
@@ -440,6 +462,34 @@ mod tests {
 
     fn messages(sink: &Sink) -> Vec<String> {
         sink.diagnostics.borrow().iter().map(|d| d.to_string()).collect()
+    }
+
+    fn numeric_id_of(yaml: &str) -> (Option<String>, Vec<String>) {
+        let sink = sink();
+        let tree = parse_tree("t.yaml", yaml).expect("yaml");
+        let mut f = Fields::new(&sink, "acct", &tree);
+        let id = f.numeric_id("orgid", "the organisation's id");
+        drop(f);
+        let messages = messages(&sink);
+        (id, messages)
+    }
+
+    #[test]
+    fn numeric_ids_are_whole_numbers_as_text_and_anything_else_is_named() {
+        assert_eq!(numeric_id_of("orgid: 1234\n"), (Some("1234".into()), vec![]));
+        assert_eq!(numeric_id_of("orgid: \" 0042 \"\n"), (Some("0042".into()), vec![]));
+        for bad in ["orgid: 0\n", "orgid: -5\n", "orgid: 1.5\n", "orgid: abc\n", "orgid: \"\"\n", "orgid: [1]\n"] {
+            let (id, messages) = numeric_id_of(bad);
+            assert_eq!(id, None, "{bad}");
+            assert!(
+                messages.len() == 1
+                    && messages[0].contains("acct.orgid: expected the organisation's id (a whole number)"),
+                "{bad}: {messages:?}"
+            );
+        }
+        let (id, messages) = numeric_id_of("orgid: \"123456789012345678901234\"\n");
+        assert_eq!(id, None);
+        assert!(messages[0].contains("24 digits is too large"), "{messages:?}");
     }
 
     #[test]

@@ -23,7 +23,6 @@ use super::kit::platform::{self, BearerApi, Paced, Platform, PlatformDriver, Sim
 use super::kit::quota::Quota;
 use super::kit::session::{Fresh, Session, Shared};
 use crate::config::fields::Fields;
-use crate::config::raw::Value;
 use crate::config::secret::Secret;
 use crate::config::units::Rate;
 use crate::drivers::contract::{Account, DriverOptions, Line};
@@ -102,17 +101,7 @@ static WITHOUT_LINE_KEYS: LazyLock<[DriverOptions; 1]> =
     LazyLock::new(|| [DriverOptions(Arc::new(LineOptions::default()))]);
 
 fn line_options(f: &mut Fields<'_>) -> DriverOptions {
-    let endpoint_id = match f.node("endpoint_id") {
-        Some(node) => match &node.value {
-            Value::Int(i) if *i > 0 => Some(*i as u64),
-            Value::Str(s) if s.trim().parse::<u64>().is_ok_and(|n| n > 0) => s.trim().parse().ok(),
-            _ => {
-                f.error("endpoint_id", node.pos, "expected the endpoint's id (a whole number)");
-                None
-            }
-        },
-        None => None,
-    };
+    let endpoint_id = f.numeric_id("endpoint_id", "the endpoint's id").and_then(|id| id.parse().ok());
     if endpoint_id.is_none() && !f.has("iccid") && !f.has("endpoint_id") {
         f.sink().error(Some(f.pos()), f.path(), "an `emnify` line needs `endpoint_id` or `iccid`");
     }

@@ -74,13 +74,7 @@ struct AccountOptions {
 fn account_options(f: &mut Fields<'_>) -> DriverOptions {
     let http = HttpOptions::take(f, DEFAULT_BASE_URL);
     let api_key = required_secret(f, "api_key", "api_key_file");
-    let orgid_pos = f.node("orgid").map(|n| n.pos);
-    let orgid = f.string("orgid").map(|s| s.trim().to_string());
-    if let (Some(pos), Some(id)) = (orgid_pos, &orgid) {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            f.error("orgid", pos, "expected the organisation's id (a whole number)");
-        }
-    }
+    let orgid = f.numeric_id("orgid", "the organisation's id");
     let balance_pos = f.node("balance").map(|n| n.pos);
     let balance = f.bool("balance").unwrap_or(orgid.is_some());
     if let (Some(pos), true, None) = (balance_pos, balance, &orgid) {

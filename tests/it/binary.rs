@@ -193,7 +193,7 @@ impl Drop for Exporter {
 }
 
 /// The value of `key=` in a logfmt line.
-fn field(line: &str, key: &str) -> Option<String> {
+pub fn field(line: &str, key: &str) -> Option<String> {
     let start = line.find(&format!(" {key}="))? + key.len() + 2;
     let rest = &line[start..];
     Some(rest.split(' ').next().unwrap_or("").trim_matches('"').to_string())

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::binary::{http, promtool_check_metrics, Exporter};
+use crate::binary::{field, http, promtool_check_metrics, Exporter};
 use crate::mock_operator::{Fault, MockOperator, CREDENTIALS};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -67,6 +67,9 @@ struct Plan {
     seed: u64,
     rss_tolerance: f64,
     jitter: Duration,
+    /// How late a request may leave after its admission (`ESIM_SOAK_SEND_JITTER_MS`): the
+    /// exporter stamps `sent_at` after the limiter let it go, on a thread the OS may pause.
+    send_jitter: Duration,
     accounts: [Account; 2],
     poll_interval: Duration,
     timeout: Duration,
@@ -97,6 +100,7 @@ impl Plan {
             seed: env("ESIM_SOAK_SEED", 14u64),
             rss_tolerance: env("ESIM_SOAK_RSS_TOLERANCE", 0.35f64),
             jitter: Duration::from_millis(env("ESIM_SOAK_JITTER_MS", 250u64)),
+            send_jitter: Duration::from_millis(env("ESIM_SOAK_SEND_JITTER_MS", 20u64)),
             accounts: [
                 Account { name: "trackers", operator: "1nce", lines: once, per_poll: 2, rate: once_rate, burst: 20 },
                 Account { name: "tiny", operator: "http_json", lines: tiny, per_poll: 1, rate: tiny_rate, burst: 10 },
@@ -289,7 +293,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// `D` (`ESIM_SOAK_JITTER_MS`), any window of `period − D` of arrivals holds admissions of one
 /// window of `period`, so it too holds at most `count`: that is what is asserted. The exact
 /// `period` window is reported beside it (a request sent late may arrive in the next window).
-fn busiest(times: &[Instant], window: Duration) -> usize {
+fn busiest(times: &[Duration], window: Duration) -> usize {
     let mut sorted = times.to_vec();
     sorted.sort();
     let (mut best, mut end) = (0, 0);
@@ -300,6 +304,19 @@ fn busiest(times: &[Instant], window: Duration) -> usize {
         best = best.max(end - start);
     }
     best
+}
+
+/// When the exporter sent each request of `account`, from its debug log (`sent_at` of each
+/// "operator request" event), as time since the Unix epoch. The limiter's promise is about
+/// these; arrivals at the mock add the transit through loopback and the scheduling of both
+/// processes on a shared machine, which is what tells a pause of the exporter from the mock's.
+fn send_times(log: &str, account: &str) -> Vec<Duration> {
+    log.lines()
+        .filter(|l| l.contains("msg=\"operator request\""))
+        .filter(|l| field(l, "account").as_deref() == Some(account))
+        .filter_map(|l| humantime::parse_rfc3339(&field(l, "sent_at")?).ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .collect()
 }
 
 /// The busiest `window` of `log` (arrival, request): when it was and what it held, 100 ms by
@@ -363,7 +380,7 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
     }
     let configs = [plan.config(&mock, "a"), plan.config(&mock, "b")];
     let e =
-        Arc::new(Exporter::start_with("soak", &configs[0], &["--log.level", "info", "--web.render-interval", "1s"]));
+        Arc::new(Exporter::start_with("soak", &configs[0], &["--log.level", "debug", "--web.render-interval", "1s"]));
     let pid = e.child.id();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -610,24 +627,32 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
     );
     let mut windows = Vec::new();
     for account in &plan.accounts {
-        let times = mock.request_times(account.operator);
+        let times: Vec<Duration> = mock.request_times(account.operator).iter().map(|t| *t - started).collect();
         let exact = busiest(&times, Duration::from_secs(1));
         let narrowed = busiest(&times, Duration::from_secs(1) - plan.jitter);
+        let sent = send_times(&log, account.name);
+        let sent_busiest = busiest(&sent, Duration::from_secs(1) - plan.send_jitter);
+        let wide = Duration::from_secs(1) + plan.send_jitter;
+        let sent_wide = busiest(&sent, wide);
         let _ = writeln!(
             table,
-            "  requests {}: {} in all; busiest {} ms window {narrowed}, busiest 1 s window {exact}; limit {}/s (burst {})",
+            "  requests {}: {} sent, {} arrived; limit {}/s (burst {}); busiest {} ms of sends {sent_busiest}, {} ms {sent_wide}; \
+             of arrivals: busiest {} ms {narrowed}, busiest 1 s {exact}",
             account.name,
+            sent.len(),
             times.len(),
-            (Duration::from_secs(1) - plan.jitter).as_millis(),
             account.rate,
-            account.burst
+            account.burst,
+            (Duration::from_secs(1) - plan.send_jitter).as_millis(),
+            wide.as_millis(),
+            (Duration::from_secs(1) - plan.jitter).as_millis(),
         );
         if exact > account.rate {
             let other = plan.accounts.iter().find(|a| a.name != account.name).map(|a| a.operator).unwrap_or_default();
             let (log, other) = (mock.request_log(account.operator), mock.request_log(other));
             let _ = writeln!(table, "{}", window_detail(&log, &other, started, Duration::from_secs(1)));
         }
-        windows.push((account, narrowed));
+        windows.push((account, narrowed, sent.len(), sent_busiest));
     }
     let errors: Vec<String> = metrics
         .lines()
@@ -663,7 +688,15 @@ fn soak_faults_scrapes_and_reloads_leave_every_line_recovered_and_the_limits_kep
     for family in ["timeout", "429 with Retry-After", "429 without Retry-After", "5xx", "garbage", "auth expiry"] {
         assert!(by_family.get(family).is_some_and(|n| *n > 0), "no fault of kind {family} met a request");
     }
-    for (account, narrowed) in windows {
+    for (account, narrowed, sent, sent_busiest) in windows {
+        assert!(sent > 0, "{}: no `operator request` with `sent_at` in the debug log", account.name);
+        assert!(
+            sent_busiest <= account.rate,
+            "{}: the exporter sent {sent_busiest} requests inside {:?}; its rate_limit allows {} a second\n{table}",
+            account.name,
+            Duration::from_secs(1) - plan.send_jitter,
+            account.rate
+        );
         assert!(
             narrowed <= account.rate,
             "{}: {narrowed} requests inside {:?}; its rate_limit allows {} a second\n{table}",
