@@ -226,9 +226,7 @@ impl Airalo {
                         .check(cx)?;
                     let listing: Listing = response.json()?;
                     let pages = listing.meta.as_ref().and_then(|m| m.last_page.map(|n| n.0 as u64));
-                    let items = listing.data.len();
-                    let lines = listing.data.into_iter().filter_map(SimItem::into_line).collect();
-                    Ok(NumberedPage { lines, items, pages })
+                    Ok(NumberedPage::of(listing.data, SimItem::into_line, pages))
                 }
             })
             .await

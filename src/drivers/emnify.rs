@@ -291,9 +291,7 @@ impl Emnify {
                         .await?
                         .check(cx)?;
                     let endpoints: Vec<Endpoint> = response.json()?;
-                    let items = endpoints.len();
-                    let lines = endpoints.into_iter().filter_map(Endpoint::into_line).collect();
-                    Ok(NumberedPage { lines, items, pages: total_pages(&response).map(u64::from) })
+                    Ok(NumberedPage::of(endpoints, Endpoint::into_line, total_pages(&response).map(u64::from)))
                 }
             })
             .await

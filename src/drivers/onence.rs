@@ -194,9 +194,7 @@ impl Onence {
                         .await?
                         .check(cx)?;
                     let sims: Vec<SimCard> = response.json()?;
-                    let items = sims.len();
-                    let lines = sims.into_iter().filter_map(SimCard::into_line).collect();
-                    Ok(NumberedPage { lines, items, pages: total_pages(&response).map(u64::from) })
+                    Ok(NumberedPage::of(sims, SimCard::into_line, total_pages(&response).map(u64::from)))
                 }
             })
             .await

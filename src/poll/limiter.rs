@@ -278,6 +278,18 @@ impl AccountGate {
     /// permit. The token is taken only once the global permit is held, so polls start at the
     /// account's rate even when the global limit held them back.
     pub async fn admit(&self, global: &Arc<Semaphore>) -> Result<Admission, Closed> {
+        self.admission(global, true).await
+    }
+
+    /// Admission for a driver that paces its requests ([`crate::drivers::Driver::paces_requests`]):
+    /// like [`AccountGate::admit`], but the poll takes no token; it waits only until one is
+    /// there, so polls do not pile up on an empty bucket. Each request then takes its own
+    /// through [`AccountGate::pace_request`].
+    pub async fn admit_paced(&self, global: &Arc<Semaphore>) -> Result<Admission, Closed> {
+        self.admission(global, false).await
+    }
+
+    async fn admission(&self, global: &Arc<Semaphore>, take_token: bool) -> Result<Admission, Closed> {
         let account = match &self.concurrency {
             Some(semaphore) => Some(semaphore.clone().acquire_owned().await.map_err(|_| Closed)?),
             None => None,
@@ -292,30 +304,9 @@ impl AccountGate {
             let permit = global.clone().acquire_owned().await.map_err(|_| Closed)?;
             // Only the turn holder takes tokens, so this fails only if a 429 paused the
             // account while we waited for the global permit.
-            if self.try_take(Instant::now()) {
+            if !take_token || self.try_take(Instant::now()) {
                 return Ok(Admission { _global: permit, _account: account });
             }
-        }
-    }
-
-    /// Admission for a driver that paces its requests ([`crate::drivers::Driver::paces_requests`]):
-    /// like [`AccountGate::admit`], but the poll takes no token; it waits only until one is
-    /// there, so polls do not pile up on an empty bucket. Each request then takes its own
-    /// through [`AccountGate::pace_request`].
-    pub async fn admit_paced(&self, global: &Arc<Semaphore>) -> Result<Admission, Closed> {
-        let account = match &self.concurrency {
-            Some(semaphore) => Some(semaphore.clone().acquire_owned().await.map_err(|_| Closed)?),
-            None => None,
-        };
-        let _turn = self.turn.lock().await;
-        loop {
-            let wait = self.wait(Instant::now());
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            let permit = global.clone().acquire_owned().await.map_err(|_| Closed)?;
-            return Ok(Admission { _global: permit, _account: account });
         }
     }
 

@@ -6,13 +6,16 @@
 //!
 //! Checked: no panic in the log, every scrape 200 and well-formed (a few through promtool),
 //! every reload 200, the exporter's RSS flat after warm-up, no account's requests above its
-//! `rate_limit` in any window, every line `ok` with a reading after the faults.
+//! `rate_limit` in any window (sent, and arrived), every line `ok` with a reading after the
+//! faults.
 //!
 //! Sized by the environment, seeded, so a run repeats: `ESIM_SOAK_LINES` (default 1,000, the
 //! CI size), `ESIM_SOAK_SECONDS` (fault phase, default 20), `ESIM_SOAK_SEED`,
 //! `ESIM_SOAK_RSS_TOLERANCE` (default 0.35 for a loaded CI machine; `scripts/soak`: 0.10),
-//! `ESIM_SOAK_JITTER_MS` (default 250: the exporter was seen to pause sending for 200 ms; see
-//! [`busiest`]). To tell what reloads cost from what faults cost: `ESIM_SOAK_RELOAD_SECONDS`
+//! `ESIM_SOAK_JITTER_MS` (default 250: how late a request may arrive at the mock; see
+//! [`busiest`]) and `ESIM_SOAK_SEND_JITTER_MS` (default 20: how late the exporter may stamp
+//! a request's `sent_at` after its admission). The exporter runs at `--log.level debug`, so
+//! its sends are counted from its own log as well as its arrivals at the mock. To tell what reloads cost from what faults cost: `ESIM_SOAK_RELOAD_SECONDS`
 //! (0: no reloads), `ESIM_SOAK_FAULTS=0` (a fault phase without faults) and
 //! `ESIM_SOAK_LONG_PAUSES=0` (no 429 without Retry-After among them); the checks that
 //! need them then fail, after the figures. `scripts/soak` runs the full size (10,000 lines)

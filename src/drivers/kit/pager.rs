@@ -25,6 +25,18 @@ pub struct NumberedPage {
     pub pages: Option<u64>,
 }
 
+impl NumberedPage {
+    /// A page of `items`, those that make lines turned into them by `into_line`.
+    pub fn of<T>(
+        items: Vec<T>,
+        into_line: impl FnMut(T) -> Option<DiscoveredLine>,
+        pages: Option<u64>,
+    ) -> NumberedPage {
+        let count = items.len();
+        NumberedPage { lines: items.into_iter().filter_map(into_line).collect(), items: count, pages }
+    }
+}
+
 /// What a page that repeats the one before means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnRepeat {
