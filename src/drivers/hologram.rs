@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::contract::{BuildContext, BuildError, Cost, DiscoveredLine, Driver, DriverSpec, PollContext};
 use super::kit::decode::{Num, Text};
-use super::kit::http::{HttpClient, HttpOptions, Request, Response};
+use super::kit::http::{HttpClient, HttpOptions, Request};
 use super::kit::ids::Msisdn;
 use super::kit::options::required_secret;
 use super::kit::pager::Pager;
@@ -162,6 +163,29 @@ impl Hologram {
         self.client.get(path).basic_auth("apikey", &self.api_key)
     }
 
+    /// Sends `request` and reads Hologram's answer: the status mapping (a refused key named
+    /// as such), then `success: false` as an error with Hologram's own text.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        request: Request<'_>,
+        cx: &PollContext,
+    ) -> Result<Answer<T>, PollError> {
+        let response = request.send(cx).await?;
+        if let Some(PollError::Auth(what)) = response.error(cx.clock.now()) {
+            return Err(PollError::Auth(format!("{what}: the API key was refused")));
+        }
+        let response = response.check(cx)?;
+        let body: Answer<T> = response.json()?;
+        if body.success {
+            return Ok(body);
+        }
+        let text: String = body.error.as_deref().unwrap_or("no error text").chars().take(120).collect();
+        if text.to_lowercase().contains("rate limit") {
+            return Err(PollError::RateLimited { retry_after: None });
+        }
+        Err(PollError::BadResponse(format!("{}: success false ({text})", response.shown())))
+    }
+
     /// Every device, following the cursor (`continues`, `lastid` → `startafter`).
     async fn list_devices(&self, cx: &PollContext) -> Result<Listing, PollError> {
         let mut sims = HashMap::new();
@@ -177,11 +201,7 @@ impl Hologram {
             if let Some(after) = &after {
                 request = request.query("startafter", after);
             }
-            let response = checked(request.send(cx).await?, cx)?;
-            let body: Page = response.json()?;
-            if !body.success {
-                return Err(failure(&response, body.error.as_deref()));
-            }
+            let body: Answer<Vec<Device>> = self.answer(request, cx).await?;
             let devices = body.data.unwrap_or_default();
             cx.note(format!("GET {DEVICES} page {page}: {} devices", devices.len()));
             for device in devices {
@@ -198,11 +218,8 @@ impl Hologram {
     async fn org_balance(&self, cx: &PollContext) -> Result<Option<Money>, PollError> {
         let Some(orgid) = &self.orgid else { return Ok(None) };
         let path = format!("/organizations/{orgid}/balance");
-        let response = checked(self.get(&path).log_as("/organizations/{orgid}/balance").send(cx).await?, cx)?;
-        let body: BalancePage = response.json()?;
-        if !body.success {
-            return Err(failure(&response, body.error.as_deref()));
-        }
+        let body: Answer<BalanceData> =
+            self.answer(self.get(&path).log_as("/organizations/{orgid}/balance"), cx).await?;
         let Some(balance) = body.data.and_then(|d| d.balance) else {
             cx.note("no balance in the answer (custom billing?): balance not reported");
             return Ok(None);
@@ -212,24 +229,10 @@ impl Hologram {
     }
 }
 
-/// The status mapping, with Hologram's error text when the body has one.
-fn checked(response: Response, cx: &PollContext) -> Result<Response, PollError> {
-    if let Some(PollError::Auth(what)) = response.error(cx.clock.now()) {
-        return Err(PollError::Auth(format!("{what}: the API key was refused")));
-    }
-    response.check(cx)
-}
-
-fn failure(response: &Response, error: Option<&str>) -> PollError {
-    let text: String = error.unwrap_or("no error text").chars().take(120).collect();
-    if text.to_lowercase().contains("rate limit") {
-        return PollError::RateLimited { retry_after: None };
-    }
-    PollError::BadResponse(format!("{}: success false ({text})", response.shown()))
-}
-
+/// Every Hologram answer: `success`, the error text when it is false, the data, and for the
+/// device list the cursor (`continues`, `lastid`).
 #[derive(Deserialize)]
-struct Page {
+struct Answer<T> {
     success: bool,
     #[serde(default)]
     error: Option<String>,
@@ -237,17 +240,8 @@ struct Page {
     continues: Option<bool>,
     #[serde(default)]
     lastid: Option<Text>,
-    #[serde(default)]
-    data: Option<Vec<Device>>,
-}
-
-#[derive(Deserialize)]
-struct BalancePage {
-    success: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    data: Option<BalanceData>,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
 }
 
 #[derive(Deserialize)]
