@@ -353,7 +353,7 @@ mod tests {
     }
 
     fn page(json: &str) -> HashMap<String, Sim> {
-        let page: Page = serde_json::from_str(json).unwrap();
+        let page: Answer<Vec<Device>> = serde_json::from_str(json).unwrap();
         let mut sims = HashMap::new();
         for d in page.data.unwrap() {
             d.collect(&mut sims, &cx());
@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn recorded_devices_plan_bytes_numeric_imsi_string_lastid_and_state_suffixes() {
-        let page: Page =
+        let page: Answer<Vec<Device>> =
             serde_json::from_str(include_str!("../../tests/fixtures/hologram/devices-recorded.json")).unwrap();
         assert_eq!(page.lastid.as_ref().map(|t| t.0.as_str()), Some("1234567"));
         let mut sims = HashMap::new();
@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(pilot.reading.data_remaining, Some(ByteSize(1_000_000 - 250_000)));
         assert!(pilot.line.labels.contains(&("state".into(), "LIVE".into())), "{:?}", pilot.line.labels);
         assert!(pilot.line.labels.contains(&("state_detail".into(), "LIVE-PENDING".into())));
-        let numeric: Page =
+        let numeric: Answer<Vec<Device>> =
             serde_json::from_str(r#"{"success":true,"continues":false,"lastid":1234567,"data":[]}"#).unwrap();
         assert_eq!(numeric.lastid.map(|t| t.0), Some("1234567".into()));
     }
