@@ -34,3 +34,24 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Whether `secret` stands in `text` on its own, not inside a longer number or word. The
+/// MegaFon device PIN is 4 random digits and the SMS codes 6: a debug log full of timestamps
+/// and durations holds them by chance (a CI run failed on `2026-12-04T01:59:12.977092Z TRACE`
+/// with the PIN 7092), while a leaked code stands alone (`pin=7092`, `"7092"`).
+pub fn shows_alone(text: &str, secret: &str) -> bool {
+    let part_of_a_number = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
+    text.match_indices(secret).any(|(i, _)| {
+        !part_of_a_number(text[..i].chars().next_back()) && !part_of_a_number(text[i + secret.len()..].chars().next())
+    })
+}
+
+#[test]
+fn a_secret_is_found_alone_but_not_inside_a_timestamp() {
+    assert!(shows_alone("login pin=7092 ok", "7092"));
+    assert!(shows_alone(r#"{"pin":"7092"}"#, "7092"));
+    assert!(!shows_alone("sent_at=2026-12-04T01:59:12.970920Z duration_seconds=0.170921", "7092"));
+    assert!(!shows_alone("127.0.0.1:37092", "7092"));
+    assert!(!shows_alone("2026-12-04T01:59:12.977092Z TRACE hyper_util::client::legacy::pool: take?", "7092"));
+    assert!("2026-12-04T01:59:12.977092Z".contains("7092"), "what the test looked for before");
+}

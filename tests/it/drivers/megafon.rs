@@ -15,6 +15,7 @@ use esim_exporter::reading::{Currency, Money, Reading};
 
 use super::{at, secret_of, token_file, user_of, Built, LogCapture, MockOperator};
 use crate::mock_operator::megafon::{PASSWORD, PIN, SMS_CODE};
+use crate::support::shows_alone;
 
 const DEVICE: &str = "0f0e0d0c-0b0a-4909-8807-060504030201";
 
@@ -263,27 +264,6 @@ async fn a_line_of_another_number_is_a_config_error() {
     assert!(mock.requests("megafon").is_empty());
 }
 
-/// Whether `secret` stands in `text` on its own, not inside a longer number or word: the
-/// device PIN is 4 random digits, which a debug log full of timestamps and durations holds by
-/// chance (a CI run failed on `2026-12-04T01:59:12.977092Z TRACE …` with the PIN 7092),
-/// while a leaked PIN stands alone (`pin=7092`, `"7092"`).
-fn shows(text: &str, secret: &str) -> bool {
-    let part_of_a_number = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
-    text.match_indices(secret).any(|(i, _)| {
-        !part_of_a_number(text[..i].chars().next_back()) && !part_of_a_number(text[i + secret.len()..].chars().next())
-    })
-}
-
-#[test]
-fn a_secret_is_found_alone_but_not_inside_a_timestamp() {
-    assert!(shows("login pin=7092 ok", "7092"));
-    assert!(shows(r#"{"pin":"7092"}"#, "7092"));
-    assert!(!shows("sent_at=2026-12-04T01:59:12.970920Z duration_seconds=0.170921", "7092"));
-    assert!(!shows("127.0.0.1:37092", "7092"));
-    assert!(!shows("2026-12-04T01:59:12.977092Z TRACE hyper_util::client::legacy::pool: take?", "7092"));
-    assert!("2026-12-04T01:59:12.977092Z".contains("7092"), "what the test looked for before");
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn onboarding_stores_a_0600_token_that_polls_then_use_and_logs_no_secret() {
     let mock = MockOperator::start().await;
@@ -306,7 +286,7 @@ async fn onboarding_stores_a_0600_token_that_polls_then_use_and_logs_no_secret()
     let saved = json(&file);
     let log = logs.text();
     for secret in [saved["token"].as_str().unwrap(), saved["pin"].as_str().unwrap(), SMS_CODE] {
-        assert!(!shows(&log, secret) && !shows(&person.told.concat(), secret), "`{secret}` leaked:\n{log}");
+        assert!(!shows_alone(&log, secret) && !shows_alone(&person.told.concat(), secret), "`{secret}` leaked:\n{log}");
     }
     // A wrong code is `auth` and stores nothing.
     let _ = std::fs::remove_file(&file);
