@@ -159,15 +159,19 @@ impl<'a> Fields<'a> {
             return None;
         }
         let text = self.string(key).map(|s| s.trim().to_string())?;
-        let valid = text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u64>().is_ok_and(|n| n > 0);
-        if !valid {
-            let too_large =
-                !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.trim_start_matches('0').len() > 19;
-            let message = if too_large { format!("{expected}; {} digits is too large", text.len()) } else { expected };
-            self.error(key, node.pos, message);
-            return None;
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        match text.parse::<u64>() {
+            Ok(n) if digits && n > 0 => Some(text),
+            // Only digits, yet no u64: too many of them.
+            Err(_) if digits => {
+                self.error(key, node.pos, format!("{expected}; {} digits is too large", text.len()));
+                None
+            }
+            _ => {
+                self.error(key, node.pos, expected);
+                None
+            }
         }
-        Some(text)
     }
 
     /// A required string.

@@ -54,13 +54,11 @@ pub struct Pager {
     taken: u32,
     /// The SIMs of the last page, to tell an operator that answers the same page again.
     last_page: Option<(usize, u64)>,
-    /// Whether the last page checked repeated the one before it.
-    repeated: bool,
 }
 
 impl Pager {
     pub fn new(what: impl Into<String>) -> Pager {
-        Pager { what: what.into(), taken: 0, last_page: None, repeated: false }
+        Pager { what: what.into(), taken: 0, last_page: None }
     }
 
     /// The next page's ordinal (1 first), or `bad_response` once [`MAX_PAGES`] were taken.
@@ -95,12 +93,13 @@ impl Pager {
             cx.note(format!("{} page {page} of {of}: {items} {noun}", self.what));
             let before = found.len();
             found.extend(lines);
-            match self.check_page(&found, found.len() - before) {
-                Err(PollError::BadResponse(_)) if on_repeat == OnRepeat::End && self.repeated => {
+            self.check_size(&found)?;
+            if self.repeats(&found[before..]) {
+                if on_repeat == OnRepeat::End {
                     found.truncate(before);
                     return Ok(found);
                 }
-                checked => checked?,
+                return Err(self.repeat_error());
             }
             let more = match pages {
                 Some(pages) => u64::from(page) < pages,
@@ -117,30 +116,46 @@ impl Pager {
     /// the page number, and more than [`MAX_SIMS`] means the listing never ends. Both are a
     /// `bad_response` rather than a walk to the discover timeout holding every SIM.
     pub fn check_page(&mut self, found: &[DiscoveredLine], on_page: usize) -> Result<(), PollError> {
+        self.check_size(found)?;
+        if self.repeats(&found[found.len().saturating_sub(on_page)..]) {
+            return Err(self.repeat_error());
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, found: &[DiscoveredLine]) -> Result<(), PollError> {
         if found.len() > MAX_SIMS {
             return Err(PollError::BadResponse(format!(
                 "{}: more than {MAX_SIMS} SIMs; the listing never ends",
                 self.what
             )));
         }
-        let page = &found[found.len().saturating_sub(on_page)..];
+        Ok(())
+    }
+
+    /// Whether `page` (non-empty) holds the same SIMs as the page before; if not, it becomes
+    /// the page the next one is compared with.
+    fn repeats(&mut self, page: &[DiscoveredLine]) -> bool {
         // FNV-1a over the ids: stable, and a page of 1,000 ids costs nothing.
         let fingerprint = page
             .iter()
             .flat_map(|l| l.id.bytes().chain([0]))
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         let this = (page.len(), fingerprint);
-        self.repeated = !page.is_empty() && self.last_page == Some(this);
-        if self.repeated {
-            return Err(PollError::BadResponse(format!(
-                "{}: page {} repeats page {} (the operator ignores the page number)",
-                self.what,
-                self.taken,
-                self.taken - 1
-            )));
+        if !page.is_empty() && self.last_page == Some(this) {
+            return true;
         }
         self.last_page = Some(this);
-        Ok(())
+        false
+    }
+
+    fn repeat_error(&self) -> PollError {
+        PollError::BadResponse(format!(
+            "{}: page {} repeats page {} (the operator ignores the page number)",
+            self.what,
+            self.taken,
+            self.taken - 1
+        ))
     }
 }
 
